@@ -1,0 +1,185 @@
+"""Loads a service's YAML config into a frozen dataclass, with environment overrides.
+
+Every service describes its settings as a dataclass; this module checks a YAML
+mapping against it, so that an unknown key or a bad value stops the service at
+start with a message naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message names the key."""
+
+
+def load_config(
+    cls: type[T],
+    path: str | Path | None,
+    env: Mapping[str, str] | None = None,
+    env_prefix: str = "",
+) -> T:
+    """Read `path` (or nothing), apply `env_prefix` overrides and build `cls`."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        raw = _read_yaml(Path(path))
+
+    if env_prefix:
+        raw = _apply_env(cls, raw, os.environ if env is None else env, env_prefix)
+
+    return from_mapping(cls, raw, where=str(path) if path else "config")
+
+
+def from_mapping(cls: type[T], raw: Mapping[str, Any], where: str = "config") -> T:
+    """Build dataclass `cls` from `raw`, naming `where.key` in every error."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
+
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key {unknown[0]!r}; known keys: {', '.join(fields)}"
+        )
+
+    hints = typing.get_type_hints(cls)
+    values = {
+        name: _coerce(hints[name], value, f"{where}.{name}")
+        for name, value in raw.items()
+    }
+    missing = [
+        name
+        for name, f in fields.items()
+        if name not in values
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"{where}: missing required key {missing[0]!r}")
+
+    try:
+        return cls(**values)
+    except (ValueError, TypeError) as exc:
+        if isinstance(exc, ConfigError):
+            raise ConfigError(f"{where}.{exc}") from exc
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def check(condition: bool, key: str, message: str) -> None:
+    """Raise ConfigError naming `key` unless `condition`; for __post_init__ checks."""
+    if not condition:
+        raise ConfigError(f"{key}: {message}")
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of keys")
+    return data
+
+
+def _apply_env(
+    cls: type, raw: dict[str, Any], env: Mapping[str, str], prefix: str
+) -> dict[str, Any]:
+    # Only top-level scalar keys and lists can be overridden; the value is parsed
+    # as YAML so that AIOPS_X_PORTS='[1, 2]' and AIOPS_X_DEBUG=true both work.
+    merged = dict(raw)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for name, value in env.items():
+        if not name.startswith(prefix):
+            continue
+        key = name[len(prefix) :].lower()
+        if key not in known:
+            raise ConfigError(
+                f"environment variable {name}: unknown key {key!r} for {prefix}*"
+            )
+        try:
+            merged[key] = yaml.safe_load(value) if value != "" else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"environment variable {name}: {exc}") from exc
+    return merged
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        errors = []
+        for option in options:
+            try:
+                return _coerce(option, value, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0])
+
+    if dataclasses.is_dataclass(hint):
+        return from_mapping(hint, value, where=key)  # type: ignore[arg-type]
+
+    if origin in (list, tuple):
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        item = args[0] if args else Any
+        items = [_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items)
+
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        key_type, value_type = args or (Any, Any)
+        return {
+            _coerce(key_type, k, f"{key}"): _coerce(value_type, v, f"{key}.{k}")
+            for k, v in value.items()
+        }
+
+    return _coerce_scalar(hint, value, key)
+
+
+def _coerce_scalar(hint: Any, value: Any, key: str) -> Any:
+    if hint is Any:
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    if typing.get_origin(hint) is typing.Literal:
+        if value in typing.get_args(hint):
+            return value
+        choices = ", ".join(repr(a) for a in typing.get_args(hint))
+        raise ConfigError(f"{key}: expected one of {choices}, got {value!r}")
+    raise ConfigError(f"{key}: unsupported type {hint!r}")
