@@ -1,0 +1,44 @@
+# The two commands: `make demo` runs the whole bundle on real data on this
+# machine, `make test` runs the whole suite. Both install what is missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DATA ?= ../shared/data
+DEBIAN_PACKAGES := prometheus prometheus-alertmanager
+
+.PHONY: deps system-deps test lint demo clean
+
+deps: system-deps $(VENV)/.installed
+
+# Debian's binaries: a real Prometheus, promtool, Alertmanager and amtool.
+system-deps:
+	@missing=""; \
+	for bin in prometheus promtool prometheus-alertmanager amtool; do \
+	  command -v $$bin >/dev/null || missing=yes; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then \
+	    echo "install as root: apt-get install $(DEBIAN_PACKAGES)" >&2; exit 1; \
+	  fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES); \
+	fi
+
+# torch is pinned in pyproject.toml so that pip takes the CPU build.
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+test: deps
+	$(BIN)/pytest -q
+
+lint: deps
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+demo: deps
+	$(BIN)/aiops demo --data $(DATA) $(if $(KEEP),--keep)
+
+clean:
+	rm -rf $(VENV) *.egg-info

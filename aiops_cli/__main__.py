@@ -1,0 +1,3 @@
+from aiops_cli.main import main
+
+main()

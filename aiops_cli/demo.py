@@ -1,0 +1,184 @@
+"""`aiops demo`: the whole bundle on this machine, on real recorded data.
+
+Backfills the history of the recorded series, starts Prometheus, Alertmanager
+and the three services on 127.0.0.1, replays the rest live, starts a CPU hog
+on this host, and reports what the receiver got, ending with one line
+`DEMO SUMMARY <json>`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+import requests
+
+from aiops_cli.cpu_hog import CpuHog
+from aiops_cli.progress import ProgressBar
+from aiops_cli.replay import LivePusher, create_blocks, write_backfill
+from aiops_cli.scenario import build_tracks, detector_queries
+from aiops_cli.stack import Stack, find_binary
+from aiops_cli.summary import score_tracks
+
+log = logging.getLogger(__name__)
+
+HOG_COMMAND = "demo-cpu-hog"
+
+
+def run_demo(
+    data_dir: Path,
+    live_seconds: float = 200.0,
+    keep: bool = False,
+    run_dir: Path | None = None,
+    out: TextIO = sys.stdout,
+) -> dict[str, Any]:
+    run_dir = run_dir or Path(tempfile.mkdtemp(prefix="aiops-demo-"))
+    say = _printer(out)
+
+    say(f"reading recorded series from {data_dir}")
+    tracks = build_tracks(data_dir, live_seconds)
+    anchors = [t.anchor(int(time.time() * 1000)) for t in tracks]
+    for track in tracks:
+        say(
+            f"  {track.query}: {track.series.name}, {track.live_from} rows backfilled, "
+            f"{track.live_to - track.live_from} replayed live, one every "
+            f"{track.step_ms} ms, {len(track.live_windows())} labelled windows live"
+        )
+
+    tsdb_dir = run_dir / "prometheus-data"
+    tsdb_dir.mkdir(parents=True, exist_ok=True)
+    openmetrics = run_dir / "backfill.om"
+    samples = write_backfill(tracks, anchors, openmetrics)
+    create_blocks(find_binary("promtool"), openmetrics, tsdb_dir)
+    say(f"backfilled {samples} samples into Prometheus' TSDB with promtool")
+
+    stack = Stack(
+        run_dir=run_dir,
+        detector_queries=[q.as_config() for q in detector_queries(tracks)],
+    )
+    hog = CpuHog(HOG_COMMAND)
+    try:
+        stack.start(tsdb_dir)
+        say("started on 127.0.0.1: " + ", ".join(f"{n} {stack.url(n)}" for n in stack.ports))
+        summary = _run_live(stack, tracks, anchors, hog, live_seconds, say)
+        if keep:
+            say("KEEP is set: the bundle keeps running; stop it with Ctrl-C")
+            _print_urls(stack, say)
+            _wait_forever()
+    finally:
+        hog.stop()
+        stack.stop()
+        if not keep:
+            say(f"stopped every process the demo started; logs and configs in {run_dir}")
+
+    print("DEMO SUMMARY " + json.dumps(summary, sort_keys=True), file=out, flush=True)
+    return summary
+
+
+def _run_live(stack, tracks, anchors, hog, live_seconds, say) -> dict[str, Any]:
+    pusher = LivePusher(stack.url("prometheus") + "/api/v1/write", tracks, anchors)
+    pusher.start()
+    hog_start, hog_stop = 0.35 * live_seconds, 0.65 * live_seconds
+    began = time.monotonic()
+    bar = ProgressBar("replaying", live_seconds, stream=sys.stderr)
+    cpu_before = cpu_during = None
+
+    while pusher.is_alive():
+        elapsed = time.monotonic() - began
+        if hog.pids == [] and hog_start <= elapsed < hog_stop:
+            cpu_before = _host_cpu(stack)
+            hog.start(processes=2)
+            say(f"\nstarted {HOG_COMMAND} (pids {hog.pids}) to burn this host's CPU")
+        if hog.pids and elapsed >= hog_stop:
+            cpu_during = _host_cpu(stack)
+            hog.stop()
+        bar.update(pusher.progress() * live_seconds)
+        pusher.join(timeout=1.0)
+    bar.close()
+
+    # Let the last points travel: query delay, `for:`, group wait.
+    drain = stack.timing.query_delay_seconds + 12
+    say(f"replay done; waiting {drain:.0f}s for the last alerts to arrive")
+    time.sleep(drain)
+
+    alerts = _receiver_get(stack, "/api/v1/alerts")
+    actions = _receiver_get(stack, "/api/v1/actions")
+    firing = [a for a in alerts if a.get("status") == "firing"]
+    latency_ms = (stack.timing.query_delay_seconds + 10) * 1000
+    scores = score_tracks(tracks, anchors, firing, latency_ms)
+
+    say("")
+    say(f"{'series':<22}{'windows':>8}{'caught':>8}{'false alarms':>14}")
+    for score in scores:
+        say(f"{score.query:<22}{score.windows:>8}{score.caught:>8}{score.false_alarms:>14}")
+    host_alerts = [a for a in firing if a["labels"].get("alertname") == "AiopsHostCpuAnomaly"]
+    named = sorted({a["labels"].get("command", "?") for a in host_alerts})
+    say(f"host CPU: {_pct(cpu_before)} before the hog, {_pct(cpu_during)} during it")
+    say(f"host CPU alerts: {len(host_alerts)}, naming process group(s): {named}")
+    for action in actions:
+        say(f"action [{action.get('mode')}/{action.get('result')}]: {action.get('plan')}")
+
+    return {
+        "labelled_windows": sum(s.windows for s in scores),
+        "caught_windows": sum(s.caught for s in scores),
+        "false_alarms": sum(s.false_alarms for s in scores),
+        "alerts_received": len(alerts),
+        "actions_planned": sum(1 for a in actions if a.get("result") == "planned"),
+        "host_cpu_alert_names_hog": HOG_COMMAND in named,
+        "host_cpu_before_ratio": cpu_before,
+        "host_cpu_during_ratio": cpu_during,
+        "replay_push_errors": pusher.errors,
+    }
+
+
+def _receiver_get(stack: Stack, path: str) -> list[dict[str, Any]]:
+    response = requests.get(
+        stack.url("webhook") + path,
+        headers={"Authorization": f"Bearer {stack.token}"},
+        timeout=10,
+    )
+    response.raise_for_status()
+    body = response.json()
+    return body.get("data", body) if isinstance(body, dict) else body
+
+
+def _host_cpu(stack: Stack) -> float | None:
+    try:
+        response = requests.get(
+            stack.url("prometheus") + "/api/v1/query",
+            params={"query": "avg(avg_over_time(aiops_host_cpu_usage_ratio[10s]))"},
+            timeout=5,
+        )
+        result = response.json()["data"]["result"]
+    except (requests.RequestException, KeyError, ValueError):
+        return None
+    return round(float(result[0]["value"][1]), 3) if result else None
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
+
+
+def _print_urls(stack: Stack, say) -> None:
+    for name in stack.ports:
+        say(f"  {name:<13} {stack.url(name)}")
+
+
+def _wait_forever() -> None:
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+
+
+def _printer(out: TextIO):
+    def say(text: str) -> None:
+        print(text, file=out, flush=True)
+
+    return say
