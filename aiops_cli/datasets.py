@@ -30,9 +30,15 @@ class LabelledSeries:
 
 
 def load_nab(data_dir: Path, relative: str) -> LabelledSeries:
-    """Load `relative` (e.g. 'realKnownCause/x.csv') from a NAB checkout."""
+    """Load `relative` (e.g. 'realKnownCause/x.csv') from NAB's layout.
+
+    `data_dir` holds `data/` and either `labels.json` or, as in a checkout of
+    NAB itself, `labels/combined_windows.json`.
+    """
     csv_path = data_dir / "data" / relative
     labels_path = data_dir / "labels.json"
+    if not labels_path.exists():
+        labels_path = data_dir / "labels" / "combined_windows.json"
     rows = list(_read_rows(csv_path, ("timestamp", "value")))
     timestamps = tuple(_parse_nab_time(r["timestamp"], csv_path) for r in rows)
     values = tuple(_parse_float(r["value"], csv_path) for r in rows)
@@ -40,7 +46,9 @@ def load_nab(data_dir: Path, relative: str) -> LabelledSeries:
     try:
         labels = json.loads(labels_path.read_text())
     except (OSError, ValueError) as exc:
-        raise DatasetError(f"cannot read NAB labels {str(labels_path)!r}: {exc}") from exc
+        raise DatasetError(
+            f"cannot read NAB labels {str(labels_path)!r}: {exc}"
+        ) from exc
     if relative not in labels:
         raise DatasetError(f"{str(labels_path)!r} has no entry for {relative!r}")
 

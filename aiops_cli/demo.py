@@ -31,7 +31,8 @@ HOG_COMMAND = "demo-cpu-hog"
 
 
 def run_demo(
-    data_dir: Path,
+    nab_dir: Path,
+    alibaba_dir: Path,
     live_seconds: float = 200.0,
     keep: bool = False,
     run_dir: Path | None = None,
@@ -40,8 +41,8 @@ def run_demo(
     run_dir = run_dir or Path(tempfile.mkdtemp(prefix="aiops-demo-"))
     say = _printer(out)
 
-    say(f"reading recorded series from {data_dir}")
-    tracks = build_tracks(data_dir, live_seconds)
+    say(f"reading recorded series from {nab_dir} and {alibaba_dir}")
+    tracks = build_tracks(nab_dir, alibaba_dir, live_seconds)
     anchors = [t.anchor(int(time.time() * 1000)) for t in tracks]
     for track in tracks:
         say(
@@ -64,7 +65,10 @@ def run_demo(
     hog = CpuHog(HOG_COMMAND)
     try:
         stack.start(tsdb_dir)
-        say("started on 127.0.0.1: " + ", ".join(f"{n} {stack.url(n)}" for n in stack.ports))
+        say(
+            "started on 127.0.0.1: "
+            + ", ".join(f"{n} {stack.url(n)}" for n in stack.ports)
+        )
         summary = _run_live(stack, tracks, anchors, hog, live_seconds, say)
         if keep:
             say("KEEP is set: the bundle keeps running; stop it with Ctrl-C")
@@ -74,7 +78,9 @@ def run_demo(
         hog.stop()
         stack.stop()
         if not keep:
-            say(f"stopped every process the demo started; logs and configs in {run_dir}")
+            say(
+                f"stopped every process the demo started; logs and configs in {run_dir}"
+            )
 
     print("DEMO SUMMARY " + json.dumps(summary, sort_keys=True), file=out, flush=True)
     return summary
@@ -115,13 +121,18 @@ def _run_live(stack, tracks, anchors, hog, live_seconds, say) -> dict[str, Any]:
     say("")
     say(f"{'series':<22}{'windows':>8}{'caught':>8}{'false alarms':>14}")
     for score in scores:
-        say(f"{score.query:<22}{score.windows:>8}{score.caught:>8}{score.false_alarms:>14}")
-    host_alerts = [a for a in firing if a["labels"].get("alertname") == "AiopsHostCpuAnomaly"]
+        say(
+            f"{score.query:<22}{score.windows:>8}{score.caught:>8}{score.false_alarms:>14}"
+        )
+    host_alerts = [
+        a for a in firing if a["labels"].get("alertname") == "AiopsHostCpuAnomaly"
+    ]
     named = sorted({a["labels"].get("command", "?") for a in host_alerts})
     say(f"host CPU: {_pct(cpu_before)} before the hog, {_pct(cpu_during)} during it")
     say(f"host CPU alerts: {len(host_alerts)}, naming process group(s): {named}")
     for action in actions:
-        say(f"action [{action.get('mode')}/{action.get('result')}]: {action.get('plan')}")
+        mode, result = action.get("mode"), action.get("result")
+        say(f"action [{mode}/{result}]: {action.get('plan')}")
 
     return {
         "labelled_windows": sum(s.windows for s in scores),

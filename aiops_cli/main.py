@@ -29,6 +29,14 @@ def main(argv: list[str] | None = None) -> None:
         "or $AIOPS_DATA_DIR)",
     )
     demo.add_argument(
+        "--nab", type=Path, help="a NAB layout or checkout (default: DATA/nab)"
+    )
+    demo.add_argument(
+        "--alibaba",
+        type=Path,
+        help="folder with pod_gpu_duty_cycle.csv[.gz] (default: DATA/alibaba-genai)",
+    )
+    demo.add_argument(
         "--live-seconds", type=float, default=200.0, help="length of the live replay"
     )
     demo.add_argument(
@@ -40,12 +48,18 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging(args.log_level)
 
     if args.command == "demo":
-        from aiops_cli.demo import run_demo
         from aiops_cli.datasets import DatasetError
+        from aiops_cli.demo import run_demo
         from aiops_cli.stack import StackError
 
         try:
-            run_demo(args.data, args.live_seconds, args.keep, args.run_dir)
+            run_demo(
+                args.nab or args.data / "nab",
+                args.alibaba or args.data / "alibaba-genai",
+                args.live_seconds,
+                args.keep,
+                args.run_dir,
+            )
         except (DatasetError, StackError) as exc:
             print(f"aiops demo: {exc}", file=sys.stderr)
             sys.exit(1)

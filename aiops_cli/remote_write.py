@@ -44,7 +44,9 @@ def push(
         "X-Prometheus-Remote-Write-Version": "0.1.0",
     }
     try:
-        response = session.post(url, data=bytes(payload), headers=headers, timeout=timeout)
+        response = session.post(
+            url, data=bytes(payload), headers=headers, timeout=timeout
+        )
     except requests.RequestException as exc:
         raise RemoteWriteError(f"remote write to {url!r} failed: {exc}") from exc
     if response.status_code >= 300:

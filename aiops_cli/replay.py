@@ -77,7 +77,14 @@ def write_backfill(
 def create_blocks(promtool: str, openmetrics: Path, tsdb_dir: Path) -> None:
     """Turn the OpenMetrics file into TSDB blocks under `tsdb_dir`."""
     result = subprocess.run(
-        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(openmetrics), str(tsdb_dir)],
+        [
+            promtool,
+            "tsdb",
+            "create-blocks-from",
+            "openmetrics",
+            str(openmetrics),
+            str(tsdb_dir),
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -112,10 +119,15 @@ class LivePusher(threading.Thread):
         self.stopping = threading.Event()
 
     def done(self) -> bool:
-        return all(n >= t.live_to for n, t in zip(self.next_row, self.tracks, strict=True))
+        return all(
+            n >= t.live_to for n, t in zip(self.next_row, self.tracks, strict=True)
+        )
 
     def progress(self) -> float:
-        spans = [(n - t.live_from, t.live_to - t.live_from) for n, t in zip(self.next_row, self.tracks, strict=True)]
+        spans = [
+            (n - t.live_from, t.live_to - t.live_from)
+            for n, t in zip(self.next_row, self.tracks, strict=True)
+        ]
         return min(done / total for done, total in spans)
 
     def run(self) -> None:
@@ -132,9 +144,12 @@ class LivePusher(threading.Thread):
             ends.append(due[-1] + 1 if due else self.next_row[i])
             if due:
                 samples = tuple(
-                    (track.timestamp_ms(r, self.anchors[i]), track.series.values[r]) for r in due
+                    (track.timestamp_ms(r, self.anchors[i]), track.series.values[r])
+                    for r in due
                 )
-                batch.append(TimeSeries({"__name__": track.metric, **track.labels}, samples))
+                batch.append(
+                    TimeSeries({"__name__": track.metric, **track.labels}, samples)
+                )
         if not batch:
             return
 

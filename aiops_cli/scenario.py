@@ -14,7 +14,7 @@ from aiops_cli.datasets import LabelledSeries, inject_stuck, load_nab, load_pod_
 from aiops_cli.replay import ReplayTrack
 
 NAB_SERIES = "realKnownCause/machine_temperature_system_failure.csv"
-POD_FILE = "alibaba-genai/pod_gpu_duty_cycle.csv.gz"
+POD_FILE = "pod_gpu_duty_cycle.csv.gz"
 DAY_ROWS = 288  # NAB's 5-minute step
 
 
@@ -25,12 +25,18 @@ class DetectorQuery:
     step_seconds: float
 
     def as_config(self) -> dict[str, object]:
-        return {"name": self.name, "promql": self.promql, "step_seconds": self.step_seconds}
+        return {
+            "name": self.name,
+            "promql": self.promql,
+            "step_seconds": self.step_seconds,
+        }
 
 
-def build_tracks(data_dir: Path, live_seconds: float) -> list[ReplayTrack]:
+def build_tracks(
+    nab_dir: Path, alibaba_dir: Path, live_seconds: float
+) -> list[ReplayTrack]:
     """The demo's tracks, each paced so that its live part lasts `live_seconds`."""
-    temperature = load_nab(data_dir / "nab", NAB_SERIES)
+    temperature = load_nab(nab_dir, NAB_SERIES)
     # Live from a day before the second-to-last window to a day after the last:
     # the detector has learnt the earlier weeks, including two failures.
     (third_start, _), (_, fourth_end) = temperature.windows[-2:]
@@ -47,16 +53,25 @@ def build_tracks(data_dir: Path, live_seconds: float) -> list[ReplayTrack]:
         history_rows=live_from,
     )
 
-    pod = load_pod_series(data_dir / POD_FILE)
+    pod_file = alibaba_dir / POD_FILE
+    if not pod_file.exists():
+        pod_file = pod_file.with_suffix("")  # an uncompressed copy
+    pod = load_pod_series(pod_file)
     # The trace gives percent; the exporter's GPU series are ratios.
-    ratio = LabelledSeries(pod.name, pod.timestamps, tuple(v / 100 for v in pod.values), ())
+    ratio = LabelledSeries(
+        pod.name, pod.timestamps, tuple(v / 100 for v in pod.values), ()
+    )
     half = len(ratio.values) // 2
     # An hour stuck at full use in the middle of the live half: a hung kernel.
     faulty = inject_stuck(ratio, start=half + half // 2, length=60, value=1.0)
     pod_track = ReplayTrack(
         series=faulty,
         metric="aiops_replay_gpu_utilization_ratio",
-        labels={"instance": "genai-pod", "container": pod.name[:12], "source": "alibaba"},
+        labels={
+            "instance": "genai-pod",
+            "container": pod.name[:12],
+            "source": "alibaba",
+        },
         query="replay_gpu",
         live_from=half,
         live_to=len(faulty.values),

@@ -104,7 +104,7 @@ class Stack(AbstractContextManager):
             raise
 
     def stop(self) -> None:
-        for name, process in reversed(list(self.processes.items())):
+        for process in reversed(list(self.processes.values())):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 10
@@ -162,7 +162,10 @@ class Stack(AbstractContextManager):
     def _start_prometheus(self, tsdb_dir: Path) -> None:
         config = yaml.safe_load((DEPLOY_DIR / "prometheus.yml").read_text())
         interval = f"{self.timing.scrape_seconds:g}s"
-        config["global"] = {"scrape_interval": interval, "evaluation_interval": interval}
+        config["global"] = {
+            "scrape_interval": interval,
+            "evaluation_interval": interval,
+        }
         rules_dir = self.run_dir / "rules"
         shutil.copytree(DEPLOY_DIR / "rules", rules_dir, dirs_exist_ok=True)
         config["rule_files"] = [str(rules_dir / "*.yml")]
@@ -173,7 +176,9 @@ class Stack(AbstractContextManager):
         for job in config["scrape_configs"]:
             component = job["job_name"].removeprefix("aiops-")
             if component in self.ports:
-                job["static_configs"][0]["targets"] = [f"127.0.0.1:{self.ports[component]}"]
+                job["static_configs"][0]["targets"] = [
+                    f"127.0.0.1:{self.ports[component]}"
+                ]
                 jobs.append(job)
         config["scrape_configs"] = jobs
         path = self._write_yaml("prometheus.yml", config)

@@ -59,7 +59,9 @@ def score_tracks(
         score.activations = rows
         hit = set()
         for row in rows:
-            matches = [i for i, (a, b) in enumerate(windows) if a <= row <= b + slack_rows]
+            matches = [
+                i for i, (a, b) in enumerate(windows) if a <= row <= b + slack_rows
+            ]
             if matches:
                 hit.update(matches)
             else:

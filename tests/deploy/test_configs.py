@@ -1,0 +1,75 @@
+"""The deploy/ configs pass Prometheus' and Alertmanager's own checkers."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+RUNBOOK = DEPLOY.parent / "docs" / "runbook.md"
+
+
+def run_tool(*argv: str, cwd: Path = DEPLOY) -> str:
+    tool = shutil.which(argv[0])
+    if tool is None:
+        pytest.fail(f"{argv[0]} is not installed; `make test` installs it")
+    result = subprocess.run(
+        [tool, *argv[1:]], cwd=cwd, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout + result.stderr
+
+
+def test_prometheus_config_and_rules_pass_promtool():
+    out = run_tool("promtool", "check", "config", "prometheus.yml")
+
+    assert "SUCCESS: 2 rules found" in out
+
+
+def test_alert_rules_pass_their_unit_tests():
+    run_tool("promtool", "test", "rules", "rules-tests/aiops-alerts.test.yml")
+
+
+def test_alertmanager_config_passes_amtool(tmp_path):
+    shutil.copy(DEPLOY / "alertmanager.yml", tmp_path)
+    (tmp_path / "webhook-token").write_text("secret")
+
+    out = run_tool("amtool", "check-config", "alertmanager.yml", cwd=tmp_path)
+
+    assert "1 receivers" in out
+
+
+def test_amtool_rejects_a_broken_route(tmp_path):
+    config = yaml.safe_load((DEPLOY / "alertmanager.yml").read_text())
+    config["route"]["receiver"] = "nobody"
+    (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(config))
+
+    result = subprocess.run(
+        ["amtool", "check-config", "alertmanager.yml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert result.returncode != 0
+    assert "nobody" in result.stdout + result.stderr
+
+
+def test_every_alert_has_its_runbook_section():
+    sections = set(re.findall(r"^## (\w+)$", RUNBOOK.read_text(), flags=re.M))
+    for path in (DEPLOY / "rules").glob("*.yml"):
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            for rule in group["rules"]:
+                if "alert" not in rule:
+                    continue
+                anchor = rule["annotations"]["runbook_url"].rpartition("#")[2]
+                assert rule["alert"] in sections
+                assert anchor == rule["alert"].lower()
+                assert rule["labels"]["severity"] in ("critical", "warning", "info")
+                assert "for" in rule
