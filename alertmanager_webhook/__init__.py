@@ -1,0 +1,1 @@
+"""Alertmanager webhook receiver: stores notifications and plans remediations."""

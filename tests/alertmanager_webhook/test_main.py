@@ -1,0 +1,163 @@
+"""The command line: config errors exit 2, and a real waitress server end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from alertmanager_webhook.main import main
+
+from .conftest import TOKEN
+
+
+def _config(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "webhook.yml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "args", "message"),
+    [
+        ("bearer_token: a\nmode: apply\n", [], ".mode: expected one of 'dry-run'"),
+        ("database: x.db\n", [], ".bearer_token: set exactly one"),
+        ("bearer_token_file: /nonexistent/token\n", [], "bearer_token_file: cannot"),
+        (
+            "bearer_token: a\n",
+            ["--web.listen-address", "localhost"],
+            "--web.listen-address: listen address must be HOST:PORT",
+        ),
+        ("bearer_token: a\ndatabase: /nonexistent/dir/x.db\n", [], "database: cannot"),
+    ],
+)
+def test_bad_config_exits_2_naming_the_key(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    text: str,
+    args: list[str],
+    message: str,
+) -> None:
+    for name in list(os.environ):
+        if name.startswith("AIOPS_WEBHOOK_"):
+            monkeypatch.delenv(name)
+
+    status = main(["--config.file", _config(tmp_path, text), *args])
+
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.startswith("aiops-webhook: ")
+    assert message in err
+
+
+def test_unknown_log_level_flag_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["--log.level", "loud"])
+
+    assert caught.value.code == 2
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    config = _config(
+        tmp_path,
+        f"bearer_token_file: {token_file}\n"
+        f"database: {tmp_path / 'webhook.db'}\n"
+        "max_body_bytes: 4096\n"
+        "log_level: debug\n"
+        "policies:\n"
+        "  - {name: watch, match: {alertname: AiopsProcessCpuHog}, action: none}\n",
+    )
+    port = _free_port()
+    log_path = tmp_path / "stderr.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIOPS_WEBHOOK_")}
+
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "alertmanager_webhook",
+                "--config.file",
+                config,
+                "--web.listen-address",
+                f"127.0.0.1:{port}",
+            ],
+            stderr=log,
+            env=env,
+        )
+    try:
+        yield f"http://127.0.0.1:{port}", proc, log_path
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+
+
+def _wait_healthy(session: requests.Session, base: str, proc) -> None:
+    deadline = time.monotonic() + 20
+    while True:
+        assert proc.poll() is None, "server exited at start"
+        try:
+            if session.get(f"{base}/-/healthy", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        assert time.monotonic() < deadline, "server never became healthy"
+        time.sleep(0.05)
+
+
+def test_serves_with_waitress_and_stops_on_sigterm(
+    server: tuple[str, subprocess.Popen[bytes], Path], firing: dict[str, Any]
+) -> None:
+    base, proc, log_path = server
+    session = requests.Session()
+    session.trust_env = False  # no proxy between us and 127.0.0.1
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    _wait_healthy(session, base, proc)
+
+    accepted = session.post(f"{base}/webhook", json=firing, headers=auth, timeout=5)
+    duplicate = session.post(f"{base}/webhook", json=firing, headers=auth, timeout=5)
+    refused = session.post(f"{base}/webhook", json=firing, timeout=5)
+    padded = dict(firing, padding="x" * 5000)
+    too_big = session.post(f"{base}/webhook", json=padded, headers=auth, timeout=5)
+    huge = session.post(f"{base}/webhook", data=b"x" * 20000, headers=auth, timeout=5)
+    actions = session.get(f"{base}/api/v1/actions", headers=auth, timeout=5)
+    metrics = session.get(f"{base}/metrics", timeout=5).text
+
+    assert accepted.json() == {"status": "accepted", "alerts": 2, "actions": 2}
+    assert duplicate.json() == {"status": "duplicate"}
+    assert refused.status_code == 401
+    assert too_big.status_code == 413
+    assert too_big.json() == {"error": "body larger than 4096 bytes"}
+    # Far over the cap, waitress refuses the body before buffering it.
+    assert huge.status_code == 413
+    assert [a["plan"] for a in actions.json()["data"]] == ["no action", "no action"]
+    assert 'aiops_webhook_notifications_total{result="rejected"} 1.0' in metrics
+
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=15) == 0
+    log = log_path.read_text()
+    assert "msg=listening" in log
+    assert "msg=stopped" in log
+    assert TOKEN not in log
+    assert json.dumps(firing["alerts"][0]["annotations"]["description"]) not in log
