@@ -149,7 +149,7 @@ def _run_live(stack, tracks, anchors, hog, live_seconds, say) -> dict[str, Any]:
 
 def _receiver_get(stack: Stack, path: str) -> list[dict[str, Any]]:
     response = requests.get(
-        stack.url("webhook") + path,
+        stack.url("webhook") + path + "?limit=1000",
         headers={"Authorization": f"Bearer {stack.token}"},
         timeout=10,
     )

@@ -46,7 +46,7 @@ def score_tracks(
         if labels.get("alertname") != "AiopsSeriesAnomaly":
             continue
         starts.setdefault(labels.get("query", ""), set()).add(
-            parse_time_ms(alert["startsAt"])
+            parse_time_ms(alert["starts_at"])
         )
 
     scores = []

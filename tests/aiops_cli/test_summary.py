@@ -16,7 +16,7 @@ def alert(query: str, ms: int) -> dict:
     return {
         "status": "firing",
         "labels": {"alertname": "AiopsSeriesAnomaly", "query": query},
-        "startsAt": f"{stamp}.{millis:03d}123456Z",
+        "starts_at": f"{stamp}.{millis:03d}123456Z",
     }
 
 

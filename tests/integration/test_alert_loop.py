@@ -49,7 +49,7 @@ def track(series: LabelledSeries, query: str) -> ReplayTrack:
 
 def receiver_alerts(stack: Stack) -> list[dict]:
     response = requests.get(
-        stack.url("webhook") + "/api/v1/alerts",
+        stack.url("webhook") + "/api/v1/alerts?limit=1000",
         headers={"Authorization": f"Bearer {stack.token}"},
         timeout=5,
     )
