@@ -1,0 +1,65 @@
+"""The exporter's settings, read once at start from YAML and AIOPS_EXPORTER_* vars."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiops_common.address import parse_listen_address
+from aiops_common.config import ConfigError, check, load_config
+from aiops_common.logs import LEVELS
+
+ENV_PREFIX = "AIOPS_EXPORTER_"
+
+
+@dataclass(frozen=True)
+class ExporterConfig:
+    """What to serve where, how often to collect and when data counts as stale."""
+
+    listen_address: str = "127.0.0.1:9842"
+    interval_seconds: float = 15.0
+    top_groups: int = 10
+    source_timeout_seconds: float = 5.0
+    stale_after_seconds: float = 120.0
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        try:
+            parse_listen_address(self.listen_address)
+        except ValueError as exc:
+            raise ConfigError(f"listen_address: {exc}") from exc
+
+        check(
+            self.interval_seconds > 0,
+            "interval_seconds",
+            f"must be > 0, got {self.interval_seconds!r}",
+        )
+        check(
+            self.top_groups >= 1, "top_groups", f"must be >= 1, got {self.top_groups!r}"
+        )
+        check(
+            self.source_timeout_seconds > 0,
+            "source_timeout_seconds",
+            f"must be > 0, got {self.source_timeout_seconds!r}",
+        )
+        # A limit at or below the interval would drop every snapshot between two
+        # collections, so /metrics would flap between data and nothing.
+        check(
+            self.stale_after_seconds > self.interval_seconds,
+            "stale_after_seconds",
+            f"must be greater than interval_seconds ({self.interval_seconds!r}), "
+            f"got {self.stale_after_seconds!r}",
+        )
+        check(
+            self.log_level in LEVELS,
+            "log_level",
+            f"must be one of {', '.join(LEVELS)}, got {self.log_level!r}",
+        )
+
+
+def read_config(
+    path: str | Path | None, env: Mapping[str, str] | None = None
+) -> ExporterConfig:
+    """Load the config file (or the defaults) with environment overrides."""
+    return load_config(ExporterConfig, path, env=env, env_prefix=ENV_PREFIX)
