@@ -67,7 +67,9 @@ def write_backfill(
             selector = _selector(track.labels)
             for row in range(first, track.live_from):
                 seconds = track.timestamp_ms(row, anchor) / 1000
-                out.write(f"{track.metric}{selector} {track.series.values[row]!r} ")
+                out.write(
+                    f"{track.metric}{selector} {float(track.series.values[row])!r} "
+                )
                 out.write(f"{seconds:.3f}\n")
                 count += 1
         out.write("# EOF\n")
