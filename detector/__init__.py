@@ -1,0 +1,1 @@
+"""The anomaly detector: reads series from Prometheus, scores them, exports scores."""

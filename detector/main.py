@@ -1,0 +1,135 @@
+"""Wires config, client, engine and HTTP endpoint into the aiops-detector service."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import signal
+import sys
+import threading
+
+import requests
+from prometheus_client import CollectorRegistry
+
+from aiops_common.address import parse_listen_address
+from aiops_common.config import ConfigError, load_config
+from aiops_common.logs import setup_logging
+from detector.config import ENV_PREFIX, DetectorConfig
+from detector.engine import Engine
+from detector.metrics import DetectorCollector
+from detector.prometheus import PrometheusClient
+from detector.web import WebServer
+
+log = logging.getLogger(__name__)
+
+PROG = "aiops-detector"
+SHUTDOWN_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Scores series from Prometheus and exports anomaly metrics.",
+    )
+    parser.add_argument(
+        "--config.file", dest="config_file", metavar="FILE", help="YAML config file"
+    )
+    parser.add_argument(
+        "--web.listen-address",
+        dest="listen_address",
+        metavar="HOST:PORT",
+        help="where to serve /metrics (default 127.0.0.1:9843)",
+    )
+    parser.add_argument(
+        "--prometheus.url",
+        dest="prometheus_url",
+        metavar="URL",
+        help="Prometheus to query (default http://127.0.0.1:9090)",
+    )
+    parser.add_argument(
+        "--log.level",
+        dest="log_level",
+        metavar="LEVEL",
+        help="debug, info, warn or error (default info)",
+    )
+    return parser.parse_args(argv)
+
+
+def load(args: argparse.Namespace) -> DetectorConfig:
+    """File, then environment, then flags; each later one wins."""
+    config = load_config(DetectorConfig, args.config_file, env_prefix=ENV_PREFIX)
+    overrides = {
+        key: getattr(args, key)
+        for key in ("listen_address", "prometheus_url", "log_level")
+        if getattr(args, key) is not None
+    }
+    try:
+        # replace() runs __post_init__ again, so flags are checked like the file.
+        return dataclasses.replace(config, **overrides)
+    except ValueError as exc:
+        raise ConfigError(f"command line: {exc}") from exc
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        config = load(args)
+    except ConfigError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(config.log_level)
+
+    session = requests.Session()
+    session.headers["User-Agent"] = PROG
+    client = PrometheusClient(
+        config.prometheus_url, session, timeout=config.query_timeout_seconds
+    )
+    engine = Engine(config, client)
+
+    registry = CollectorRegistry()
+    registry.register(DetectorCollector(lambda: engine.snapshot))
+    host, port = parse_listen_address(config.listen_address)
+    try:
+        web = WebServer(host, port, registry)
+    except OSError as exc:
+        log.error("cannot listen address=%s error=%s", config.listen_address, exc)
+        return 1
+
+    log.info(
+        "detector started listen_address=%s prometheus_url=%s queries=%d",
+        config.listen_address,
+        config.prometheus_url,
+        len(config.queries),
+    )
+    # Blocked before any thread starts, so that every thread inherits the mask
+    # and the signal waits for sigwait() below; a Python handler could instead
+    # fire while this thread holds the very lock that stop.set() needs.
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, SHUTDOWN_SIGNALS)
+    try:
+        # A query in flight gets its timeout to finish before we leave it.
+        _serve(engine, web, join_seconds=config.query_timeout_seconds + 1.0)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+        session.close()
+    log.info("stopped")
+    return 0
+
+
+def _serve(engine: Engine, web: WebServer, join_seconds: float) -> None:
+    """Run the loop and the endpoint until SIGTERM or SIGINT arrives."""
+    stop = threading.Event()
+    web.start()
+    # Daemon, so that a query hung past its timeout cannot keep the process up.
+    loop = threading.Thread(
+        target=engine.run, args=(stop,), name="detector-loop", daemon=True
+    )
+    loop.start()
+
+    received = signal.sigwait(SHUTDOWN_SIGNALS)
+    log.info("shutting down signal=%s", signal.Signals(received).name)
+    stop.set()
+    loop.join(timeout=join_seconds)
+    if loop.is_alive():
+        log.warning("detector loop still busy at exit; leaving it behind")
+    web.stop()

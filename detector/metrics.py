@@ -1,0 +1,141 @@
+"""The detector's metrics: a prometheus_client Collector over the latest Snapshot.
+
+A scrape only reads the current Snapshot; querying and scoring happen in the
+loop's thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from detector.model import Score
+from detector.snapshot import SeriesState, Snapshot
+
+# One gauge per quantity of a scored series; each carries `query` plus the
+# source series' own labels (a source `query` label becomes `exported_query`).
+SERIES_GAUGES: tuple[tuple[str, str, Callable[[Score], float]], ...] = (
+    (
+        "aiops_anomaly_score",
+        "Anomaly score of the latest point in 0-1; 0.5 or more means the robust "
+        "z-score reached the threshold.",
+        lambda s: s.score,
+    ),
+    (
+        "aiops_anomaly_decision",
+        "1 when the latest point is anomalous and the model is warm, else 0.",
+        lambda s: s.decision,
+    ),
+    (
+        "aiops_anomaly_observed_value",
+        "Latest scored value of the source series.",
+        lambda s: s.value,
+    ),
+    (
+        "aiops_anomaly_expected_value",
+        "Value the model expected for the latest point (median of the window).",
+        lambda s: s.expected,
+    ),
+    (
+        "aiops_anomaly_expected_lower",
+        "Lower edge of the band within which the latest point is not anomalous.",
+        lambda s: s.lower,
+    ),
+    (
+        "aiops_anomaly_expected_upper",
+        "Upper edge of the band within which the latest point is not anomalous.",
+        lambda s: s.upper,
+    ),
+    (
+        "aiops_anomaly_model_warm",
+        "1 once the model has seen enough points to decide, 0 while warming up.",
+        lambda s: float(s.warm),
+    ),
+)
+
+QUERY_ERRORS = "aiops_detector_query_errors_total"
+HEALTH_GAUGES: tuple[tuple[str, str, Callable[[Snapshot], float]], ...] = (
+    (
+        "aiops_detector_prometheus_up",
+        "1 when the last cycle could query Prometheus, else 0.",
+        lambda s: float(s.prometheus_up),
+    ),
+    (
+        "aiops_detector_cycle_duration_seconds",
+        "Duration of the last detection cycle.",
+        lambda s: s.cycle_duration_seconds,
+    ),
+    (
+        "aiops_detector_last_success_timestamp_seconds",
+        "Unix time of the last cycle in which every query succeeded; 0 if none.",
+        lambda s: s.last_success_timestamp_seconds,
+    ),
+    (
+        "aiops_detector_series_tracked",
+        "Source series that currently have a model.",
+        lambda s: s.series_tracked,
+    ),
+)
+HEALTH_COUNTERS: tuple[tuple[str, str, Callable[[Snapshot], float]], ...] = (
+    (
+        "aiops_detector_series_dropped_total",
+        "New series refused because max_series was reached, once per cycle each.",
+        lambda s: s.series_dropped_total,
+    ),
+    (
+        "aiops_detector_points_scored_total",
+        "Points scored by the models.",
+        lambda s: s.points_scored_total,
+    ),
+)
+
+
+class DetectorCollector(Collector):
+    """Exposes whichever Snapshot `current` returns at scrape time."""
+
+    def __init__(self, current: Callable[[], Snapshot]) -> None:
+        self._current = current
+
+    def describe(self) -> Iterator[Metric]:
+        for name, doc, _ in SERIES_GAUGES + HEALTH_GAUGES:
+            yield GaugeMetricFamily(name, doc)
+        for name, doc, _ in HEALTH_COUNTERS:
+            yield CounterMetricFamily(name, doc)
+        yield CounterMetricFamily(QUERY_ERRORS, "Failed queries by query name.")
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self._current()
+
+        labelled = [(_labels(state), state.score) for state in snapshot.series]
+        for name, doc, read in SERIES_GAUGES:
+            family = GaugeMetricFamily(name, doc)
+            for labels, score in labelled:
+                family.add_sample(name, labels, float(read(score)))
+            yield family
+
+        for name, doc, read in HEALTH_GAUGES:
+            yield GaugeMetricFamily(name, doc, value=float(read(snapshot)))
+        for name, doc, read in HEALTH_COUNTERS:
+            yield CounterMetricFamily(name, doc, value=float(read(snapshot)))
+
+        errors = CounterMetricFamily(
+            QUERY_ERRORS, "Failed queries by query name.", labels=["query"]
+        )
+        for query, count in snapshot.query_errors.items():
+            errors.add_metric([query], float(count))
+        yield errors
+
+
+def _labels(state: SeriesState) -> dict[str, str]:
+    """The source labels plus `query`, renaming a clashing source label."""
+    labels = dict(state.labels)
+    # Prometheus renames a clashing target label the same way on scrape.
+    if "query" in labels:
+        renamed = "exported_query"
+        while renamed in labels:
+            renamed = "exported_" + renamed
+        labels[renamed] = labels.pop("query")
+    labels["query"] = state.query
+    return labels

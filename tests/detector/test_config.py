@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from aiops_common.config import ConfigError, load_config
+from detector.config import ENV_PREFIX, DetectorConfig
+
+GOOD = """
+prometheus_url: http://127.0.0.1:9090
+queries:
+  - name: gpu_temp
+    promql: DCGM_FI_DEV_GPU_TEMP
+    step_seconds: 30
+model:
+  window: 100
+  min_points: 20
+  threshold: 5
+"""
+
+
+def load(tmp_path: Path, text: str, env: dict[str, str] | None = None):
+    path = tmp_path / "detector.yml"
+    path.write_text(text)
+    return load_config(DetectorConfig, path, env=env or {}, env_prefix=ENV_PREFIX)
+
+
+def test_good_file_loads_with_defaults_filled(tmp_path: Path) -> None:
+    config = load(tmp_path, GOOD)
+
+    assert config.queries[0].name == "gpu_temp"
+    assert config.queries[0].step_seconds == 30.0
+    assert config.model.window == 100
+    assert config.model.threshold == 5.0
+    assert config.interval_seconds == 15.0
+    assert config.query_delay_seconds == 30.0
+    assert config.history_seconds == 3600.0
+    assert config.listen_address == "127.0.0.1:9843"
+    assert config.max_series == 10000
+
+
+def test_environment_overrides_the_file(tmp_path: Path) -> None:
+    config = load(tmp_path, GOOD, env={"AIOPS_DETECTOR_INTERVAL_SECONDS": "60"})
+
+    assert config.interval_seconds == 60.0
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        (GOOD + "interval_seconds: 0\n", "interval_seconds"),
+        (GOOD + "query_delay_seconds: -1\n", "query_delay_seconds"),
+        (GOOD + "history_seconds: 0\n", "history_seconds"),
+        (GOOD + "query_timeout_seconds: 0\n", "query_timeout_seconds"),
+        (GOOD + "max_series: 0\n", "max_series"),
+        (GOOD + "log_level: loud\n", "log_level"),
+        (GOOD + "listen_address: nowhere\n", "listen_address"),
+        (GOOD + "prometheus_url: 127.0.0.1:9090\n", "prometheus_url"),
+        (GOOD + "surprise: 1\n", "surprise"),
+        (GOOD.replace("window: 100", "window: 10"), "min_points"),
+        (GOOD.replace("threshold: 5", "threshold: 0"), "threshold"),
+        (GOOD.replace("name: gpu_temp", "name: gpu-temp"), "queries[0].name"),
+        (GOOD.replace("step_seconds: 30", "step_seconds: 0"), "step_seconds"),
+        (GOOD.replace("promql: DCGM_FI_DEV_GPU_TEMP", "promql: ' '"), "promql"),
+        (GOOD.replace("window: 100", "window: many"), "model.window"),
+        ("prometheus_url: http://127.0.0.1:9090\n", "queries"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_key(
+    tmp_path: Path, text: str, key: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        load(tmp_path, text)
+
+
+def test_duplicate_query_names_are_refused(tmp_path: Path) -> None:
+    text = GOOD.replace("model:", "  - name: gpu_temp\n    promql: up\nmodel:")
+
+    with pytest.raises(ConfigError, match=r"queries: duplicate query name 'gpu_temp'"):
+        load(tmp_path, text)

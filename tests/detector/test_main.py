@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from detector.main import main
+from tests.detector.fakeprom import FakePrometheus
+
+CONFIG = """
+queries:
+  - name: gpu_temp
+    promql: DCGM_FI_DEV_GPU_TEMP
+model:
+  window: 20
+  min_points: 5
+"""
+
+
+def write_config(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "detector.yml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("extra_args", "text", "key"),
+    [
+        ([], CONFIG + "interval_seconds: -1\n", "interval_seconds"),
+        ([], "log_level: info\n", "queries"),
+        (["--web.listen-address", "nowhere"], CONFIG, "listen_address"),
+        (["--prometheus.url", "ftp://x"], CONFIG, "prometheus_url"),
+        (["--log.level", "loud"], CONFIG, "log_level"),
+    ],
+)
+def test_bad_config_exits_2_naming_the_key(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra_args: list[str],
+    text: str,
+    key: str,
+) -> None:
+    argv = ["--config.file", write_config(tmp_path, text), *extra_args]
+
+    assert main(argv) == 2
+
+    err = capsys.readouterr().err
+    assert err.startswith("aiops-detector: ")
+    assert key in err
+
+
+def test_bad_environment_override_exits_2(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AIOPS_DETECTOR_MAX_SERIES", "0")
+
+    assert main(["--config.file", write_config(tmp_path, CONFIG)]) == 2
+    assert "max_series" in capsys.readouterr().err
+
+
+def free_port() -> int:
+    # The port may be taken again before the service binds it; rare enough here.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(proc: subprocess.Popen, url: str, needle: str, seconds: float) -> str:
+    """Poll `url` until its body holds `needle`; the pause is a wait on `proc`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            response = requests.get(url, timeout=1)
+            if response.status_code == 200 and needle in response.text:
+                return response.text
+        except requests.ConnectionError:
+            pass
+        try:
+            proc.wait(timeout=0.1)
+        except subprocess.TimeoutExpired:
+            continue
+        pytest.fail(f"service exited early with {proc.returncode}")
+    pytest.fail(f"{url} did not show {needle!r} within {seconds}s")
+
+
+def test_service_serves_scores_and_stops_on_sigterm(
+    tmp_path: Path, fake_prometheus: FakePrometheus
+) -> None:
+    fake_prometheus.series = [({"__name__": "temp", "gpu": "0"}, lambda t: 40.0)]
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "detector",
+        "--config.file",
+        write_config(tmp_path, CONFIG),
+        "--web.listen-address",
+        f"127.0.0.1:{port}",
+        "--prometheus.url",
+        fake_prometheus.url,
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIOPS_")}
+    proc = subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(proc, f"{base}/-/healthy", "Healthy", seconds=20)
+        text = wait_for(proc, f"{base}/metrics", "aiops_anomaly_score{", seconds=20)
+
+        assert 'aiops_anomaly_observed_value{gpu="0",query="gpu_temp"} 40.0' in text
+        assert "aiops_detector_prometheus_up 1.0" in text
+        assert requests.get(f"{base}/elsewhere", timeout=1).status_code == 404
+
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+    assert proc.returncode == 0, stderr
+    assert "detector started" in stderr
+    assert "shutting down signal=SIGTERM" in stderr
