@@ -157,8 +157,9 @@ class Engine:
 
         results = self._client.query_range(query.promql, start, end, step)
         tracks = self._tracks[query.name]
+        recent_after = end - max(self._config.interval_seconds, step)
         for series in results:
-            self._feed(query.name, tracks, series)
+            self._feed(query.name, tracks, series, recent_after)
         self._cursor[query.name] = end
 
         gone = [k for k, t in tracks.items() if end - t.last_timestamp > history]
@@ -167,7 +168,13 @@ class Engine:
         if gone:
             log.debug("forgot series query=%s count=%d", query.name, len(gone))
 
-    def _feed(self, query: str, tracks: dict[LabelKey, _Track], series: Series) -> None:
+    def _feed(
+        self,
+        query: str,
+        tracks: dict[LabelKey, _Track],
+        series: Series,
+        recent_after: float,
+    ) -> None:
         if not series.points:
             return
 
@@ -187,7 +194,7 @@ class Engine:
         scores = track.model.update([v for _, v in fresh])
 
         track.last_timestamp = timestamps[-1]
-        track.latest = scores[-1]
+        track.latest = _most_anomalous_recent(timestamps, scores, recent_after)
         self._scored += len(scores)
         if self._observer is not None:
             self._observer(query, series.labels, timestamps, scores)
@@ -262,6 +269,26 @@ class Engine:
             series_dropped_total=self._dropped,
             points_scored_total=self._scored,
         )
+
+
+def _most_anomalous_recent(
+    timestamps: Sequence[float], scores: Sequence[Score], recent_after: float
+) -> Score:
+    """The point a cycle exports: the highest score among the last interval's.
+
+    With one point per cycle (step = interval, as deployed) that is the newest
+    point. When a cycle scores several points of the last interval (a finer
+    step, or a replay), a scrape must not miss an anomalous one in between;
+    older points (the warm-up history) never count, so no alert fires on them.
+    """
+    recent = [s for t, s in zip(timestamps, scores, strict=True) if t > recent_after]
+    if not recent:
+        return scores[-1]
+    return max(recent, key=lambda s: (s.decision, _finite_or_zero(s.score)))
+
+
+def _finite_or_zero(value: float) -> float:
+    return value if math.isfinite(value) else 0.0
 
 
 def _is_outage(exc: Exception) -> bool:

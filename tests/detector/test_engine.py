@@ -289,3 +289,48 @@ def test_a_failing_query_is_logged_once_then_once_on_recovery(
     assert sum("query failing query=temp" in m for m in messages) == 1
     assert sum("query recovered query=temp" in m for m in messages) == 1
     assert engine.snapshot.query_errors == {"temp": 3}
+
+
+def test_a_cycle_of_fine_steps_exports_its_anomalous_point_not_the_last() -> None:
+    # Steps of 1 s read every 15 s: a spike between two cycles must still show.
+    spike_at = T0 - 30.0 - 7.0
+    clock = FakeClock(T0 - 15.0)
+
+    def spiky(t: float) -> float:
+        return steady(t) + (500.0 if abs(t - spike_at) < 0.5 else 0.0)
+
+    client = FakeClient({"temp_q": [({"gpu": "0"}, spiky)]})
+    engine = Engine(
+        config(queries=(QueryConfig("temp", "temp_q", step_seconds=1.0),)),
+        client,
+        clock=clock,
+    )
+
+    engine.run_cycle()
+    assert [s.score.decision for s in engine.snapshot.series] == [0]
+    clock.now = T0
+    engine.run_cycle()
+
+    (state,) = engine.snapshot.series
+    assert state.score.decision == 1
+    assert state.score.value == pytest.approx(spiky(spike_at))
+
+
+def test_anomalies_in_the_warm_up_history_are_not_exported() -> None:
+    spike_at = T0 - 300.0
+
+    def spiky(t: float) -> float:
+        return steady(t) + (500.0 if abs(t - spike_at) < 0.5 else 0.0)
+
+    client = FakeClient({"temp_q": [({"gpu": "0"}, spiky)]})
+    engine = Engine(
+        config(queries=(QueryConfig("temp", "temp_q", step_seconds=1.0),)),
+        client,
+        clock=FakeClock(),
+    )
+
+    engine.run_cycle()
+
+    (state,) = engine.snapshot.series
+    assert engine.snapshot.points_scored_total > 500
+    assert state.score.decision == 0
