@@ -1,27 +1,37 @@
-"""The receiver's HTTP API: Flask routes over the store, planner and metrics.
+"""The receiver's HTTP API: Flask routes over the store, the queue and metrics.
 
 Bad input is answered 4xx and never 5xx, because Alertmanager retries 5xx; a
-database failure is answered 503 for exactly that reason.
+database failure is answered 503 for exactly that reason. A notification is
+answered 2xx only after it and its queued actions are on disk.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from alertmanager_webhook.actions import PlannedAction
 from alertmanager_webhook.config import WebhookConfig
+from alertmanager_webhook.credentials import (
+    read_approvers,
+    read_basic_password,
+    read_token,
+)
+from alertmanager_webhook.intake import dedupe_key
+from alertmanager_webhook.jobs import ApprovalError, Jobs
 from alertmanager_webhook.metrics import WebhookMetrics
 from alertmanager_webhook.payload import PayloadError, parse_body
 from alertmanager_webhook.policy import Planner
-from alertmanager_webhook.store import Store, StoreError, dedupe_key
+from alertmanager_webhook.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -31,40 +41,99 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 
 
+@dataclass(frozen=True)
+class Auth:
+    """The credentials requests are checked against; never printed."""
+
+    bearer: str = field(default="", repr=False)
+    basic_user: str = ""
+    basic_password: str = field(default="", repr=False)
+    # Approver name -> token, for POST /api/v1/actions/<id>/approve.
+    approvers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    insecure_no_auth: bool = False
+
+    @classmethod
+    def from_config(cls, config: WebhookConfig) -> Auth:
+        return cls(
+            bearer=read_token(config),
+            basic_user=config.basic_auth_username,
+            basic_password=read_basic_password(config),
+            approvers=read_approvers(config),
+            insecure_no_auth=config.insecure_no_auth,
+        )
+
+    def allows(self, header: str) -> bool:
+        """Check an Authorization header against the bearer token or basic auth."""
+        if not (self.bearer or self.basic_user):
+            return self.insecure_no_auth
+        scheme, _, presented = header.partition(" ")
+        scheme = scheme.lower()
+        if scheme == "bearer" and self.bearer:
+            return _same(presented.strip(), self.bearer)
+        if scheme == "basic" and self.basic_user:
+            try:
+                decoded = base64.b64decode(presented.strip(), validate=True).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                return False
+            user, _, password = decoded.partition(":")
+            # Both compared, always: the time taken tells nothing about which failed.
+            user_ok = _same(user, self.basic_user)
+            return _same(password, self.basic_password) and user_ok
+        return False
+
+    def approver(self, header: str) -> str | None:
+        """Return the approver a bearer token belongs to, or None."""
+        scheme, _, presented = header.partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        found = None
+        for name, token in self.approvers.items():
+            if _same(presented.strip(), token):
+                found = name
+        return found
+
+
+def _same(presented: str, expected: str) -> bool:
+    # Bytes, because compare_digest refuses str with non-ASCII characters.
+    return hmac.compare_digest(presented.encode(), expected.encode())
+
+
 def create_app(
     config: WebhookConfig,
     store: Store,
     *,
-    token: str,
-    planner: Planner | None = None,
+    auth: Auth,
+    notify: Callable[[], None] = lambda: None,
+    metrics: WebhookMetrics | None = None,
     registry: CollectorRegistry | None = None,
     clock: Callable[[], float] = time.monotonic,
     wall_clock: Callable[[], float] = time.time,
 ) -> Flask:
-    """Build the WSGI app; `token` is the bearer token every API call must carry."""
-    if not token:
-        raise ValueError("create_app needs a non-empty bearer token")
-    planner = planner or Planner(config.policies, config.mode)
-    metrics = WebhookMetrics(registry or CollectorRegistry(), config.mode)
-    expected = token.encode()
+    """Build the WSGI app; `notify` wakes the worker when actions were queued."""
+    if not (auth.bearer or auth.basic_user or auth.insecure_no_auth):
+        raise ValueError("create_app needs credentials or insecure_no_auth")
+    planner = Planner(config)
+    jobs = Jobs(store)
+    metrics = metrics or WebhookMetrics(registry or CollectorRegistry())
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
 
-    def authorized() -> bool:
-        scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer":
-            return False
-        # Bytes, because compare_digest refuses str with non-ASCII characters.
-        return hmac.compare_digest(presented.strip().encode(), expected)
-
     def unauthorized() -> Response:
         metrics.auth_failures.inc()
         log.warning("unauthorized path=%s remote=%s", request.path, request.remote_addr)
-        response = jsonify(error="missing or invalid bearer token")
+        response = jsonify(error="missing or invalid credentials")
         response.status_code = 401
-        response.headers["WWW-Authenticate"] = 'Bearer realm="aiops-webhook"'
+        challenges = []
+        if auth.bearer:
+            challenges.append('Bearer realm="aiops-webhook"')
+        if auth.basic_user:
+            challenges.append('Basic realm="aiops-webhook"')
+        response.headers["WWW-Authenticate"] = ", ".join(challenges) or "Bearer"
         return response
+
+    def authorized() -> bool:
+        return auth.allows(request.headers.get("Authorization", ""))
 
     def rejected(code: int, reason: str) -> tuple[Response, int]:
         metrics.notifications.labels("rejected").inc()
@@ -95,6 +164,10 @@ def create_app(
         # Authenticate first: a stranger's body is neither parsed nor counted.
         if not authorized():
             return unauthorized()
+        with store.gate.request():
+            return receive()
+
+    def receive() -> Answer:
 
         try:
             body = request.get_data(cache=False)
@@ -114,40 +187,60 @@ def create_app(
             )
 
         key = dedupe_key(notification)
-        actions: list[PlannedAction] = []
-        notification_id = None
+        saved = None
         try:
-            # Checked first so that a resend costs no process scan; save() still
-            # catches the race of two deliveries arriving together.
+            # A resend costs one read rather than a write transaction; save()
+            # still catches two deliveries arriving together.
             if not store.is_known(key):
-                actions = planner.plan(notification)
-                notification_id = store.save(notification, key, actions)
+                saved = store.save(notification, key, planner.intents(notification))
         except StoreError as exc:
             metrics.notifications.labels("failed").inc()
             return unavailable(exc)
 
-        if notification_id is None:
+        if saved is None:
             metrics.notifications.labels("duplicate").inc()
             log.info("duplicate notification group_key=%s", notification.group_key)
             return jsonify(status="duplicate")
 
+        notify()
         metrics.notifications.labels("accepted").inc()
         metrics.last_accepted.set(wall_clock())
         for alert in notification.alerts:
             metrics.alerts.labels(alert.status).inc()
-        for action in actions:
-            metrics.actions.labels(action.action, action.mode, action.result).inc()
+        for _, action, mode, result in saved.actions:
+            if result != "queued":
+                metrics.actions.labels(action, mode, result).inc()
         log.info(
             "notification accepted id=%d group_key=%s status=%s alerts=%d actions=%d",
-            notification_id,
+            saved.notification_id,
             notification.group_key,
             notification.status,
             len(notification.alerts),
-            len(actions),
+            len(saved.actions),
         )
         return jsonify(
-            status="accepted", alerts=len(notification.alerts), actions=len(actions)
+            status="accepted",
+            alerts=len(notification.alerts),
+            actions=len(saved.actions),
         )
+
+    @app.post("/api/v1/actions/<int:action_id>/approve")
+    def approve(action_id: int) -> Answer:
+        if not auth.approvers:
+            return jsonify(error="approvals through the API are off"), 403
+        approver = auth.approver(request.headers.get("Authorization", ""))
+        if approver is None:
+            return unauthorized()
+
+        try:
+            jobs.approve(action_id, f"api:{approver}")
+        except ApprovalError as exc:
+            return jsonify(error=str(exc)), exc.code
+        except StoreError as exc:
+            return unavailable(exc)
+        notify()
+        log.info("action approved id=%d by=%s", action_id, approver)
+        return jsonify(status="approved", id=action_id)
 
     @app.get("/api/v1/alerts")
     def recent_alerts() -> Answer:

@@ -2,70 +2,211 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 from aiops_common.address import parse_listen_address
 from aiops_common.config import ConfigError, check
 from aiops_common.logs import LEVELS
+from alertmanager_webhook.params import check_params
 
 ENV_PREFIX = "AIOPS_WEBHOOK_"
 
-ActionName = Literal["cpu_cap", "none"]
+ActionName = Literal[
+    "none",
+    "cpu_cap",
+    "memory_high",
+    "renice",
+    "signal",
+    "command",
+    "gpu_power_limit",
+    "k8s_resize",
+    "k8s_scale",
+    "slurm_update",
+]
+Mode = Literal["dry-run", "approve", "apply"]
+
+# From most to least cautious; a policy's own mode can only be more cautious.
+MODES: tuple[Mode, ...] = ("dry-run", "approve", "apply")
+
+# Processes no action may touch, whatever an alert says; the receiver also
+# protects itself, its ancestors, PID 1, kernel threads and the bundle's services.
+PROTECTED_COMMANDS = (
+    "systemd",
+    "init",
+    "sshd",
+    "kthreadd",
+    "containerd",
+    "dockerd",
+    "kubelet",
+    "slurmd",
+    "slurmctld",
+    "nvidia-persistenced",
+    "prometheus",
+    "alertmanager",
+    "prometheus-alertmanager",
+)
+
+_CGROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+@dataclass(frozen=True)
+class RecommendConfig:
+    """Where a policy reads a parameter from: one PromQL query per alert.
+
+    `query` may name alert labels as `{label}`; their values are escaped before
+    they are put into the query. The query must return one sample.
+    """
+
+    prometheus_url: str
+    query: str
+    param: str
+    timeout_seconds: float = 5.0
+
+    def __post_init__(self) -> None:
+        check(
+            self.prometheus_url.startswith(("http://", "https://")),
+            "prometheus_url",
+            f"expected an http(s) URL, got {self.prometheus_url!r}",
+        )
+        check(bool(self.query.strip()), "query", "must not be empty")
+        check(bool(self.param), "param", "must name the parameter to fill")
+        check(self.timeout_seconds > 0, "timeout_seconds", "must be above 0")
 
 
 @dataclass(frozen=True)
 class PolicyConfig:
     """Which alerts a remediation applies to, and with what parameters.
 
-    `match` is label equality: every pair must be present on the alert. For
-    `cpu_cap`, `params.cpu_cores` is the cap in CPU cores (0.5 is half a core).
+    `match` is label equality: every pair must be present on the alert. What
+    `params` an action needs is checked here, so that a policy that could
+    never act stops the receiver at start.
     """
 
     name: str
     match: dict[str, str]
     action: ActionName
     params: dict[str, float | str] = field(default_factory=dict)
+    # For `command`: the program and its arguments; `{label}` is replaced by
+    # the alert's label value, which must look like a plain name.
+    argv: tuple[str, ...] = ()
+    # Empty means the receiver's mode; a policy may only be more cautious.
+    mode: Literal["", "dry-run", "approve", "apply"] = ""
+    cooldown_seconds: float = 300.0
+    retries: int = 0
+    timeout_seconds: float = 30.0
+    # Lets a `command` action be run again after a crash left its outcome
+    # unknown; the other actions declare this themselves.
+    idempotent: bool = False
+    recommend: RecommendConfig | None = None
 
     def __post_init__(self) -> None:
         check(bool(self.name), "name", "must not be empty")
         check(bool(self.match), "match", "needs at least one label to match on")
+        check(self.cooldown_seconds >= 0, "cooldown_seconds", "must be 0 or more")
+        check(0 <= self.retries <= 10, "retries", "must be 0 to 10")
+        check(self.timeout_seconds > 0, "timeout_seconds", "must be above 0")
+        check(
+            self.action == "command" or not self.argv,
+            "argv",
+            f"only a command action takes argv, not {self.action!r}",
+        )
+        check_params(self)
 
-        if self.action == "cpu_cap":
-            cores = self.params.get("cpu_cores")
-            check(
-                isinstance(cores, float) and cores > 0,
-                "params.cpu_cores",
-                f"cpu_cap needs a number of cores above 0, got {cores!r}",
-            )
+    def number(self, key: str) -> float | None:
+        value = self.params.get(key)
+        return value if isinstance(value, float) else None
+
+
+@dataclass(frozen=True)
+class KubernetesConfig:
+    """The API server the k8s actions talk to, with a service account's token."""
+
+    api_url: str = "https://kubernetes.default.svc"
+    token_file: str = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    ca_file: str = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+    # Kubernetes 1.33 resizes through pods/<name>/resize; before, with the
+    # InPlacePodVerticalScaling gate, the pod itself is patched.
+    resize_subresource: bool = True
+    timeout_seconds: float = 10.0
+
+    def __post_init__(self) -> None:
+        check(
+            self.api_url.startswith(("http://", "https://")),
+            "api_url",
+            f"expected an http(s) URL, got {self.api_url!r}",
+        )
+        check(self.timeout_seconds > 0, "timeout_seconds", "must be above 0")
 
 
 @dataclass(frozen=True)
 class WebhookConfig:
-    """Settings of `aiops-webhook`; one of bearer_token and bearer_token_file."""
+    """Settings of `aiops-webhook`.
+
+    Authentication is a bearer token, basic auth, or both; only a receiver
+    that listens on loopback may run without, and only when told so.
+    """
 
     listen_address: str = "127.0.0.1:9844"
     # Kept out of repr so that logging the config never prints the secret.
     bearer_token: str = field(default="", repr=False)
     bearer_token_file: str = ""
+    basic_auth_username: str = ""
+    basic_auth_password_file: str = ""
+    # Lines of NAME:TOKEN; holders may approve actions through the API.
+    approver_tokens_file: str = ""
+    insecure_no_auth: bool = False
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
     database: str = "aiops-webhook.db"
-    # Only dry-run exists: actions are planned and recorded, never carried out.
-    mode: Literal["dry-run"] = "dry-run"
+    mode: Mode = "dry-run"
     max_body_bytes: int = 1048576
     log_level: str = "info"
+    # Changes in force at once (applied and not yet restored).
+    max_active_actions: int = 10
+    # At most this many distinct targets changed per window.
+    blast_radius_targets: int = 5
+    blast_radius_window_seconds: float = 600.0
+    cgroup_root: str = "/sys/fs/cgroup"
+    cgroup_name: str = "aiops-webhook"
+    protected_commands: tuple[str, ...] = PROTECTED_COMMANDS
+    scontrol: str = "scontrol"
+    kubernetes: KubernetesConfig | None = None
     policies: tuple[PolicyConfig, ...] = ()
 
     def __post_init__(self) -> None:
         try:
-            parse_listen_address(self.listen_address)
+            host, _ = parse_listen_address(self.listen_address)
         except ValueError as exc:
             raise ConfigError(f"listen_address: {exc}") from exc
 
         check(
-            bool(self.bearer_token) != bool(self.bearer_token_file),
+            not (self.bearer_token and self.bearer_token_file),
             "bearer_token",
-            "set exactly one of bearer_token and bearer_token_file",
+            "set at most one of bearer_token and bearer_token_file",
+        )
+        check(
+            bool(self.basic_auth_username) == bool(self.basic_auth_password_file),
+            "basic_auth_username",
+            "basic auth needs both basic_auth_username and basic_auth_password_file",
+        )
+        if not self.has_auth:
+            check(
+                self.insecure_no_auth,
+                "bearer_token",
+                "set bearer_token, bearer_token_file or basic auth, or "
+                "insecure_no_auth on a loopback listen_address",
+            )
+            check(
+                is_loopback(host),
+                "insecure_no_auth",
+                f"only allowed on a loopback listen_address, got {host!r}",
+            )
+        check(
+            bool(self.tls_cert_file) == bool(self.tls_key_file),
+            "tls_cert_file",
+            "TLS needs both tls_cert_file and tls_key_file",
         )
         check(bool(self.database), "database", "must not be empty")
         check(self.max_body_bytes > 0, "max_body_bytes", "must be above 0")
@@ -74,30 +215,46 @@ class WebhookConfig:
             "log_level",
             f"must be one of {', '.join(LEVELS)}, got {self.log_level!r}",
         )
+        check(self.max_active_actions > 0, "max_active_actions", "must be above 0")
+        check(self.blast_radius_targets > 0, "blast_radius_targets", "must be above 0")
+        check(
+            self.blast_radius_window_seconds > 0,
+            "blast_radius_window_seconds",
+            "must be above 0",
+        )
+        check(
+            bool(_CGROUP_NAME.fullmatch(self.cgroup_name)),
+            "cgroup_name",
+            f"must be one plain directory name, got {self.cgroup_name!r}",
+        )
 
         names = [p.name for p in self.policies]
-        for i, name in enumerate(names):
+        for i, policy in enumerate(self.policies):
             check(
-                name not in names[:i],
+                policy.name not in names[:i],
                 f"policies[{i}].name",
-                f"duplicate policy name {name!r}",
+                f"duplicate policy name {policy.name!r}",
+            )
+            check(
+                self.kubernetes is not None or not policy.action.startswith("k8s_"),
+                f"policies[{i}].action",
+                f"{policy.action} needs a kubernetes section",
             )
 
+    @property
+    def has_auth(self) -> bool:
+        return bool(
+            self.bearer_token or self.bearer_token_file or self.basic_auth_username
+        )
 
-def read_token(config: WebhookConfig) -> str:
-    """Return the bearer token, reading bearer_token_file when that is the source."""
-    if config.bearer_token:
-        return config.bearer_token
 
-    try:
-        text = Path(config.bearer_token_file).read_text()
-    except OSError as exc:
-        raise ConfigError(
-            f"bearer_token_file: cannot read {config.bearer_token_file!r}: "
-            f"{exc.strerror}"
-        ) from exc
+def is_loopback(host: str) -> bool:
+    """Tell whether `host` is an address only this machine can reach."""
+    return host == "localhost" or host == "::1" or host.startswith("127.")
 
-    # Secret files are usually written with a trailing newline.
-    token = text.strip()
-    check(bool(token), "bearer_token_file", f"{config.bearer_token_file!r} is empty")
-    return token
+
+def policy_mode(config: WebhookConfig, policy: PolicyConfig) -> Mode:
+    """The mode a policy runs in: its own, unless the receiver's is more cautious."""
+    if not policy.mode:
+        return config.mode
+    return MODES[min(MODES.index(config.mode), MODES.index(policy.mode))]

@@ -1,4 +1,8 @@
-"""Command line entry point: reads the config, opens the store, serves with waitress."""
+"""Command line entry point: reads the config, wires the parts, serves.
+
+Plain HTTP is served by waitress; with TLS configured, by werkzeug's threaded
+server, because waitress does not speak TLS.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,30 @@ import argparse
 import dataclasses
 import logging
 import signal
+import ssl
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 
 import waitress
+from flask import Flask
+from prometheus_client import CollectorRegistry
+from werkzeug.serving import make_server
 
 from aiops_common.address import parse_listen_address
 from aiops_common.config import ConfigError, load_config
 from aiops_common.logs import LEVELS, setup_logging
-from alertmanager_webhook.app import create_app
-from alertmanager_webhook.config import ENV_PREFIX, WebhookConfig, read_token
+from alertmanager_webhook.actuators.registry import Edges, build_actuators
+from alertmanager_webhook.app import Auth, create_app
+from alertmanager_webhook.cgroups import Cgroups
+from alertmanager_webhook.config import ENV_PREFIX, WebhookConfig, policy_mode
+from alertmanager_webhook.gate import WriteGate
+from alertmanager_webhook.jobs import Jobs
+from alertmanager_webhook.metrics import WebhookMetrics
+from alertmanager_webhook.processes import ProcessFinder
 from alertmanager_webhook.store import Store, StoreError
+from alertmanager_webhook.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +42,8 @@ PROG = "aiops-webhook"
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Receive Alertmanager webhooks and plan remediations."
+        prog=PROG,
+        description="Receive Alertmanager webhooks and act on them by policy.",
     )
     parser.add_argument("--config.file", dest="config_file", metavar="PATH")
     parser.add_argument(
@@ -65,37 +82,105 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         config = load(args)
-        token = read_token(config)
+        auth = Auth.from_config(config)
+        k8s_token = read_k8s_token(config)
+        tls = tls_context(config)
     except ConfigError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
 
     setup_logging(config.log_level)
+    # The worker thread runs Python while requests wait for the interpreter
+    # lock; handing it over every millisecond rather than every five keeps the
+    # answer to Alertmanager quick while the worker has a backlog.
+    sys.setswitchinterval(0.001)
+    if not config.has_auth:
+        log.warning("no authentication: listening on loopback only")
 
+    # Two connections, one for requests and one for the worker: the worker's
+    # reads and its WAL checkpoints never wait for a request, nor hold one up.
+    gate = WriteGate()
     try:
-        store = Store.open(config.database)
+        store = Store.open(config.database, gate=gate, autocheckpoint=False)
+        # The worker's own bookkeeping need not wait for the disk: the next
+        # notification's commit syncs the WAL they share.
+        worker_store = Store.open(
+            config.database, gate=gate, autocheckpoint=False, sync="NORMAL"
+        )
     except StoreError as exc:
         print(f"{PROG}: database: {exc}", file=sys.stderr)
         return 2
 
+    metrics = WebhookMetrics(CollectorRegistry())
+    metrics.preset_actions((p.action, policy_mode(config, p)) for p in config.policies)
+    edges = Edges(
+        finder=ProcessFinder(protected_commands=config.protected_commands),
+        cgroups=Cgroups(config.cgroup_root, config.cgroup_name),
+        k8s_token=k8s_token,
+    )
+    worker = Worker(config, Jobs(worker_store), build_actuators(config, edges), metrics)
+    app = create_app(config, store, auth=auth, notify=worker.notify, metrics=metrics)
+
     try:
-        serve(config, store, token)
+        worker.start()
+        serve(config, app, tls)
     finally:
+        worker.stop()
+        worker_store.close()
         store.close()
     log.info("stopped")
     return 0
 
 
-def serve(config: WebhookConfig, store: Store, token: str) -> None:
-    """Serve until a signal arrives; waitress ends its run loop on SystemExit."""
+def read_k8s_token(config: WebhookConfig) -> str:
+    if config.kubernetes is None:
+        return ""
+    path = config.kubernetes.token_file
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(
+            f"kubernetes.token_file: cannot read {path!r}: {exc.strerror}"
+        ) from exc
+
+
+def tls_context(config: WebhookConfig) -> ssl.SSLContext | None:
+    if not config.tls_cert_file:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(config.tls_cert_file, config.tls_key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"tls_cert_file: cannot load {config.tls_cert_file!r} with "
+            f"{config.tls_key_file!r}: {exc}"
+        ) from exc
+    return context
+
+
+def serve(config: WebhookConfig, app: Flask, tls: ssl.SSLContext | None) -> None:
+    """Serve until a signal arrives; both servers end their loop on SystemExit."""
     host, port = parse_listen_address(config.listen_address)
-    app = create_app(config, store, token=token)
-    # Waitress buffers a whole body before the app runs. Its own cap sits at twice
-    # ours: a huge body is cut off at the socket, a moderately oversized one still
-    # reaches the app to be answered in JSON and counted as rejected.
-    server = waitress.create_server(
-        app, host=host, port=port, max_request_body_size=2 * config.max_body_bytes
-    )
+    if tls is None:
+        # Waitress buffers a whole body before the app runs. Its own cap sits at
+        # twice ours: a huge body is cut off at the socket, a moderately oversized
+        # one still reaches the app to be answered in JSON and counted as rejected.
+        server = waitress.create_server(
+            app, host=host, port=port, max_request_body_size=2 * config.max_body_bytes
+        )
+        bound, run, close = server.effective_port, server.run, server.close
+    else:
+        # TODO: werkzeug's server starts a thread per connection, unbounded; a
+        # TLS-capable production server (or a terminating proxy in front of
+        # waitress) is the right fix once the bundle may take a dependency.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        tls_server = make_server(host, port, app, threaded=True, ssl_context=tls)
+        bound, run, close = (
+            tls_server.server_port,
+            tls_server.serve_forever,
+            tls_server.server_close,
+        )
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         log.info("shutting down signal=%s", signal.Signals(signum).name)
@@ -103,17 +188,18 @@ def serve(config: WebhookConfig, store: Store, token: str) -> None:
 
     previous = signal.signal(signal.SIGTERM, stop)
     log.info(
-        "listening address=%s:%s mode=%s policies=%d database=%s",
+        "listening address=%s:%s tls=%s mode=%s policies=%d database=%s",
         host,
-        server.effective_port,
+        bound,
+        tls is not None,
         config.mode,
         len(config.policies),
         config.database,
     )
     try:
-        # run() returns after shutting its worker threads down on SystemExit or
-        # KeyboardInterrupt; close() then releases the listening socket.
-        server.run()
+        run()
+    except SystemExit:
+        pass
     finally:
-        server.close()
+        close()
         signal.signal(signal.SIGTERM, previous)

@@ -2,23 +2,38 @@
 
 from __future__ import annotations
 
-import typing
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from alertmanager_webhook.actions import RESULTS
-from alertmanager_webhook.config import ActionName
 from alertmanager_webhook.payload import STATUSES
 
 # accepted: new and stored; duplicate: seen before; rejected: bad request body
 # (400, 413); failed: the database failed and Alertmanager was told to retry.
 NOTIFICATION_RESULTS = ("accepted", "duplicate", "rejected", "failed")
 
+# What an action ends as (pending waits for a person, but is counted when reached).
+ACTION_RESULTS = (
+    "planned",
+    "pending",
+    "applied",
+    "skipped",
+    "refused",
+    "failed",
+    "cancelled",
+)
+RESTORE_RESULTS = ("applied", "skipped", "failed")
+QUEUE_STATES = ("queued", "approved", "pending", "running")
+WORKER_STAGES = ("plan", "apply", "restore", "store")
+
+# From a millisecond (a dry-run plan) to minutes (an approval).
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
 
 class WebhookMetrics:
-    """Counters of what the receiver was sent and what it planned."""
+    """Counters of what the receiver was sent, what it did and how fast."""
 
-    def __init__(self, registry: CollectorRegistry, mode: str) -> None:
+    def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         self.notifications = Counter(
             "aiops_webhook_notifications_total",
@@ -34,13 +49,20 @@ class WebhookMetrics:
         )
         self.actions = Counter(
             "aiops_webhook_actions_total",
-            "Actions recorded for firing alerts, by action, mode and result.",
+            "Actions for firing alerts that reached a result, by action, mode "
+            "and result.",
             ["action", "mode", "result"],
+            registry=registry,
+        )
+        self.restores = Counter(
+            "aiops_webhook_restores_total",
+            "Restores for resolved alerts, by action and result.",
+            ["action", "result"],
             registry=registry,
         )
         self.auth_failures = Counter(
             "aiops_webhook_auth_failures_total",
-            "Requests refused for a missing or wrong bearer token.",
+            "Requests refused for missing or wrong credentials.",
             registry=registry,
         )
         self.last_accepted = Gauge(
@@ -54,12 +76,53 @@ class WebhookMetrics:
             ["handler"],
             registry=registry,
         )
+        self.queue_depth = Gauge(
+            "aiops_webhook_queue_depth",
+            "Actions waiting, by state: queued or approved for the worker, "
+            "pending a person, running.",
+            ["state"],
+            registry=registry,
+        )
+        self.action_latency = Histogram(
+            "aiops_webhook_action_latency_seconds",
+            "Time from a notification's arrival to its action's result, by action.",
+            ["action"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.apply_duration = Histogram(
+            "aiops_webhook_apply_duration_seconds",
+            "Time an actuator took to apply or restore, by action.",
+            ["action"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.worker_errors = Counter(
+            "aiops_webhook_worker_errors_total",
+            "Worker failures that were not an action's own failure, by stage.",
+            ["stage"],
+            registry=registry,
+        )
+        self.worker_last_success = Gauge(
+            "aiops_webhook_worker_last_success_timestamp_seconds",
+            "Unix time the worker last emptied its ready queue.",
+            registry=registry,
+        )
 
         # Pre-set so that rate() and absence alerts work before the first event.
         for result in NOTIFICATION_RESULTS:
             self.notifications.labels(result)
         for status in STATUSES:
             self.alerts.labels(status)
-        for action in typing.get_args(ActionName):
-            for result in RESULTS:
+        for state in QUEUE_STATES:
+            self.queue_depth.labels(state)
+        for stage in WORKER_STAGES:
+            self.worker_errors.labels(stage)
+
+    def preset_actions(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Pre-set the action series of the configured (action, mode) pairs."""
+        for action, mode in pairs:
+            for result in ACTION_RESULTS:
                 self.actions.labels(action, mode, result)
+            for result in RESTORE_RESULTS:
+                self.restores.labels(action, result)

@@ -118,7 +118,19 @@ def _string(data: dict[str, Any], key: str, where: str) -> str:
     value = _field(data, key, where)
     if not isinstance(value, str):
         raise PayloadError(f"{where}{key}: expected a string, got {_kind(value)}")
+    if not _is_utf8(value):
+        raise PayloadError(f"{where}{key}: not valid Unicode (a lone surrogate)")
     return value
+
+
+def _is_utf8(text: str) -> bool:
+    # JSON may escape a lone surrogate ("\ud800"); json.loads accepts it, but no
+    # UTF-8 encoder (SQLite's, a log's) will, and that must be a 400, not a 500.
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _status(data: dict[str, Any], where: str) -> str:
@@ -136,6 +148,8 @@ def _labels(data: dict[str, Any], key: str, where: str) -> dict[str, str]:
         isinstance(v, str) for v in value.values()
     ):
         raise PayloadError(f"{where}{key}: expected an object of strings")
+    if not all(_is_utf8(k) and _is_utf8(v) for k, v in value.items()):
+        raise PayloadError(f"{where}{key}: not valid Unicode (a lone surrogate)")
     return dict(value)
 
 

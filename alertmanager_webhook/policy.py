@@ -1,17 +1,16 @@
-"""Chooses the policy for each firing alert and collects the planned actions."""
+"""Chooses the policy for each firing alert; what it asks for is queued as intents.
+
+Choosing reads labels only, so it runs in the request; planning, which looks
+at processes and clusters, runs in the worker.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
 
-from alertmanager_webhook.actions import (
-    PlannedAction,
-    ProcessIterator,
-    iter_processes,
-    plan_action,
-)
-from alertmanager_webhook.config import PolicyConfig
+from alertmanager_webhook.config import PolicyConfig, WebhookConfig, policy_mode
+from alertmanager_webhook.intake import Intent
 from alertmanager_webhook.payload import Notification
 
 log = logging.getLogger(__name__)
@@ -28,34 +27,18 @@ def select_policy(
 
 
 class Planner:
-    """Turns a new notification into the actions its policies decide on."""
+    """Turns a new notification into one intent per firing alert a policy matches."""
 
-    def __init__(
-        self,
-        policies: Sequence[PolicyConfig],
-        mode: str,
-        processes: ProcessIterator = iter_processes,
-    ) -> None:
-        self._policies = tuple(policies)
-        self._mode = mode
-        self._processes = processes
+    def __init__(self, config: WebhookConfig) -> None:
+        self._config = config
 
-    def plan(self, notification: Notification) -> list[PlannedAction]:
-        """Plan one action per firing alert that a policy matches."""
-        planned = []
+    def intents(self, notification: Notification) -> list[Intent]:
+        chosen = []
         for alert in notification.firing:
-            policy = select_policy(self._policies, alert.labels)
+            policy = select_policy(self._config.policies, alert.labels)
             if policy is None:
                 log.debug("no policy matches fingerprint=%s", alert.fingerprint)
                 continue
-
-            action = plan_action(alert, policy, self._mode, self._processes)
-            log.debug(
-                "planned fingerprint=%s policy=%s action=%s result=%s",
-                alert.fingerprint,
-                policy.name,
-                action.action,
-                action.result,
-            )
-            planned.append(action)
-        return planned
+            mode = policy_mode(self._config, policy)
+            chosen.append(Intent(alert, policy.name, policy.action, mode))
+        return chosen

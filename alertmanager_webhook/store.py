@@ -1,81 +1,33 @@
-"""The audit log of notifications, alerts and planned actions; needs SQLite.
+"""The receiver's SQLite database: connection, transactions, reads for the API.
 
-A notification, its alerts and its actions are written in one transaction, and
-a UNIQUE dedupe key makes a resent notification a no-op.
+WAL mode; a notification's transaction is synced to disk before the sender
+hears 2xx. What a notification writes is in intake.py, the audit chain in
+audit.py, the queue's state changes in jobs.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from alertmanager_webhook.actions import PlannedAction
+from alertmanager_webhook import audit, intake
+from alertmanager_webhook.gate import WriteGate
+from alertmanager_webhook.intake import Intent, Saved
 from alertmanager_webhook.payload import Notification
-
-SCHEMA_VERSION = 1
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS notifications (
-    id INTEGER PRIMARY KEY,
-    dedupe_key TEXT NOT NULL UNIQUE,
-    group_key TEXT NOT NULL,
-    receiver TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('firing', 'resolved')),
-    truncated_alerts INTEGER NOT NULL,
-    external_url TEXT NOT NULL,
-    received_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS alerts (
-    id INTEGER PRIMARY KEY,
-    notification_id INTEGER NOT NULL REFERENCES notifications (id),
-    fingerprint TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('firing', 'resolved')),
-    labels TEXT NOT NULL,
-    annotations TEXT NOT NULL,
-    starts_at TEXT NOT NULL,
-    ends_at TEXT NOT NULL,
-    generator_url TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS alerts_by_fingerprint ON alerts (fingerprint);
-CREATE TABLE IF NOT EXISTS actions (
-    id INTEGER PRIMARY KEY,
-    notification_id INTEGER NOT NULL REFERENCES notifications (id),
-    alert_fingerprint TEXT NOT NULL,
-    policy TEXT NOT NULL,
-    action TEXT NOT NULL,
-    mode TEXT NOT NULL,
-    target TEXT NOT NULL,
-    plan TEXT NOT NULL,
-    result TEXT NOT NULL CHECK (result IN ('planned', 'skipped', 'failed')),
-    created_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS actions_by_fingerprint ON actions (alert_fingerprint);
-"""
+from alertmanager_webhook.schema import SCHEMA, SCHEMA_VERSION
 
 Clock = Callable[[], datetime]
 
 
 class StoreError(Exception):
     """The database could not be read or written; the request may be retried."""
-
-
-def dedupe_key(notification: Notification) -> str:
-    """Hash what makes a notification new: its group, status and alert states.
-
-    Alertmanager resends a group unchanged on every repeat_interval and on
-    retries; those resends hash alike, so they are acted on once.
-    """
-    alerts = sorted([a.fingerprint, a.status, a.starts_at] for a in notification.alerts)
-    # JSON keeps the fields apart, so no value can imitate a separator.
-    material = json.dumps(
-        [notification.group_key, notification.status, alerts], separators=(",", ":")
-    )
-    return hashlib.sha256(material.encode()).hexdigest()
 
 
 def _utc_now() -> datetime:
@@ -85,68 +37,166 @@ def _utc_now() -> datetime:
 class Store:
     """One SQLite connection in WAL mode, shared by the server's threads."""
 
-    def __init__(self, conn: sqlite3.Connection, clock: Clock = _utc_now) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        clock: Clock = _utc_now,
+        gate: WriteGate | None = None,
+        urgent: bool = True,
+    ) -> None:
         self._conn = conn
         self._clock = clock
         # The connection is shared across threads; sqlite3 needs the calls apart.
         self._lock = threading.Lock()
+        # Shared by the stores of one process, so that their writers queue here
+        # rather than in SQLite's busy handler, which sleeps in whole milliseconds.
+        self.gate = gate or WriteGate()
+        self._urgent = urgent
 
     @classmethod
-    def open(cls, path: str, clock: Clock = _utc_now) -> Store:
-        """Open or create the database at `path` and make sure the schema exists."""
+    def open(
+        cls,
+        path: str,
+        clock: Clock = _utc_now,
+        gate: WriteGate | None = None,
+        autocheckpoint: bool = True,
+        sync: str = "FULL",
+    ) -> Store:
+        """Open or create the database at `path` and make sure the schema exists.
+
+        Without `autocheckpoint`, commits never copy the WAL into the database
+        (the slow part of some commits); checkpoint() must then be called.
+        `sync` NORMAL skips the fsync of each commit: such a commit survives the
+        process being killed, and a power cut only once a later FULL commit or
+        a checkpoint has synced the WAL it shares. A NORMAL store also gives
+        way to FULL ones at the write gate: it is the worker's.
+        """
         try:
             conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA busy_timeout = 5000")
             conn.execute("PRAGMA journal_mode = WAL")
+            # FULL syncs the WAL on every commit: a 2xx survives a power cut too.
+            conn.execute(
+                f"PRAGMA synchronous = {'NORMAL' if sync == 'NORMAL' else 'FULL'}"
+            )
             conn.execute("PRAGMA foreign_keys = ON")
-            conn.executescript(SCHEMA)
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, SCHEMA_VERSION):
+                conn.close()
+                raise StoreError(
+                    f"database {path!r} has schema {version}, this receiver "
+                    f"writes {SCHEMA_VERSION}; move the old file aside"
+                )
+            conn.executescript(SCHEMA + audit.SCHEMA)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            if not autocheckpoint:
+                conn.execute("PRAGMA wal_autocheckpoint = 0")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open database {path!r}: {exc}") from exc
-        return cls(conn, clock)
+        return cls(conn, clock, gate, urgent=sync != "NORMAL")
+
+    @classmethod
+    def open_existing(cls, path: str, readonly: bool = False) -> Store:
+        """Open a database the receiver wrote, without creating one."""
+        if not Path(path).is_file():
+            raise StoreError(f"no database at {path!r}")
+        mode = "ro" if readonly else "rw"
+        try:
+            conn = sqlite3.connect(
+                f"file:{quote(path)}?mode={mode}",
+                uri=True,
+                check_same_thread=False,
+                isolation_level=None,
+            )
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA busy_timeout = 5000")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open database {path!r}: {exc}") from exc
+        if version != SCHEMA_VERSION:
+            conn.close()
+            raise StoreError(
+                f"database {path!r} has schema {version}, not {SCHEMA_VERSION}"
+            )
+        return cls(conn)
+
+    def verify(self) -> audit.Verdict:
+        """Check the audit chain and the tables against it."""
+        with self._lock:
+            try:
+                return audit.verify(self._conn, self.notification_digest)
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot read database: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:
             self._conn.close()
 
-    def is_known(self, key: str) -> bool:
-        """Tell whether a notification with this dedupe key is already stored."""
-        row = self._query("SELECT 1 FROM notifications WHERE dedupe_key = ?", (key,))
-        return bool(row)
+    def now(self) -> datetime:
+        return self._clock()
 
-    def save(
-        self, notification: Notification, key: str, actions: Sequence[PlannedAction]
-    ) -> int | None:
-        """Store a notification with its alerts and actions; None if a duplicate."""
-        now = self._clock().isoformat()
-        with self._lock:
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database without blocking writers."""
+        self.query("PRAGMA wal_checkpoint(PASSIVE)")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that holds the database lock from its start."""
+        with self.gate.hold(self._urgent), self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:
-                    notification_id = self._insert(notification, key, actions, now)
-                except sqlite3.IntegrityError as exc:
-                    self._conn.execute("ROLLBACK")
-                    # Another delivery of the same notification won the race.
-                    if "notifications.dedupe_key" in str(exc):
-                        return None
-                    raise
+                    yield self._conn
                 except BaseException:
                     self._conn.execute("ROLLBACK")
                     raise
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
-                raise StoreError(f"cannot store notification: {exc}") from exc
-        return notification_id
+                raise StoreError(f"cannot write database: {exc}") from exc
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            try:
+                return self._conn.execute(sql, tuple(params)).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot read database: {exc}") from exc
+
+    def is_known(self, key: str) -> bool:
+        """Tell whether a notification with this dedupe key is already stored."""
+        return bool(
+            self.query("SELECT 1 FROM notifications WHERE dedupe_key = ?", [key])
+        )
+
+    def save(
+        self, notification: Notification, key: str, intents: Sequence[Intent]
+    ) -> Saved | None:
+        """Store a notification and queue its actions; None if a duplicate."""
+        now = self._clock()
+        try:
+            with self.transaction() as conn:
+                return intake.insert(conn, notification, key, intents, now)
+        except StoreError as exc:
+            # Another delivery of the same notification won the race.
+            if "notifications.dedupe_key" in str(exc.__cause__):
+                return None
+            raise
+
+    def append_action_audit(self, conn: sqlite3.Connection, action_id: int) -> None:
+        audit.append_action(conn, self._clock().isoformat(), action_id)
+
+    def notification_digest(self, notification_id: int) -> dict[str, Any]:
+        """What a notification's audit record vouches for, rebuilt from its rows."""
+        return intake.notification_digest(self._conn, notification_id)
 
     def recent_alerts(self, limit: int) -> list[dict[str, Any]]:
         """Return the newest alert rows first, with labels decoded."""
-        rows = self._query(
+        rows = self.query(
             "SELECT a.id, a.notification_id, n.received_at, a.fingerprint, a.status,"
             " a.labels, a.annotations, a.starts_at, a.ends_at, a.generator_url"
             " FROM alerts a JOIN notifications n ON n.id = a.notification_id"
             " ORDER BY a.id DESC LIMIT ?",
-            (limit,),
+            [limit],
         )
         records = [dict(row) for row in rows]
         for record in records:
@@ -155,77 +205,14 @@ class Store:
         return records
 
     def recent_actions(self, limit: int) -> list[dict[str, Any]]:
-        """Return the newest action rows first."""
-        rows = self._query("SELECT * FROM actions ORDER BY id DESC LIMIT ?", (limit,))
-        return [dict(row) for row in rows]
+        """Return the newest action rows first, JSON columns decoded."""
+        rows = self.query("SELECT * FROM actions ORDER BY id DESC LIMIT ?", [limit])
+        return [decode_action(row) for row in rows]
 
-    def _insert(
-        self,
-        notification: Notification,
-        key: str,
-        actions: Sequence[PlannedAction],
-        now: str,
-    ) -> int:
-        cursor = self._conn.execute(
-            "INSERT INTO notifications (dedupe_key, group_key, receiver, status,"
-            " truncated_alerts, external_url, received_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                key,
-                notification.group_key,
-                notification.receiver,
-                notification.status,
-                notification.truncated_alerts,
-                notification.external_url,
-                now,
-            ),
-        )
-        notification_id = cursor.lastrowid
-        assert notification_id is not None
 
-        self._conn.executemany(
-            "INSERT INTO alerts (notification_id, fingerprint, status, labels,"
-            " annotations, starts_at, ends_at, generator_url)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    notification_id,
-                    a.fingerprint,
-                    a.status,
-                    json.dumps(dict(a.labels), sort_keys=True),
-                    json.dumps(dict(a.annotations), sort_keys=True),
-                    a.starts_at,
-                    a.ends_at,
-                    a.generator_url,
-                )
-                for a in notification.alerts
-            ],
-        )
-
-        self._conn.executemany(
-            "INSERT INTO actions (notification_id, alert_fingerprint, policy, action,"
-            " mode, target, plan, result, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    notification_id,
-                    a.alert_fingerprint,
-                    a.policy,
-                    a.action,
-                    a.mode,
-                    a.target,
-                    a.plan,
-                    a.result,
-                    now,
-                )
-                for a in actions
-            ],
-        )
-        return notification_id
-
-    def _query(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
-        with self._lock:
-            try:
-                return self._conn.execute(sql, params).fetchall()
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot read database: {exc}") from exc
+def decode_action(row: sqlite3.Row) -> dict[str, Any]:
+    record = dict(row)
+    record["labels"] = json.loads(record["labels"])
+    for name in ("spec", "undo"):
+        record[name] = json.loads(record[name]) if record[name] else None
+    return record

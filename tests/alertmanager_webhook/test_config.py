@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from aiops_common.config import ConfigError, load_config
-from alertmanager_webhook.config import ENV_PREFIX, WebhookConfig, read_token
+from alertmanager_webhook.config import ENV_PREFIX, WebhookConfig
+from alertmanager_webhook.credentials import read_approvers, read_token
 
 GOOD = """
 bearer_token_file: {token_file}
@@ -47,6 +48,41 @@ def test_loads_policies_and_reads_token_file(tmp_path: Path) -> None:
     assert read_token(config) == "from-a-file"
 
 
+def test_loopback_receiver_may_run_without_auth_when_told() -> None:
+    config = WebhookConfig(insecure_no_auth=True)
+
+    assert not config.has_auth
+    assert read_token(config) == ""
+
+
+def test_approver_tokens_file(tmp_path: Path) -> None:
+    path = tmp_path / "approvers"
+    path.write_text("# who may approve\nalice:tok-1\nbob:tok-2\n")
+    config = WebhookConfig(bearer_token="a", approver_tokens_file=str(path))
+
+    assert read_approvers(config) == {"alice": "tok-1", "bob": "tok-2"}
+
+
+def test_bad_approver_line_is_named_without_its_secret(tmp_path: Path) -> None:
+    path = tmp_path / "approvers"
+    path.write_text("alice:tok-1\nsecret-without-name\n")
+    config = WebhookConfig(bearer_token="a", approver_tokens_file=str(path))
+
+    with pytest.raises(ConfigError) as caught:
+        read_approvers(config)
+
+    assert str(caught.value) == "approver_tokens_file: line 2: expected NAME:TOKEN"
+
+
+def test_deploy_config_is_valid() -> None:
+    deploy = Path(__file__).parents[2] / "deploy" / "webhook.yml"
+
+    config = load_config(WebhookConfig, deploy, env={}, env_prefix=ENV_PREFIX)
+
+    assert config.mode == "dry-run"
+    assert "cap-cpu-hog" in [p.name for p in config.policies]
+
+
 def test_environment_supplies_the_token() -> None:
     env = {"AIOPS_WEBHOOK_BEARER_TOKEN": "from-env"}
 
@@ -59,13 +95,20 @@ def test_environment_supplies_the_token() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("database: x.db\n", "bearer_token: set exactly one"),
-        ("bearer_token: a\nbearer_token_file: b\n", "bearer_token: set exactly one"),
-        ("bearer_token: a\nmode: apply\n", "mode: expected one of 'dry-run'"),
+        ("database: x.db\n", "bearer_token: set bearer_token, bearer_token_file"),
+        ("bearer_token: a\nbearer_token_file: b\n", "set at most one of bearer_token"),
+        (
+            "insecure_no_auth: true\nlisten_address: 0.0.0.0:9844\n",
+            "insecure_no_auth: only allowed on a loopback listen_address",
+        ),
+        ("basic_auth_username: am\n", "basic auth needs both"),
+        ("bearer_token: a\ntls_cert_file: c.pem\n", "TLS needs both"),
+        ("bearer_token: a\nmode: yolo\n", "mode: expected one of 'dry-run'"),
         ("bearer_token: a\nmax_body_bytes: 0\n", "max_body_bytes: must be above 0"),
         ("bearer_token: a\nlog_level: loud\n", "log_level: must be one of"),
         ("bearer_token: a\nlisten_address: nowhere\n", "listen_address: listen"),
         ("bearer_token: a\ncolour: red\n", "unknown key 'colour'"),
+        ("bearer_token: a\ncgroup_name: ../x\n", "cgroup_name: must be one plain"),
         (
             "bearer_token: a\npolicies: [{name: p, match: {a: b}, action: cpu_cap}]\n",
             "policies[0].params.cpu_cores: cpu_cap needs a number of cores",
@@ -77,7 +120,41 @@ def test_environment_supplies_the_token() -> None:
         ),
         (
             "bearer_token: a\npolicies: [{name: p, match: {a: b}, action: reboot}]\n",
-            "policies[0].action: expected one of 'cpu_cap', 'none'",
+            "policies[0].action: expected one of 'none', 'cpu_cap'",
+        ),
+        (
+            "bearer_token: a\npolicies: [{name: p, match: {a: b}, action: signal,"
+            " params: {signal: SIGSEGV}}]\n",
+            "policies[0].params.signal: must be one of SIGTERM",
+        ),
+        (
+            "bearer_token: a\npolicies: [{name: p, match: {a: b}, action: command}]\n",
+            "policies[0].argv: a command action needs a program",
+        ),
+        (
+            "bearer_token: a\npolicies: [{name: p, match: {a: b}, action: command,"
+            " argv: ['{cmd}']}]\n",
+            "policies[0].argv[0]: the program must not come from labels",
+        ),
+        (
+            "bearer_token: a\npolicies: [{name: p, match: {a: b}, action: none,"
+            " argv: [x]}]\n",
+            "policies[0].argv: only a command action takes argv",
+        ),
+        (
+            "bearer_token: a\npolicies: [{name: p, match: {a: b},"
+            " action: k8s_scale, params: {replicas: 1}}]\n",
+            "policies[0].action: k8s_scale needs a kubernetes section",
+        ),
+        (
+            "bearer_token: a\npolicies: [{name: p, match: {a: b}, action: renice}]\n",
+            "policies[0].params: renice needs nice, ionice_class or both",
+        ),
+        (
+            "bearer_token: a\npolicies: [{name: p, match: {a: b}, action: cpu_cap,"
+            " params: {cpu_cores: 1}, recommend: {prometheus_url: 'http://p:9090',"
+            " query: 'x', param: cores}}]\n",
+            "policies[0].recommend.param: 'cores' is not one of the policy's params",
         ),
         (
             "bearer_token: a\npolicies: [{name: p, match: {}, action: none}]\n",

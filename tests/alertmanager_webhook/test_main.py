@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +31,24 @@ def _config(tmp_path: Path, text: str) -> str:
 @pytest.mark.parametrize(
     ("text", "args", "message"),
     [
-        ("bearer_token: a\nmode: apply\n", [], ".mode: expected one of 'dry-run'"),
-        ("database: x.db\n", [], ".bearer_token: set exactly one"),
+        ("bearer_token: a\nmode: yolo\n", [], ".mode: expected one of 'dry-run'"),
+        ("database: x.db\n", [], ".bearer_token: set bearer_token, bearer_token_file"),
         ("bearer_token_file: /nonexistent/token\n", [], "bearer_token_file: cannot"),
         (
             "bearer_token: a\n",
             ["--web.listen-address", "localhost"],
             "--web.listen-address: listen address must be HOST:PORT",
+        ),
+        (
+            "insecure_no_auth: true\n",
+            ["--web.listen-address", "0.0.0.0:9844"],
+            "insecure_no_auth: only allowed on a loopback listen_address",
+        ),
+        (
+            "bearer_token: a\ntls_cert_file: /nonexistent/c.pem\n"
+            "tls_key_file: /nonexistent/k.pem\n",
+            [],
+            "tls_cert_file: cannot load '/nonexistent/c.pem'",
         ),
         ("bearer_token: a\ndatabase: /nonexistent/dir/x.db\n", [], "database: cannot"),
     ],
@@ -75,39 +87,48 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
-    token_file = tmp_path / "token"
-    token_file.write_text(TOKEN + "\n")
-    config = _config(
-        tmp_path,
-        f"bearer_token_file: {token_file}\n"
-        f"database: {tmp_path / 'webhook.db'}\n"
-        "max_body_bytes: 4096\n"
-        "log_level: debug\n"
-        "policies:\n"
-        "  - {name: watch, match: {alertname: AiopsProcessCpuHog}, action: none}\n",
-    )
-    port = _free_port()
-    log_path = tmp_path / "stderr.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIOPS_WEBHOOK_")}
+def start_server(
+    tmp_path: Path,
+) -> Iterator[Callable[..., tuple[str, subprocess.Popen[bytes], Path]]]:
+    procs: list[subprocess.Popen[bytes]] = []
 
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "alertmanager_webhook",
-                "--config.file",
-                config,
-                "--web.listen-address",
-                f"127.0.0.1:{port}",
-            ],
-            stderr=log,
-            env=env,
+    def start(extra: str = "", scheme: str = "http"):
+        token_file = tmp_path / "token"
+        token_file.write_text(TOKEN + "\n")
+        config = _config(
+            tmp_path,
+            f"bearer_token_file: {token_file}\n"
+            f"database: {tmp_path / 'webhook.db'}\n"
+            "max_body_bytes: 4096\n"
+            "log_level: debug\n"
+            "policies:\n"
+            "  - {name: watch, match: {alertname: AiopsProcessCpuHog}, action: none}\n"
+            + extra,
         )
-    try:
-        yield f"http://127.0.0.1:{port}", proc, log_path
-    finally:
+        port = _free_port()
+        log_path = tmp_path / "stderr.log"
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith("AIOPS_WEBHOOK_")
+        }
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "alertmanager_webhook",
+                    "--config.file",
+                    config,
+                    "--web.listen-address",
+                    f"127.0.0.1:{port}",
+                ],
+                stderr=log,
+                env=env,
+            )
+        procs.append(proc)
+        return f"{scheme}://127.0.0.1:{port}", proc, log_path
+
+    yield start
+    for proc in procs:
         if proc.poll() is None:
             proc.kill()
         proc.wait(timeout=10)
@@ -120,16 +141,16 @@ def _wait_healthy(session: requests.Session, base: str, proc) -> None:
         try:
             if session.get(f"{base}/-/healthy", timeout=1).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.exceptions.SSLError):
             pass
         assert time.monotonic() < deadline, "server never became healthy"
         time.sleep(0.05)
 
 
 def test_serves_with_waitress_and_stops_on_sigterm(
-    server: tuple[str, subprocess.Popen[bytes], Path], firing: dict[str, Any]
+    start_server, firing: dict[str, Any]
 ) -> None:
-    base, proc, log_path = server
+    base, proc, log_path = start_server()
     session = requests.Session()
     session.trust_env = False  # no proxy between us and 127.0.0.1
     auth = {"Authorization": f"Bearer {TOKEN}"}
@@ -161,3 +182,58 @@ def test_serves_with_waitress_and_stops_on_sigterm(
     assert "msg=stopped" in log
     assert TOKEN not in log
     assert json.dumps(firing["alerts"][0]["annotations"]["description"]) not in log
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
+def test_serves_tls_with_the_configured_certificate(
+    start_server, tmp_path: Path, firing: dict[str, Any]
+) -> None:
+    cert, key = _self_signed(tmp_path)
+    base, proc, log_path = start_server(
+        f"tls_cert_file: {cert}\ntls_key_file: {key}\n", scheme="https"
+    )
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = str(cert)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    _wait_healthy(session, base, proc)
+
+    accepted = session.post(f"{base}/webhook", json=firing, headers=auth, timeout=5)
+    with pytest.raises(requests.ConnectionError):
+        requests.Session().get(base.replace("https", "http") + "/-/healthy", timeout=2)
+
+    assert accepted.json()["status"] == "accepted"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=15) == 0
+    log = log_path.read_text()
+    assert "tls=True" in log
+    assert TOKEN not in log

@@ -79,6 +79,9 @@ _DELETE = object()
         ("alerts.0.endsAt", "2024-05-14", "alerts[0].endsAt: expected an RFC 3339"),
         ("alerts.0.status", True, "alerts[0].status: expected a string, got a bool"),
         ("alerts.0.generatorURL", _DELETE, "alerts[0].generatorURL: missing"),
+        ("groupKey", "\ud800{}", "groupKey: not valid Unicode (a lone surrogate)"),
+        ("alerts.0.labels", {"user": "\udc80"}, "alerts[0].labels: not valid Unicode"),
+        ("commonLabels", {"\ud800": "x"}, "commonLabels: not valid Unicode"),
     ],
 )
 def test_malformed_payload_names_the_field(
@@ -103,6 +106,13 @@ def test_malformed_payload_names_the_field(
 )
 def test_bad_body_is_named(body: bytes, message: str) -> None:
     with pytest.raises(PayloadError, match=f"^{message}"):
+        parse_body(body)
+
+
+def test_escaped_lone_surrogate_is_a_payload_error() -> None:
+    body = b'{"version": "4", "groupKey": "\\ud800", "alerts": []}'
+
+    with pytest.raises(PayloadError, match="^groupKey: not valid Unicode"):
         parse_body(body)
 
 

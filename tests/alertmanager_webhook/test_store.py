@@ -1,36 +1,16 @@
-"""The SQLite audit log: schema, WAL, one transaction per notification, dedupe."""
+"""The SQLite store: schema, WAL, one transaction per notification, dedupe."""
 
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from alertmanager_webhook.actions import PlannedAction
+from alertmanager_webhook.intake import Intent, dedupe_key
 from alertmanager_webhook.payload import parse_notification
-from alertmanager_webhook.store import Store, StoreError, dedupe_key
-
-FIXED = datetime(2024, 5, 14, 9, 40, tzinfo=UTC)
-
-ACTION = PlannedAction(
-    alert_fingerprint="4a8c21f0b6d3e917",
-    policy="cap-testcap",
-    action="cpu_cap",
-    mode="dry-run",
-    target="command='aiops-testcap' user='root'",
-    plan="cap 1 process ...",
-    result="planned",
-)
-
-
-@pytest.fixture
-def fixed_store(tmp_path: Path):
-    opened = Store.open(str(tmp_path / "audit.db"), clock=lambda: FIXED)
-    yield opened
-    opened.close()
+from alertmanager_webhook.store import Store, StoreError
 
 
 def _count(path: Path, table: str) -> int:
@@ -38,37 +18,55 @@ def _count(path: Path, table: str) -> int:
         return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
 
-def test_database_is_in_wal_mode(tmp_path: Path, store: Store) -> None:
+def _intents(notification, policy: str = "cap-testcap", action: str = "cpu_cap"):
+    return [Intent(a, policy, action, "apply") for a in notification.firing]
+
+
+def test_database_is_in_wal_mode_with_full_sync(tmp_path: Path, store: Store) -> None:
     with sqlite3.connect(tmp_path / "webhook.db") as conn:
         mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
         version = conn.execute("PRAGMA user_version").fetchone()[0]
 
     assert mode == "wal"
-    assert version == 1
+    assert version == 2
+    assert store.query("PRAGMA synchronous")[0][0] == 2  # FULL
 
 
-def test_save_writes_notification_alerts_and_actions(
-    tmp_path: Path, fixed_store: Store, firing: dict[str, Any]
+def test_save_writes_notification_alerts_actions_and_audit(
+    tmp_path: Path, store: Store, firing: dict[str, Any]
 ) -> None:
     notification = parse_notification(firing)
 
-    saved = fixed_store.save(notification, dedupe_key(notification), [ACTION])
+    saved = store.save(notification, dedupe_key(notification), _intents(notification))
 
-    assert saved == 1
-    db = tmp_path / "audit.db"
+    assert saved is not None
+    assert saved.notification_id == 1
+    assert [a[1:] for a in saved.actions] == [("cpu_cap", "apply", "queued")] * 2
+    db = tmp_path / "webhook.db"
     assert (_count(db, "notifications"), _count(db, "alerts")) == (1, 2)
-    [action] = fixed_store.recent_actions(10)
-    assert action["plan"] == "cap 1 process ..."
-    assert action["created_at"] == "2024-05-14T09:40:00+00:00"
-    assert action["notification_id"] == 1
-    alerts = fixed_store.recent_alerts(10)
+    # One record for the notification, one per action.
+    assert _count(db, "audit") == 3
+    action = store.recent_actions(10)[-1]
+    assert action["labels"]["command"] == "aiops-testcap"
+    assert action["created_at"] == "2024-05-14T09:30:00+00:00"
+    alerts = store.recent_alerts(10)
     # Newest first, labels decoded back into objects.
     assert [a["fingerprint"] for a in alerts] == [
         "d19e07b25c4f8a36",
         "4a8c21f0b6d3e917",
     ]
-    assert alerts[1]["labels"]["command"] == "aiops-testcap"
-    assert alerts[1]["received_at"] == "2024-05-14T09:40:00+00:00"
+    assert alerts[1]["received_at"] == "2024-05-14T09:30:00+00:00"
+
+
+def test_none_action_is_decided_at_intake(store: Store, firing) -> None:
+    notification = parse_notification(firing)
+
+    saved = store.save(
+        notification, dedupe_key(notification), _intents(notification, "w", "none")
+    )
+
+    assert [a[3] for a in saved.actions] == ["skipped", "skipped"]
+    assert store.recent_actions(1)[0]["plan"] == "no action"
 
 
 def test_second_save_of_same_key_is_a_duplicate(
@@ -77,12 +75,26 @@ def test_second_save_of_same_key_is_a_duplicate(
     notification = parse_notification(firing)
     key = dedupe_key(notification)
 
-    assert store.save(notification, key, [ACTION]) == 1
+    assert store.save(notification, key, _intents(notification)) is not None
     assert store.is_known(key)
-    assert store.save(notification, key, [ACTION]) is None
+    assert store.save(notification, key, _intents(notification)) is None
 
     db = tmp_path / "webhook.db"
-    assert (_count(db, "notifications"), _count(db, "actions")) == (1, 1)
+    assert (_count(db, "notifications"), _count(db, "actions")) == (1, 2)
+
+
+def test_resolved_alert_queues_a_restore_per_action(
+    store: Store, firing: dict[str, Any], resolved: dict[str, Any]
+) -> None:
+    fired = parse_notification(firing)
+    store.save(fired, dedupe_key(fired), _intents(fired))
+    done = parse_notification(resolved)
+
+    saved = store.save(done, dedupe_key(done), [])
+
+    [restore] = store.recent_actions(1)
+    assert [a[3] for a in saved.actions] == ["queued"]
+    assert (restore["kind"], restore["restores"]) == ("restore", 1)
 
 
 def test_failed_write_leaves_nothing_behind(
@@ -94,7 +106,7 @@ def test_failed_write_leaves_nothing_behind(
     notification = parse_notification(firing)
 
     with pytest.raises(StoreError, match="no such table: actions"):
-        store.save(notification, dedupe_key(notification), [ACTION])
+        store.save(notification, dedupe_key(notification), _intents(notification))
 
     assert (_count(db, "notifications"), _count(db, "alerts")) == (0, 0)
 
@@ -102,6 +114,22 @@ def test_failed_write_leaves_nothing_behind(
 def test_unopenable_database_is_a_store_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="cannot open database"):
         Store.open(str(tmp_path / "no-such-dir" / "x.db"))
+
+
+def test_older_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 1")
+
+    with pytest.raises(StoreError, match="has schema 1, this receiver writes 2"):
+        Store.open(str(path))
+
+
+def test_open_existing_never_creates(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no database at"):
+        Store.open_existing(str(tmp_path / "absent.db"))
+
+    assert not (tmp_path / "absent.db").exists()
 
 
 def test_dedupe_key_ignores_alert_order_and_annotations(

@@ -1,0 +1,1 @@
+"""The actuators: what each action does to a host, a cluster or a GPU."""

@@ -1,0 +1,94 @@
+"""The receiver's operator commands for `aiops`: audit verify and approve.
+
+Both work on the receiver's database file, so they need read (verify) or write
+(approve) access to it, and no running receiver.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from typing import Any
+
+from alertmanager_webhook.jobs import ApprovalError, Jobs
+from alertmanager_webhook.store import Store, StoreError
+
+DEFAULT_DATABASE = "aiops-webhook.db"
+
+
+def add_subcommands(subparsers: Any) -> None:
+    """Add `audit verify` and `approve` to an argparse subparsers object."""
+    audit = subparsers.add_parser("audit", help="check the receiver's audit log")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_commands.add_parser(
+        "verify", help="exit non-zero naming the first edited or removed record"
+    )
+    verify.add_argument("--database", default=DEFAULT_DATABASE, metavar="FILE")
+    verify.set_defaults(webhook_command="verify")
+
+    approve = subparsers.add_parser(
+        "approve", help="let an action that waits for approval run"
+    )
+    approve.add_argument("action_id", type=int, nargs="?", metavar="ID")
+    approve.add_argument("--database", default=DEFAULT_DATABASE, metavar="FILE")
+    approve.add_argument(
+        "--list", action="store_true", help="list the actions waiting for approval"
+    )
+    approve.set_defaults(webhook_command="approve")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the subcommand add_subcommands() parsed; return the exit status."""
+    try:
+        if args.webhook_command == "verify":
+            return _verify(args.database)
+        if args.list or args.action_id is None:
+            return _list_pending(args.database)
+        return _approve(args.database, args.action_id)
+    except StoreError as exc:
+        print(f"aiops: {exc}", file=sys.stderr)
+        return 2
+
+
+def _verify(database: str) -> int:
+    store = Store.open_existing(database, readonly=True)
+    try:
+        verdict = store.verify()
+    finally:
+        store.close()
+
+    if verdict.ok:
+        print(f"audit log intact: {verdict.records} records, head {verdict.head[:16]}")
+        return 0
+    print(f"audit log broken: {verdict.problem}", file=sys.stderr)
+    return 1
+
+
+def _approve(database: str, action_id: int) -> int:
+    store = Store.open_existing(database)
+    try:
+        Jobs(store).approve(action_id, f"cli:{getpass.getuser()}")
+    except ApprovalError as exc:
+        print(f"aiops approve: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    print(f"action {action_id} approved; the receiver runs it within a second")
+    return 0
+
+
+def _list_pending(database: str) -> int:
+    store = Store.open_existing(database, readonly=True)
+    try:
+        rows = store.query(
+            "SELECT id, policy, action, plan FROM actions WHERE result = 'pending'"
+            " ORDER BY id"
+        )
+    finally:
+        store.close()
+    for row in rows:
+        print(f"{row['id']}\t{row['policy']}\t{row['action']}\t{row['plan']}")
+    if not rows:
+        print("no action waits for approval")
+    return 0

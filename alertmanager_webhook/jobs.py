@@ -1,0 +1,135 @@
+"""The action queue as the worker and approvers see it: state changes and counts.
+
+Every change is a conditional UPDATE (it names the state it expects), written
+with its audit record in one transaction, so that two writers, or a worker
+and an approver in another process, never move one action twice.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from alertmanager_webhook.store import Store
+
+# Changes to a limit: what the cooldown, the cap and the blast radius count.
+CHANGING = "('running', 'applied')"
+
+
+class ApprovalError(Exception):
+    """An approval that cannot be given; `code` is the HTTP status to answer."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Jobs:
+    """Reads and moves actions through their states."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def ready(self, now: float, limit: int = 50) -> list[sqlite3.Row]:
+        return self.store.query(
+            "SELECT * FROM actions WHERE result IN ('queued', 'approved')"
+            " AND not_before <= ? ORDER BY id LIMIT ?",
+            [now, limit],
+        )
+
+    def get(self, action_id: int) -> sqlite3.Row | None:
+        rows = self.store.query("SELECT * FROM actions WHERE id = ?", [action_id])
+        return rows[0] if rows else None
+
+    def running(self) -> list[sqlite3.Row]:
+        return self.store.query("SELECT * FROM actions WHERE result = 'running'")
+
+    def move(self, action_id: int, expect: tuple[str, ...], **fields: Any) -> bool:
+        """Set `fields` if the action is in one of `expect`; False if it was not."""
+        for name in ("spec", "undo"):
+            if name in fields and fields[name] is not None:
+                fields[name] = json.dumps(fields[name], sort_keys=True)
+        fields["updated_at"] = self.store.now().isoformat()
+        names = ", ".join(f"{k} = ?" for k in fields)
+        marks = ", ".join("?" for _ in expect)
+
+        with self.store.transaction() as conn:
+            cursor = conn.execute(
+                f"UPDATE actions SET {names} WHERE id = ? AND result IN ({marks})",
+                [*fields.values(), action_id, *expect],
+            )
+            if not cursor.rowcount:
+                return False
+            self.store.append_action_audit(conn, action_id)
+        return True
+
+    def approve(self, action_id: int, approver: str) -> None:
+        """Let a pending action run; ApprovalError says what stands in the way."""
+        if not self.move(
+            action_id, ("pending",), result="approved", approved_by=approver
+        ):
+            row = self.get(action_id)
+            if row is None:
+                raise ApprovalError(f"no action {action_id}", 404)
+            raise ApprovalError(
+                f"action {action_id} is {row['result']}, not pending approval", 409
+            )
+
+    def last_change(self, action: str, target: str, exclude: int) -> float | None:
+        rows = self.store.query(
+            "SELECT max(started_unix) FROM actions WHERE kind = 'act' AND action = ?"
+            f" AND target = ? AND id != ? AND result IN {CHANGING}",
+            [action, target, exclude],
+        )
+        return rows[0][0]
+
+    def in_force(self) -> int:
+        """Changes that hold now: applied, undoable and not yet restored, or running."""
+        # Two counts rather than one OR, so that each can use its index.
+        running = self.store.query(
+            "SELECT count(*) FROM actions WHERE result = 'running' AND kind = 'act'"
+        )
+        held = self.store.query(
+            "SELECT count(*) FROM actions WHERE result = 'applied' AND kind = 'act'"
+            " AND undo IS NOT NULL AND restored_at IS NULL"
+        )
+        return running[0][0] + held[0][0]
+
+    def changed_since(self, target: str, since: float) -> bool:
+        rows = self.store.query(
+            "SELECT 1 FROM actions WHERE kind = 'act' AND target = ?"
+            f" AND result IN {CHANGING} AND started_unix >= ? LIMIT 1",
+            [target, since],
+        )
+        return bool(rows)
+
+    def count_targets_since(self, since: float, enough: int) -> int:
+        """Distinct targets changed since `since`, counted up to `enough`."""
+        rows = self.store.query(
+            "SELECT count(*) FROM (SELECT DISTINCT target FROM actions"
+            f" WHERE started_unix >= ? AND kind = 'act' AND result IN {CHANGING}"
+            " LIMIT ?)",
+            [since, enough],
+        )
+        return rows[0][0]
+
+    def restore_queued(self, fingerprint: str, starts_at: str) -> bool:
+        """Tell whether the alert episode has resolved (a restore is recorded)."""
+        return bool(
+            self.store.query(
+                "SELECT 1 FROM actions WHERE kind = 'restore'"
+                " AND alert_fingerprint = ? AND alert_starts_at = ?",
+                [fingerprint, starts_at],
+            )
+        )
+
+    def depth(self) -> dict[str, int]:
+        """How many actions wait, by state: queued, approved, pending, running."""
+        rows = self.store.query(
+            "SELECT result, count(*) FROM actions WHERE result IN"
+            " ('queued', 'approved', 'pending', 'running') GROUP BY result"
+        )
+        counts = dict.fromkeys(("queued", "approved", "pending", "running"), 0)
+        counts.update({row[0]: row[1] for row in rows})
+        return counts

@@ -1,0 +1,156 @@
+"""The audit chain: append-only, and `aiops audit verify` names what was changed."""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from alertmanager_webhook import cli
+
+from .conftest import Receiver
+
+
+@pytest.fixture
+def db(receiver: Receiver, firing: dict[str, Any], resolved, tmp_path: Path) -> Path:
+    receiver.post(firing)
+    receiver.worker.drain()
+    receiver.post(resolved)
+    receiver.worker.drain()
+    return tmp_path / "webhook.db"
+
+
+def _verify(db: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    parser = argparse.ArgumentParser(prog="aiops")
+    cli.add_subcommands(parser.add_subparsers(dest="command", required=True))
+    status = cli.run(parser.parse_args(["audit", "verify", "--database", str(db)]))
+    out = capsys.readouterr()
+    return status, out.out + out.err
+
+
+def _tamper(db: Path, *sql: str) -> None:
+    # What someone with the file would do: drop the guards, then edit.
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TRIGGER audit_no_update")
+        conn.execute("DROP TRIGGER audit_no_delete")
+        for statement in sql:
+            conn.execute(statement)
+
+
+def test_intact_log_verifies(db: Path, capsys) -> None:
+    status, out = _verify(db, capsys)
+
+    assert status == 0
+    assert out.startswith("audit log intact: 7 records, head ")
+
+
+def test_records_cannot_be_updated_or_deleted(db: Path) -> None:
+    with sqlite3.connect(db) as conn:
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("UPDATE audit SET detail = '{}' WHERE id = 2")
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("DELETE FROM audit WHERE id = 2")
+
+
+def test_each_record_carries_the_previous_hash(db: Path) -> None:
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT prev_hash, hash FROM audit ORDER BY id").fetchall()
+
+    assert rows[0][0] == "0" * 64
+    assert all(rows[i][0] == rows[i - 1][1] for i in range(1, len(rows)))
+
+
+@pytest.mark.parametrize(
+    ("sql", "problem"),
+    [
+        (
+            ["UPDATE audit SET detail = replace(detail, 'planned', 'skipped')"],
+            "record 4 edited: hash mismatch",
+        ),
+        (["DELETE FROM audit WHERE id = 3"], "record 3 removed: the chain jumps"),
+        (
+            ["DELETE FROM audit WHERE id >= 6"],
+            "record 6 removed: records 6 to 7 are gone from the end",
+        ),
+        (
+            ["UPDATE actions SET result = 'applied' WHERE id = 1"],
+            "action 1 edited: differs from audit record 4",
+        ),
+        (["DELETE FROM actions WHERE id = 3"], "action 3 removed (audit record 7)"),
+        (
+            ['UPDATE alerts SET labels = \'{"user": "x"}\' WHERE id = 1'],
+            "notification 1 edited: differs from audit record 1",
+        ),
+        (
+            ["DELETE FROM audit", "DELETE FROM sqlite_sequence"],
+            "action 1 has no audit record",
+        ),
+    ],
+)
+def test_verify_names_the_first_change(
+    db: Path, capsys, sql: list[str], problem: str
+) -> None:
+    _tamper(db, *sql)
+
+    status, out = _verify(db, capsys)
+
+    assert status == 1
+    assert out.startswith(f"audit log broken: {problem}")
+
+
+def test_rewritten_record_with_a_fresh_hash_breaks_the_next_link(
+    db: Path, capsys
+) -> None:
+    from alertmanager_webhook.audit import record_hash
+
+    with sqlite3.connect(db) as conn:
+        row = conn.execute("SELECT * FROM audit WHERE id = 2").fetchone()
+    detail = row[4].replace("queued", "skipped")
+    forged = record_hash(row[0], row[1], row[2], row[3], detail, row[5])
+    _tamper(
+        db,
+        f"UPDATE audit SET detail = '{detail}', hash = '{forged}' WHERE id = 2",
+    )
+
+    status, out = _verify(db, capsys)
+
+    assert status == 1
+    assert "record 2 replaced: record 3 does not follow it" in out
+
+
+def test_verify_of_a_missing_file_exits_2(tmp_path: Path, capsys) -> None:
+    status, out = _verify(tmp_path / "absent.db", capsys)
+
+    assert status == 2
+    assert "no database at" in out
+
+
+def test_cli_approves_and_lists(
+    make_receiver: Callable[..., Receiver], firing, tmp_path: Path, capsys
+) -> None:
+    from .conftest import make_config
+
+    receiver = make_receiver(make_config(mode="approve"))
+    receiver.post(firing)
+    receiver.worker.drain()
+    parser = argparse.ArgumentParser(prog="aiops")
+    cli.add_subcommands(parser.add_subparsers(dest="command", required=True))
+    db = str(tmp_path / "webhook.db")
+
+    listed = cli.run(parser.parse_args(["approve", "--list", "--database", db]))
+    listing = capsys.readouterr().out
+    approved = cli.run(parser.parse_args(["approve", "1", "--database", db]))
+    twice = cli.run(parser.parse_args(["approve", "1", "--database", db]))
+    out = capsys.readouterr()
+
+    assert listed == 0
+    assert listing.startswith("1\tcap-testcap\tcpu_cap\tcap 2 processes")
+    assert (approved, twice) == (0, 1)
+    assert "action 1 approved" in out.out
+    assert "action 1 is approved, not pending approval" in out.err
+    assert receiver.actions()[0]["approved_by"].startswith("cli:")
+    assert _verify(tmp_path / "webhook.db", capsys)[0] == 0

@@ -1,0 +1,166 @@
+"""The generic command and Slurm's scontrol, with real programs and a fake scontrol."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+from alertmanager_webhook.actuators.base import ActuatorError
+from alertmanager_webhook.actuators.command import Command, SlurmUpdate
+from alertmanager_webhook.config import PolicyConfig
+
+DUMP_ENV = (
+    "import json, os, sys; open(sys.argv[1], 'w').write(json.dumps(dict(os.environ)))"
+)
+
+
+def _command(*argv: str, timeout: float = 10.0) -> PolicyConfig:
+    return PolicyConfig(
+        name="run",
+        match={"a": "b"},
+        action="command",
+        argv=argv,
+        timeout_seconds=timeout,
+    )
+
+
+def test_command_fills_labels_and_runs_without_a_shell_or_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIOPS_WEBHOOK_BEARER_TOKEN", "do-not-leak")
+    policy = _command(sys.executable, "-c", DUMP_ENV, f"{tmp_path}/env-{{host}}.json")
+    command = Command()
+
+    plan = command.plan({"host": "gpu-07"}, policy, {})
+    outcome = command.apply(plan.spec)
+
+    written = tmp_path / "env-gpu-07.json"
+    assert plan.spec["argv"][-1] == str(written)
+    assert plan.text == "run " + shlex.join(
+        [sys.executable, "-c", DUMP_ENV, str(written)]
+    )
+    assert outcome.text == f"{sys.executable} exited 0"
+    env = json.loads(written.read_text())
+    assert set(env) <= {"PATH", "LANG", "LC_CTYPE"}
+    assert "do-not-leak" not in written.read_text()
+
+
+@pytest.mark.parametrize(
+    ("labels", "reason"),
+    [
+        ({}, "alert has no host label"),
+        ({"host": ""}, "alert has no host label"),
+        ({"host": "../etc"}, "label host='../etc' is not a plain name"),
+        ({"host": "a/b"}, "label host='a/b' is not a plain name"),
+        ({"host": "-rf"}, "label host='-rf' is not a plain name"),
+        ({"host": "a b"}, "label host='a b' is not a plain name"),
+        ({"host": "$(id)"}, "label host='$(id)' is not a plain name"),
+        ({"host": "x;reboot"}, "label host='x;reboot' is not a plain name"),
+        ({"host": "ok\n"}, "label host='ok\\n' is not a plain name"),
+    ],
+)
+def test_command_refuses_unsafe_label_values(labels, reason: str) -> None:
+    plan = Command().plan(labels, _command("/bin/echo", "{host}"), {})
+
+    assert (plan.result, plan.text) == ("refused", f"refused: {reason}")
+    assert plan.spec == {}
+
+
+def test_failing_command_reports_its_exit_and_stderr() -> None:
+    script = "import sys; sys.stderr.write('disk on fire'); sys.exit(3)"
+    command = Command()
+    plan = command.plan({}, _command(sys.executable, "-c", script), {})
+
+    with pytest.raises(ActuatorError) as caught:
+        command.apply(plan.spec)
+
+    assert str(caught.value) == f"{sys.executable} exited 3: 'disk on fire'"
+
+
+def test_missing_program_and_timeout_fail() -> None:
+    command = Command()
+    missing = command.plan({}, _command("/nonexistent/aiops-prog"), {})
+    slow = command.plan(
+        {},
+        _command(sys.executable, "-c", "import time; time.sleep(30)", timeout=0.2),
+        {},
+    )
+
+    with pytest.raises(ActuatorError, match="program '/nonexistent/aiops-prog' not"):
+        command.apply(missing.spec)
+    with pytest.raises(ActuatorError, match="timed out after 0.2s"):
+        command.apply(slow.spec)
+
+
+FAKE_SCONTROL = """#!{python}
+import pathlib, sys
+log = pathlib.Path(__file__).with_name("calls.log")
+with log.open("a") as out:
+    out.write(" ".join(sys.argv[1:]) + "\\n")
+if sys.argv[1] == "show":
+    print("JobId=1234 JobName=train UserId=alice(1000) Nice=0 "
+          "TimeLimit=02:00:00 Partition=gpu")
+if "Partition=nope" in sys.argv:
+    sys.stderr.write("Invalid partition name specified")
+    sys.exit(1)
+"""
+
+
+@pytest.fixture
+def scontrol(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "scontrol"
+    script.write_text(FAKE_SCONTROL.format(python=sys.executable))
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return bin_dir / "calls.log"
+
+
+def _slurm(**params) -> PolicyConfig:
+    return PolicyConfig(
+        name="slurm", match={"a": "b"}, action="slurm_update", params=params
+    )
+
+
+def test_slurm_update_and_restore_through_scontrol(scontrol: Path) -> None:
+    slurm = SlurmUpdate()
+    policy = _slurm(Nice=100.0, TimeLimit="01:00:00")
+
+    plan = slurm.plan({"slurm_job_id": "1234"}, policy, policy.params)
+    outcome = slurm.apply(plan.spec)
+    restored = slurm.restore(outcome.undo)
+
+    assert plan.text == "run scontrol update JobId=1234 Nice=100 TimeLimit=01:00:00"
+    assert outcome.undo["fields"] == {"Nice": "0", "TimeLimit": "02:00:00"}
+    assert restored == "set Nice, TimeLimit of slurm job 1234 back"
+    assert scontrol.read_text().splitlines() == [
+        "show job -o 1234",
+        "update JobId=1234 Nice=100 TimeLimit=01:00:00",
+        "update JobId=1234 Nice=0 TimeLimit=02:00:00",
+    ]
+
+
+def test_slurm_refusal_is_recorded_with_scontrol_words(scontrol: Path) -> None:
+    slurm = SlurmUpdate()
+    policy = _slurm(Partition="nope")
+    plan = slurm.plan({"slurm_job_id": "1234_7"}, policy, policy.params)
+
+    with pytest.raises(ActuatorError) as caught:
+        slurm.apply(plan.spec)
+
+    assert str(caught.value) == "scontrol exited 1: 'Invalid partition name specified'"
+
+
+@pytest.mark.parametrize("job", ["12a", "1234; scancel -u root", "-1", ""])
+def test_slurm_refuses_a_job_id_that_is_not_one(job: str) -> None:
+    policy = _slurm(Nice=10.0)
+
+    plan = SlurmUpdate().plan({"slurm_job_id": job}, policy, policy.params)
+
+    assert plan.result == "refused"

@@ -1,0 +1,437 @@
+"""The worker: modes, approvals, limits, retries, crash recovery and restores."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from alertmanager_webhook.actuators.base import ActuatorError, Outcome, Plan
+from alertmanager_webhook.jobs import Jobs
+from alertmanager_webhook.recommend import Recommender
+
+from .conftest import Receiver, make_config
+
+
+class Recorder:
+    """An actuator that records what it was asked to do."""
+
+    def __init__(self, failures: int = 0, idempotent: bool = False) -> None:
+        self.applied: list[str] = []
+        self.restored: list[str] = []
+        self.failures = failures
+        self.idempotent = idempotent
+        self.params: list[Mapping[str, Any]] = []
+
+    def plan(self, labels, policy, params) -> Plan:
+        self.params.append(dict(params))
+        return Plan(
+            f"host {labels['host']}",
+            f"poke {labels['host']}",
+            spec={"host": labels["host"]},
+        )
+
+    def apply(self, spec) -> Outcome:
+        if self.failures:
+            self.failures -= 1
+            raise ActuatorError("the host said no")
+        self.applied.append(spec["host"])
+        return Outcome("poked", {"host": spec["host"]})
+
+    def restore(self, undo) -> str:
+        self.restored.append(undo["host"])
+        return "unpoked"
+
+
+def _policy(**overrides: Any) -> dict[str, Any]:
+    policy = {
+        "name": "poke",
+        "match": {"alertname": "Poke"},
+        "action": "command",
+        "argv": ["/bin/true"],
+        "cooldown_seconds": 0,
+    }
+    policy.update(overrides)
+    return policy
+
+
+def _payload(
+    host: str, status: str = "firing", starts: str = "2024-05-14T09:00:00Z"
+) -> dict[str, Any]:
+    return {
+        "version": "4",
+        "groupKey": f'{{}}:{{host="{host}"}}',
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": "aiops-webhook",
+        "groupLabels": {},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "alerts": [
+            {
+                "status": status,
+                "labels": {"alertname": "Poke", "host": host},
+                "annotations": {},
+                "startsAt": starts,
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "",
+                "fingerprint": f"fp-{host}",
+            }
+        ],
+    }
+
+
+def _build(
+    make_receiver, recorder: Recorder, recommender=None, **config: Any
+) -> Receiver:
+    policies = config.pop("policies", [_policy()])
+    settings = {"mode": "apply", "policies": policies}
+    settings.update(config)
+    return make_receiver(
+        make_config(**settings),
+        actuators={"command": recorder},
+        recommender=recommender,
+    )
+
+
+def _results(receiver: Receiver) -> list[tuple[str, str]]:
+    return [(a["kind"], a["result"]) for a in receiver.actions()]
+
+
+def test_dry_run_plans_and_changes_nothing(make_receiver) -> None:
+    recorder = Recorder()
+    receiver = _build(make_receiver, recorder, mode="dry-run")
+
+    receiver.post(_payload("a"))
+    receiver.worker.drain()
+
+    [action] = receiver.actions()
+    assert (action["result"], action["plan"], action["target"]) == (
+        "planned",
+        "poke a",
+        "host a",
+    )
+    assert recorder.applied == []
+
+
+def test_apply_mode_applies_once_and_records_the_undo(make_receiver) -> None:
+    recorder = Recorder()
+    receiver = _build(make_receiver, recorder)
+
+    receiver.post(_payload("a"))
+    receiver.post(_payload("a"))  # a resend
+    receiver.worker.drain()
+    receiver.worker.drain()
+
+    [action] = receiver.actions()
+    assert recorder.applied == ["a"]
+    assert (action["result"], action["reason"], action["undo"]) == (
+        "applied",
+        "poked",
+        {"host": "a"},
+    )
+    assert action["attempts"] == 1
+    sample = receiver.sample(
+        "aiops_webhook_actions_total", action="command", mode="apply", result="applied"
+    )
+    assert sample == 1
+    latency = "aiops_webhook_action_latency_seconds_count"
+    assert receiver.sample(latency, action="command") == 1
+    assert receiver.store.verify().ok
+
+
+def test_approve_mode_waits_for_a_person(make_receiver) -> None:
+    recorder = Recorder()
+    receiver = _build(make_receiver, recorder, mode="approve")
+    receiver.post(_payload("a"))
+    receiver.worker.drain()
+    assert _results(receiver) == [("act", "pending")]
+    assert receiver.sample("aiops_webhook_queue_depth", state="pending") == 1
+
+    Jobs(receiver.store).approve(receiver.actions()[0]["id"], "cli:alice")
+    receiver.worker.drain()
+
+    [action] = receiver.actions()
+    assert (action["result"], action["approved_by"]) == ("applied", "cli:alice")
+    assert recorder.applied == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("receiver_mode", "policy_mode", "result"),
+    [
+        ("apply", "dry-run", "planned"),
+        ("apply", "approve", "pending"),
+        ("dry-run", "apply", "planned"),
+        ("approve", "apply", "pending"),
+    ],
+)
+def test_policy_mode_can_only_be_more_cautious(
+    make_receiver, receiver_mode: str, policy_mode: str, result: str
+) -> None:
+    recorder = Recorder()
+    receiver = _build(
+        make_receiver,
+        recorder,
+        mode=receiver_mode,
+        policies=[_policy(mode=policy_mode)],
+    )
+
+    receiver.post(_payload("a"))
+    receiver.worker.drain()
+
+    assert _results(receiver) == [("act", result)]
+    assert recorder.applied == []
+
+
+def test_resolved_alert_restores_what_was_applied(make_receiver) -> None:
+    recorder = Recorder()
+    receiver = _build(make_receiver, recorder)
+    receiver.post(_payload("a"))
+    receiver.worker.drain()
+
+    receiver.post(_payload("a", status="resolved"))
+    receiver.worker.drain()
+
+    act, restore = receiver.actions()
+    assert recorder.restored == ["a"]
+    assert act["restored_at"] is not None
+    assert (restore["kind"], restore["result"], restore["reason"]) == (
+        "restore",
+        "applied",
+        "unpoked",
+    )
+    assert restore["restores"] == act["id"]
+    total = "aiops_webhook_restores_total"
+    assert receiver.sample(total, action="command", result="applied") == 1
+    assert receiver.store.verify().ok
+
+
+def test_resolved_alert_cancels_a_pending_approval(make_receiver) -> None:
+    receiver = _build(make_receiver, Recorder(), mode="approve")
+    receiver.post(_payload("a"))
+    receiver.worker.drain()
+
+    receiver.post(_payload("a", status="resolved"))
+    receiver.worker.drain()
+
+    assert _results(receiver) == [("act", "cancelled"), ("restore", "skipped")]
+
+
+def test_alert_resolved_before_the_worker_ran_is_skipped(make_receiver) -> None:
+    recorder = Recorder()
+    receiver = _build(make_receiver, recorder)
+    receiver.post(_payload("a"))
+    receiver.post(_payload("a", status="resolved"))
+
+    receiver.worker.drain()
+
+    assert _results(receiver) == [("act", "skipped"), ("restore", "skipped")]
+    assert receiver.actions()[0]["reason"] == "the alert resolved before it ran"
+    assert recorder.applied == []
+
+
+def test_cooldown_holds_a_target_back(make_receiver) -> None:
+    recorder = Recorder()
+    receiver = _build(make_receiver, recorder, policies=[_policy(cooldown_seconds=60)])
+    receiver.post(_payload("a", starts="2024-05-14T09:00:00Z"))
+    receiver.worker.drain()
+    receiver.clock.now += 30
+    receiver.post(_payload("a", starts="2024-05-14T09:10:00Z"))
+    receiver.worker.drain()
+    receiver.clock.now += 31
+    receiver.post(_payload("a", starts="2024-05-14T09:20:00Z"))
+    receiver.worker.drain()
+
+    first, second, third = receiver.actions()
+    assert second["result"] == "skipped"
+    assert second["reason"] == "cooldown: host a was changed 30s ago, cooldown 60s"
+    assert third["result"] == "applied"
+    assert recorder.applied == ["a", "a"]
+
+
+def test_cap_on_changes_in_force(make_receiver) -> None:
+    recorder = Recorder()
+    receiver = _build(make_receiver, recorder, max_active_actions=1)
+
+    receiver.post(_payload("a"))
+    receiver.post(_payload("b"))
+    receiver.worker.drain()
+    receiver.post(_payload("a", status="resolved"))
+    receiver.post(_payload("c"))
+    receiver.worker.drain()
+
+    assert [(a["target"], a["result"]) for a in receiver.actions()] == [
+        ("host a", "applied"),
+        ("host b", "skipped"),
+        ("host a", "applied"),
+        ("host c", "applied"),
+    ]
+    assert receiver.actions()[1]["reason"] == "cap: 1 changes in force, at most 1"
+
+
+def test_blast_radius_caps_targets_per_window(make_receiver) -> None:
+    recorder = Recorder()
+    receiver = _build(
+        make_receiver,
+        recorder,
+        blast_radius_targets=2,
+        blast_radius_window_seconds=600,
+    )
+
+    for host in "abc":
+        receiver.post(_payload(host))
+    receiver.worker.drain()
+    receiver.clock.now += 601
+    receiver.post(_payload("d"))
+    receiver.worker.drain()
+
+    assert recorder.applied == ["a", "b", "d"]
+    skipped = receiver.actions()[2]
+    assert skipped["reason"] == (
+        "blast radius: 2 targets changed in the last 600s, at most 2"
+    )
+
+
+def test_failed_action_is_retried_only_when_the_policy_says_so(make_receiver) -> None:
+    recorder = Recorder(failures=1)
+    receiver = _build(make_receiver, recorder, policies=[_policy(retries=1)])
+    receiver.post(_payload("a"))
+
+    receiver.worker.drain()
+    waiting = receiver.actions()[0]
+    receiver.clock.now += 4
+    assert receiver.worker.drain() == 0
+    receiver.clock.now += 1
+    receiver.worker.drain()
+
+    assert waiting["result"] == "queued"
+    assert waiting["reason"] == "attempt 1 failed: the host said no; retrying in 5s"
+    assert (receiver.actions()[0]["result"], receiver.actions()[0]["attempts"]) == (
+        "applied",
+        2,
+    )
+    assert recorder.applied == ["a"]
+
+
+def test_failure_without_retries_is_recorded_with_its_reason(make_receiver) -> None:
+    receiver = _build(make_receiver, Recorder(failures=1))
+    receiver.post(_payload("a"))
+
+    receiver.worker.drain()
+
+    [action] = receiver.actions()
+    assert (action["result"], action["reason"]) == ("failed", "the host said no")
+
+
+def _crash_while_running(receiver: Receiver) -> None:
+    receiver.post(_payload("a"))
+    [row] = receiver.actions()
+    assert Jobs(receiver.store).move(row["id"], ("queued",), result="running")
+
+
+def test_crash_leaves_a_non_idempotent_action_failed_never_rerun(
+    make_receiver,
+) -> None:
+    recorder = Recorder()
+    receiver = _build(make_receiver, recorder)
+    _crash_while_running(receiver)
+
+    receiver.worker.recover()
+    receiver.worker.drain()
+
+    [action] = receiver.actions()
+    assert action["result"] == "failed"
+    assert action["reason"].startswith("interrupted by a restart; outcome unknown")
+    assert recorder.applied == []
+
+
+def test_crash_requeues_an_idempotent_action(make_receiver) -> None:
+    recorder = Recorder(idempotent=True)
+    receiver = _build(make_receiver, recorder)
+    _crash_while_running(receiver)
+
+    receiver.worker.recover()
+    receiver.worker.drain()
+
+    assert _results(receiver) == [("act", "applied")]
+    assert recorder.applied == ["a"]
+
+
+def test_actuator_bug_fails_the_action_and_the_queue_goes_on(make_receiver) -> None:
+    class Broken(Recorder):
+        def plan(self, labels, policy, params) -> Plan:
+            if labels["host"] == "a":
+                raise KeyError("oops")
+            return super().plan(labels, policy, params)
+
+    recorder = Broken()
+    receiver = _build(make_receiver, recorder)
+    receiver.post(_payload("a"))
+    receiver.post(_payload("b"))
+
+    receiver.worker.drain()
+
+    assert [a["result"] for a in receiver.actions()] == ["failed", "applied"]
+    assert receiver.actions()[0]["reason"] == "KeyError('oops')"
+    assert receiver.sample("aiops_webhook_worker_errors_total", stage="plan") == 1
+
+
+class FakePrometheus:
+    """A requests-like session answering instant queries from a table."""
+
+    def __init__(self, answers: dict[str, Any]) -> None:
+        self.answers = answers
+        self.queries: list[str] = []
+
+    def get(self, url: str, params: dict[str, str], timeout: float):
+        query = params["query"]
+        self.queries.append(query)
+        answer = self.answers.get(query)
+        if isinstance(answer, Exception):
+            raise answer
+        return _Response({"status": "success", "data": {"result": answer or []}})
+
+
+class _Response:
+    def __init__(self, body: Any) -> None:
+        self.body = body
+
+    def raise_for_status(self) -> None:
+        pass
+
+    def json(self) -> Any:
+        return self.body
+
+
+RECOMMENDED = {
+    "prometheus_url": "http://127.0.0.1:9090",
+    "query": 'aiops_recommended_cpu_cores{host="{host}"}',
+    "param": "cores",
+}
+
+
+def test_params_come_from_the_recommendation(make_receiver) -> None:
+    prometheus = FakePrometheus(
+        {'aiops_recommended_cpu_cores{host="a\\"b"}': [{"value": [0, "0.75"]}]}
+    )
+    recorder = Recorder()
+    receiver = _build(
+        make_receiver,
+        recorder,
+        recommender=Recommender(prometheus),
+        mode="dry-run",
+        policies=[_policy(params={"cores": 2}, recommend=RECOMMENDED)],
+    )
+
+    receiver.post(_payload('a"b'))
+    receiver.post(_payload("c"))
+    receiver.worker.drain()
+
+    assert recorder.params == [{"cores": 0.75}, {"cores": 2.0}]
+    first, second = receiver.actions()
+    assert first["plan"] == 'poke a"b (cores 0.75 recommended by Prometheus)'
+    assert second["plan"] == (
+        "poke c (static cores 2.0, because the query returned 0 series, not 1)"
+    )
