@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DATA ?= ../shared/data
 DEBIAN_PACKAGES := prometheus prometheus-alertmanager
 
-.PHONY: deps system-deps test lint demo clean
+.PHONY: deps system-deps test lint demo clean bench-receiver
 
 deps: system-deps $(VENV)/.installed
 
@@ -39,6 +39,10 @@ lint: deps
 
 demo: deps
 	$(BIN)/aiops demo --data $(DATA) $(if $(KEEP),--keep)
+
+# Benchmarks and evaluations: outside `make test`; each ends with `RESULT <json>`.
+bench-receiver: deps
+	$(BIN)/python -m benchmarks.bench_receiver $(if $(BENCH_SECONDS),--seconds $(BENCH_SECONDS))
 
 clean:
 	rm -rf $(VENV) *.egg-info

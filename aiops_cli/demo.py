@@ -8,8 +8,10 @@ on this host, and reports what the receiver got, ending with one line
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -19,15 +21,63 @@ from typing import Any, TextIO
 import requests
 
 from aiops_cli.cpu_hog import CpuHog
+from aiops_cli.datasets import DatasetError
 from aiops_cli.progress import ProgressBar
 from aiops_cli.replay import LivePusher, create_blocks, write_backfill
 from aiops_cli.scenario import build_tracks, detector_queries
-from aiops_cli.stack import Stack, find_binary
+from aiops_cli.stack import Stack, StackError, find_binary
 from aiops_cli.summary import score_tracks
 
 log = logging.getLogger(__name__)
 
 HOG_COMMAND = "demo-cpu-hog"
+
+# The data sets are given beside every checkout, as ../shared/data.
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
+    demo = subparsers.add_parser(
+        "demo", help="run the whole bundle on recorded data and a live CPU hog"
+    )
+    demo.add_argument(
+        "--data",
+        type=Path,
+        default=Path(os.environ.get("AIOPS_DATA_DIR", DEFAULT_DATA_DIR)),
+        help="folder with nab/ and alibaba-genai/ (default: ../shared/data, "
+        "or $AIOPS_DATA_DIR)",
+    )
+    demo.add_argument(
+        "--nab", type=Path, help="a NAB layout or checkout (default: DATA/nab)"
+    )
+    demo.add_argument(
+        "--alibaba",
+        type=Path,
+        help="folder with pod_gpu_duty_cycle.csv[.gz] (default: DATA/alibaba-genai)",
+    )
+    demo.add_argument(
+        "--live-seconds", type=float, default=200.0, help="length of the live replay"
+    )
+    demo.add_argument(
+        "--keep", action="store_true", help="leave the bundle running afterwards"
+    )
+    demo.add_argument("--run-dir", type=Path, help="where configs, data and logs go")
+    demo.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        run_demo(
+            args.nab or args.data / "nab",
+            args.alibaba or args.data / "alibaba-genai",
+            args.live_seconds,
+            args.keep,
+            args.run_dir,
+        )
+    except (DatasetError, StackError) as exc:
+        print(f"aiops demo: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def run_demo(

@@ -25,7 +25,7 @@ def add_subcommands(subparsers: Any) -> None:
         "verify", help="exit non-zero naming the first edited or removed record"
     )
     verify.add_argument("--database", default=DEFAULT_DATABASE, metavar="FILE")
-    verify.set_defaults(webhook_command="verify")
+    verify.set_defaults(webhook_command="verify", run=run)
 
     approve = subparsers.add_parser(
         "approve", help="let an action that waits for approval run"
@@ -35,7 +35,7 @@ def add_subcommands(subparsers: Any) -> None:
     approve.add_argument(
         "--list", action="store_true", help="list the actions waiting for approval"
     )
-    approve.set_defaults(webhook_command="approve")
+    approve.set_defaults(webhook_command="approve", run=run)
 
 
 def run(args: argparse.Namespace) -> int:
