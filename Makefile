@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DATA ?= ../shared/data
 DEBIAN_PACKAGES := prometheus prometheus-alertmanager
 
-.PHONY: deps system-deps test lint demo clean bench-receiver
+.PHONY: deps system-deps test lint demo clean bench-receiver bench-exporter
 
 deps: system-deps $(VENV)/.installed
 
@@ -43,6 +43,13 @@ demo: deps
 # Benchmarks and evaluations: outside `make test`; each ends with `RESULT <json>`.
 bench-receiver: deps
 	$(BIN)/python -m benchmarks.bench_receiver $(if $(BENCH_SECONDS),--seconds $(BENCH_SECONDS))
+
+# Side by side with Debian's process-exporter on the same 1,000 processes.
+bench-exporter: deps
+	command -v prometheus-process-exporter >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	   apt-get install -y -qq --no-install-recommends prometheus-process-exporter)
+	$(BIN)/python benchmarks/bench_exporter.py
 
 clean:
 	rm -rf $(VENV) *.egg-info

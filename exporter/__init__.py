@@ -1,4 +1,3 @@
-"""The node exporter of prom-aiops: host, process-group and GPU metrics.
-
-Reads /proc through psutil and GPUs through NVML; serves the last snapshot.
+"""The node exporter of prom-aiops: host, process-group, GPU, GPU-process and Xid
+metrics. Reads /proc directly and GPUs through NVML; serves the last snapshot.
 """

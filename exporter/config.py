@@ -9,13 +9,23 @@ from pathlib import Path
 from aiops_common.address import parse_listen_address
 from aiops_common.config import ConfigError, check, load_config
 from aiops_common.logs import LEVELS
+from exporter.processes import GROUPINGS
 
 ENV_PREFIX = "AIOPS_EXPORTER_"
 
 
 @dataclass(frozen=True)
 class ExporterConfig:
-    """What to serve where, how often to collect and when data counts as stale."""
+    """What to serve where, how often to collect and when data counts as stale.
+
+    process_grouping: command (a user's processes of one command), container or
+    unit (processes outside any container or unit still group by command).
+    process_cmdline: export redacted command lines in _info series.
+    gpu_processes_per_pid: one GPU-process series per PID instead of per group.
+    expected_gpus: GPUs this host should have; None exports no expectation.
+    kmsg_path: kernel log to read Xids from; empty to read none.
+    web_config_file: TLS and basic auth, in Prometheus' web config format.
+    """
 
     listen_address: str = "127.0.0.1:9842"
     interval_seconds: float = 15.0
@@ -23,6 +33,14 @@ class ExporterConfig:
     source_timeout_seconds: float = 5.0
     stale_after_seconds: float = 120.0
     log_level: str = "info"
+    process_grouping: str = "command"
+    process_cmdline: bool = False
+    proc_root: str = "/proc"
+    gpu_processes_per_pid: bool = False
+    expected_gpus: int | None = None
+    kmsg_path: str = "/dev/kmsg"
+    nvml_xid_events: bool = True
+    web_config_file: str = ""
 
     def __post_init__(self) -> None:
         try:
@@ -50,6 +68,16 @@ class ExporterConfig:
             "stale_after_seconds",
             f"must be greater than interval_seconds ({self.interval_seconds!r}), "
             f"got {self.stale_after_seconds!r}",
+        )
+        check(
+            self.process_grouping in GROUPINGS,
+            "process_grouping",
+            f"must be one of {', '.join(GROUPINGS)}, got {self.process_grouping!r}",
+        )
+        check(
+            self.expected_gpus is None or self.expected_gpus >= 0,
+            "expected_gpus",
+            f"must be >= 0 or null, got {self.expected_gpus!r}",
         )
         check(
             self.log_level in LEVELS,

@@ -1,29 +1,42 @@
 """The `aiops-exporter` command: read the config, wire the parts, serve until told
-to stop. The only place that configures logging or installs signal handlers."""
+to stop. The only place that configures logging, the open-files limit or signal
+handlers."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import logging
+import resource
 import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import psutil
-from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client import CollectorRegistry, PlatformCollector
 
 from aiops_common.config import ConfigError
 from aiops_common.logs import LEVELS, setup_logging
 from exporter.config import ExporterConfig, read_config
-from exporter.gpu import GpuReader, import_pynvml
+from exporter.gpu import GpuReader
+from exporter.gpu_metrics import gpu_families
+from exporter.gpu_process_metrics import gpu_process_families
+from exporter.gpu_processes import GpuProcessReader
+from exporter.host_metrics import process_families
+from exporter.identity import IdentityCache
+from exporter.kept_files import keepable_files
+from exporter.kmsg import Device, KmsgReader, open_kmsg
 from exporter.loop import CollectionLoop
-from exporter.metrics import gpu_families, process_families
+from exporter.nvml_session import NvmlSession, import_pynvml
+from exporter.own_process import OwnProcess
 from exporter.processes import ProcessSampler
+from exporter.procfs import ProcFs
 from exporter.server import MetricsServer, make_app
 from exporter.snapshot import Snapshot, Source
+from exporter.web_config import BasicAuth, WebConfig, read_web_config, ssl_context
+from exporter.xid import NvmlXidEvents, XidCollector
+from exporter.xid_metrics import xid_families
 
 PROG = "aiops-exporter"
 
@@ -38,31 +51,39 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = _parse_args(argv)
     try:
         config = _load_config(args)
+        web = (
+            read_web_config(config.web_config_file) if config.web_config_file else None
+        )
+        context = ssl_context(web.tls) if web and web.tls else None
     except ConfigError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
 
     setup_logging(config.log_level)
+    _raise_open_files_limit()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda signum, frame: _request_stop(stop, signum))
 
-    serve(config, stop)
+    serve(config, stop, web=web, context=context)
 
 
 def serve(
     config: ExporterConfig,
     stop: threading.Event,
-    ps: Any = psutil,
+    procfs: ProcFs | None = None,
     load_nvml: Callable[[], Any] = import_pynvml,
+    open_device: Callable[[str], Device] = open_kmsg,
+    web: WebConfig | None = None,
+    context: Any = None,
 ) -> None:
     """Collect and serve until `stop` is set, then shut everything down."""
-    snapshot, gpus = build_snapshot(config, ps=ps, load_nvml=load_nvml)
+    snapshot, close = build_snapshot(config, procfs, load_nvml, open_device)
+    auth = BasicAuth(web.users) if web and web.users else None
+    app = make_app(build_exposition(snapshot), auth, web.headers if web else None)
 
     try:
-        server = MetricsServer(
-            config.listen_address, make_app(build_registry(snapshot))
-        )
+        server = MetricsServer(config.listen_address, app, context)
     except OSError as exc:
         print(
             f"{PROG}: cannot listen on {config.listen_address!r}: {exc}",
@@ -74,7 +95,14 @@ def serve(
     loop.start()
     server.start()
     host, port = server.address
-    log.info("listening address=%s:%s", host, port)
+    # address= stays last: scripts read the port from the end of this line.
+    log.info(
+        "listening tls=%s basic_auth=%s address=%s:%s",
+        context is not None,
+        auth is not None,
+        host,
+        port,
+    )
 
     stop.wait()
 
@@ -83,36 +111,70 @@ def serve(
     # A source hung in the driver still holds NVML; shutting it down under that
     # call could crash, and the process is about to exit anyway.
     if snapshot.join(_STOP_TIMEOUT_SECONDS):
-        gpus.close()
+        close()
     log.info("stopped")
 
 
 def build_snapshot(
     config: ExporterConfig,
-    ps: Any = psutil,
+    procfs: ProcFs | None = None,
     load_nvml: Callable[[], Any] = import_pynvml,
-) -> tuple[Snapshot, GpuReader]:
-    """The snapshot over the process and GPU sources, and the GPU reader to close."""
-    sampler = ProcessSampler(config.top_groups, ps=ps)
-    gpus = GpuReader(load_nvml)
+    open_device: Callable[[str], Device] = open_kmsg,
+) -> tuple[Snapshot, Callable[[], None]]:
+    """The snapshot over every source, and what closes NVML and kept files."""
+    if procfs is None:
+        procfs = ProcFs(config.proc_root)
+        # The host sampler reads every process every cycle and keeps their
+        # files open; it is the only reader of its ProcFs, as kept files need.
+        host_procfs = ProcFs(config.proc_root, keep_open=keepable_files())
+    else:
+        host_procfs = procfs
+    identities = IdentityCache(procfs, cmdline=config.process_cmdline)
+    sampler = ProcessSampler(
+        config.top_groups,
+        host_procfs,
+        identities,
+        grouping=config.process_grouping,
+    )
+    session = NvmlSession(load_nvml)
+    gpus = GpuReader(session, expected_count=config.expected_gpus)
+    gpu_processes = GpuProcessReader(
+        session,
+        procfs,
+        identities,
+        per_pid=config.gpu_processes_per_pid,
+        known=lambda: sampler.started,
+    )
+    xids = XidCollector(
+        session,
+        KmsgReader(config.kmsg_path, open_device) if config.kmsg_path else None,
+        NvmlXidEvents(session) if config.nvml_xid_events else None,
+    )
+
     snapshot = Snapshot(
         [
             Source("processes", lambda: process_families(sampler.sample())),
             Source("gpu", lambda: gpu_families(gpus.read())),
+            Source("gpu_processes", lambda: gpu_process_families(gpu_processes.read())),
+            Source("xid", lambda: xid_families(xids.collect())),
         ],
         timeout_seconds=config.source_timeout_seconds,
         stale_after_seconds=config.stale_after_seconds,
     )
-    return snapshot, gpus
+
+    def close() -> None:
+        session.close()
+        host_procfs.close()
+
+    return snapshot, close
 
 
-def build_registry(snapshot: Snapshot) -> CollectorRegistry:
-    """The exporter's own registry: the snapshot plus its own process metrics."""
-    registry = CollectorRegistry()
-    registry.register(snapshot)
-    ProcessCollector(registry=registry)
-    PlatformCollector(registry=registry)
-    return registry
+def build_exposition(snapshot: Snapshot) -> Callable[[], bytes]:
+    """What /metrics serves: the snapshot plus the exporter's own process metrics."""
+    own = CollectorRegistry()
+    own.register(OwnProcess())
+    PlatformCollector(registry=own)
+    return lambda: snapshot.exposition(own)
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -132,6 +194,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="address to serve on; overrides listen_address from the config",
     )
     parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="PATH",
+        help="TLS and basic auth config, in Prometheus' web config format; "
+        "overrides web_config_file from the config",
+    )
+    parser.add_argument(
         "--log.level",
         dest="log_level",
         choices=LEVELS,
@@ -148,11 +217,26 @@ def _load_config(args: argparse.Namespace) -> ExporterConfig:
         for key, value in (
             ("listen_address", args.listen_address),
             ("log_level", args.log_level),
+            ("web_config_file", args.web_config_file),
         )
         if value is not None
     }
     # replace() runs __post_init__ again, so flags are checked like the file.
     return dataclasses.replace(config, **overrides)
+
+
+def _raise_open_files_limit() -> None:
+    # The host sampler keeps three files open per process; the soft limit is
+    # often 1024 while the hard one allows far more.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as exc:
+        log.warning("open files limit stays soft=%s error=%s", soft, exc)
+        return
+    log.debug("open files limit raised soft=%s hard=%s", soft, hard)
 
 
 def _request_stop(stop: threading.Event, signum: int) -> None:

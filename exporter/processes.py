@@ -1,7 +1,6 @@
-"""Host CPU and memory, and processes grouped by (user, command), from /proc.
-
-Needs psutil (or an object with its process_iter, cpu_times, virtual_memory and
-cpu_count); a process that exits while it is being read is skipped and counted.
+"""Host CPU, memory and OOM kills, and processes summed into groups: by user and
+command, by container, or by systemd unit. Needs a /proc tree (see procfs); a
+process that exits while it is being read is skipped and counted.
 """
 
 from __future__ import annotations
@@ -10,38 +9,47 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-import psutil
+from exporter.identity import Identity, IdentityCache
+from exporter.procfs import ProcFs
 
 log = logging.getLogger(__name__)
 
 OTHER = "(other)"
+GROUPINGS = ("command", "container", "unit")
 
-# ZombieProcess is a NoSuchProcess; psutil raises these for a process that exits
-# or hides its /proc entries between process_iter() and our reads.
-_VANISHED = (psutil.NoSuchProcess, psutil.AccessDenied)
+_Key = tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class HostUsage:
-    """Whole-host CPU and memory; cpu_ratio is None until two samples exist."""
+    """Whole-host figures; cpu_ratio is None until two samples exist."""
 
     cpu_ratio: float | None
     cpu_count: int
     memory_total_bytes: int
     memory_available_bytes: int
+    oom_kills: int | None = None
 
 
 @dataclass(frozen=True)
 class GroupUsage:
-    """The processes of one user running one command, summed."""
+    """One group's processes, summed; the *_total fields count since start."""
 
     command: str
     user: str
     cpu_ratio: float | None
     resident_bytes: int
     processes: int
+    container_id: str = ""
+    pod_uid: str = ""
+    unit: str = ""
+    threads: int = 0
+    open_files: int = 0
+    cpu_seconds_total: float = 0.0
+    read_bytes_total: float = 0.0
+    written_bytes_total: float = 0.0
+    cmdline: str = ""
 
 
 @dataclass(frozen=True)
@@ -55,13 +63,27 @@ class ProcessSample:
 
 @dataclass
 class _Totals:
-    cpu_seconds: float = 0.0
-    resident_bytes: int = 0
+    """A group within one cycle; labels come from its oldest process."""
+
+    comm: str = ""
+    identity: Identity | None = None
+    oldest: int = -1
+    cpu: float = 0.0
+    read: float = 0.0
+    written: float = 0.0
+    resident: int = 0
     processes: int = 0
+    threads: int = 0
+    open_files: int = 0
+
+
+def boottime() -> float:
+    """Seconds since boot, the clock /proc/<pid>/stat start times count on."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
 class ProcessSampler:
-    """Turns two successive reads of /proc into CPU shares per process group.
+    """Turns two successive reads of /proc into CPU shares and counters per group.
 
     CPU usage is a share of the whole host's capacity: CPU seconds spent in the
     window divided by (window seconds * CPU count), so it stays in 0-1.
@@ -70,143 +92,208 @@ class ProcessSampler:
     def __init__(
         self,
         top_groups: int,
-        ps: Any = psutil,
-        clock: Callable[[], float] = time.monotonic,
-        wall: Callable[[], float] = time.time,
+        procfs: ProcFs,
+        identities: IdentityCache,
+        grouping: str = "command",
+        clock: Callable[[], float] = boottime,
     ) -> None:
+        if grouping not in GROUPINGS:
+            raise ValueError(f"grouping must be one of {GROUPINGS}, got {grouping!r}")
         self._top = top_groups
-        self._ps = ps
+        self._procfs = procfs
+        self._identities = identities
+        self._grouping = grouping
         self._clock = clock
-        self._wall = wall
-        self._last_at: tuple[float, float] | None = None
+        self._last_at: float | None = None
         self._last_host: tuple[float, float] | None = None
-        self._last_cpu: dict[tuple[int, float], float] = {}
+        self._last: dict[tuple[int, int], tuple[float, float, float]] = {}
+        self._counters: dict[_Key, tuple[float, float, float]] = {}
+        # pid -> (start ticks, comm) of the last pass, for the GPU process
+        # reader, which would otherwise read the same stat files again.
+        self.started: dict[int, tuple[int, str]] = {}
 
     def sample(self) -> ProcessSample:
-        """Read the host and every process.
-
-        CPU shares cover the time since the previous call; None on the first.
-        """
-        now, now_wall = self._clock(), self._wall()
+        """Read the host and every process; shares cover the time since last call."""
+        now = self._clock()
         window = None
-        if self._last_at is not None and now > self._last_at[0]:
-            window = now - self._last_at[0]
-        since_wall = None if self._last_at is None else self._last_at[1]
+        if self._last_at is not None and now > self._last_at:
+            window = now - self._last_at
 
         host = self._read_host()
-        totals, skipped = self._read_processes(since_wall)
+        totals, skipped = self._read_processes(self._last_at)
+        self._identities.sweep()
 
         capacity = None if window is None else window * host.cpu_count
-        groups = _rank(totals, capacity, self._top)
-        self._last_at = (now, now_wall)
+        groups = self._rank(totals, capacity)
+        self._last_at = now
 
         log.debug("processes sampled groups=%s skipped=%s", len(totals), skipped)
         return ProcessSample(host=host, groups=groups, skipped=skipped)
 
     def _read_host(self) -> HostUsage:
-        busy, total = _busy_and_total(self._ps.cpu_times())
+        cpu = self._procfs.host_cpu()
         ratio = None
-        if self._last_host is not None and total > self._last_host[1]:
-            ratio = _clamp((busy - self._last_host[0]) / (total - self._last_host[1]))
-        self._last_host = (busy, total)
+        if self._last_host is not None and cpu.total_seconds > self._last_host[1]:
+            busy = cpu.busy_seconds - self._last_host[0]
+            ratio = _clamp(busy / (cpu.total_seconds - self._last_host[1]))
+        self._last_host = (cpu.busy_seconds, cpu.total_seconds)
 
-        memory = self._ps.virtual_memory()
-        # cpu_count() is None when the kernel does not say; one CPU keeps the
-        # division defined and is right for the containers where that happens.
-        cpu_count = self._ps.cpu_count() or 1
+        memory = self._procfs.host_memory()
         return HostUsage(
             cpu_ratio=ratio,
-            cpu_count=cpu_count,
-            memory_total_bytes=memory.total,
-            memory_available_bytes=memory.available,
+            cpu_count=cpu.cpu_count,
+            memory_total_bytes=memory.total_bytes,
+            memory_available_bytes=memory.available_bytes,
+            oom_kills=self._procfs.oom_kills(),
         )
 
-    def _read_processes(
-        self, since_wall: float | None
-    ) -> tuple[dict[tuple[str, str], _Totals], int]:
-        totals: dict[tuple[str, str], _Totals] = {}
-        seen: dict[tuple[int, float], float] = {}
+    def _read_processes(self, since: float | None) -> tuple[dict[_Key, _Totals], int]:
+        procfs = self._procfs
+        totals: dict[_Key, _Totals] = {}
+        seen: dict[tuple[int, int], tuple[float, float, float]] = {}
+        started: dict[int, tuple[int, str]] = {}
         skipped = 0
+        # Bound once: this loop runs for every process of the host.
+        stat_of, io_of, files_of = procfs.stat, procfs.io, procfs.open_files
+        identity_of, last, key_of = self._identities.get, self._last, self._key
 
-        for proc in self._ps.process_iter():
-            try:
-                with proc.oneshot():
-                    created = proc.create_time()
-                    group = (proc.username(), proc.name())
-                    times = proc.cpu_times()
-                    resident = proc.memory_info().rss
-            except _VANISHED as exc:
+        pids = procfs.pids()
+        for pid in pids:
+            stat = stat_of(pid)
+            identity = None if stat is None else identity_of(pid, stat.start_ticks)
+            if stat is None or identity is None:
                 skipped += 1
-                log.debug("process skipped pid=%s error=%r", proc.pid, exc)
+                log.debug("process skipped pid=%s", pid)
                 continue
 
-            # (pid, start time) names a process; a pid alone may be reused.
-            key = (proc.pid, created)
-            cpu = times.user + times.system
-            seen[key] = cpu
+            # Kernel threads have no files and no I/O of their own, and are most
+            # of the processes on a big host: two reads saved for each.
+            # Storage I/O is unreadable for other users' processes unless the
+            # exporter runs as root; their bytes count as zero, not as an error.
+            kernel = stat.kernel_thread
+            io = (0, 0) if kernel else io_of(pid) or (0, 0)
+            key = (pid, stat.start_ticks)
+            started[pid] = (stat.start_ticks, stat.comm)
+            now = (stat.cpu_seconds, float(io[0]), float(io[1]))
+            seen[key] = now
+            before = last.get(key)
+            if before is None:
+                # Started inside the window: all of it was spent there. Older but
+                # unseen (unreadable last time): it starts counting now.
+                new = since is not None and stat.start_seconds >= since
+                before = (0.0, 0.0, 0.0) if new else now
 
-            entry = totals.setdefault(group, _Totals())
-            entry.cpu_seconds += self._cpu_in_window(key, cpu, created, since_wall)
-            entry.resident_bytes += resident
+            group_key = key_of(stat.comm, identity)
+            entry = totals.get(group_key)
+            if entry is None:
+                entry = totals[group_key] = _Totals()
+            if entry.oldest < 0 or stat.start_ticks < entry.oldest:
+                entry.oldest = stat.start_ticks
+                entry.comm, entry.identity = stat.comm, identity
+            # Counters only grow; a smaller value is a reading racing an exit.
+            if now[0] > before[0]:
+                entry.cpu += now[0] - before[0]
+            if now[1] > before[1]:
+                entry.read += now[1] - before[1]
+            if now[2] > before[2]:
+                entry.written += now[2] - before[2]
+            entry.resident += stat.resident_bytes
             entry.processes += 1
+            entry.threads += stat.threads
+            if not kernel:
+                entry.open_files += files_of(pid) or 0
 
-        self._last_cpu = seen
+        self._last = seen
+        self.started = started
+        procfs.retain(set(pids))
         return totals, skipped
 
-    def _cpu_in_window(
-        self, key: tuple[int, float], cpu: float, created: float, since: float | None
-    ) -> float:
-        if key in self._last_cpu:
-            return max(0.0, cpu - self._last_cpu[key])
-        if since is not None and created >= since:
-            # Started inside the window: all its CPU time was spent there.
-            return cpu
-        # Older but unseen last time (it was unreadable): its CPU time cannot be
-        # split into before and inside the window, so it starts counting now.
-        return 0.0
+    def _key(self, comm: str, identity: Identity) -> _Key:
+        cgroup = identity.cgroup
+        if self._grouping == "container" and cgroup.container_id:
+            return ("container", cgroup.container_id)
+        if self._grouping == "unit" and cgroup.unit:
+            return ("unit", cgroup.unit)
+        return ("command", identity.user, comm)
 
+    def _labels(self, key: _Key, entry: _Totals) -> dict[str, str]:
+        identity = entry.identity
+        assert identity is not None
+        labels = {"command": entry.comm, "user": identity.user}
+        labels["cmdline"] = identity.cmdline
+        if key[0] == "container":
+            labels["container_id"] = identity.cgroup.container_id
+            labels["pod_uid"] = identity.cgroup.pod_uid
+        elif key[0] == "unit":
+            labels["unit"] = identity.cgroup.unit
+        return labels
 
-def _rank(
-    totals: dict[tuple[str, str], _Totals], capacity: float | None, top: int
-) -> tuple[GroupUsage, ...]:
-    groups = [
-        GroupUsage(
-            command=command,
-            user=user,
-            cpu_ratio=None if capacity is None else _clamp(t.cpu_seconds / capacity),
-            resident_bytes=t.resident_bytes,
-            processes=t.processes,
+    def _rank(
+        self, totals: dict[_Key, _Totals], capacity: float | None
+    ) -> tuple[GroupUsage, ...]:
+        # Before the first window all shares are unknown and memory decides.
+        order = sorted(
+            totals.items(),
+            key=lambda kv: (-kv[1].cpu, -kv[1].resident, kv[0]),
         )
-        for (user, command), t in totals.items()
-    ]
-    # Before the first window all shares are None and memory decides the order.
-    groups.sort(
-        key=lambda g: (-(g.cpu_ratio or 0.0), -g.resident_bytes, g.user, g.command)
+        kept, rest = order[: self._top], order[self._top :]
+
+        counters: dict[_Key, tuple[float, float, float]] = {}
+        groups = []
+        for key, entry in kept:
+            counters[key] = self._advance(key, entry.cpu, entry.read, entry.written)
+            labels = self._labels(key, entry)
+            groups.append(_usage(entry, labels, capacity, counters[key]))
+
+        # The rest's counters keep counting across cycles even while every group
+        # fits, so that the (other) series never goes backwards.
+        other = _Totals()
+        for _, entry in rest:
+            for name in ("cpu", "read", "written", "resident"):
+                setattr(other, name, getattr(other, name) + getattr(entry, name))
+            other.processes += entry.processes
+            other.threads += entry.threads
+            other.open_files += entry.open_files
+        other_key: _Key = (OTHER,)
+        counters[other_key] = self._advance(
+            other_key, other.cpu, other.read, other.written
+        )
+        if rest:
+            labels = {"command": OTHER, "user": OTHER}
+            groups.append(_usage(other, labels, capacity, counters[other_key]))
+
+        self._counters = counters
+        return tuple(groups)
+
+    def _advance(
+        self, key: _Key, cpu: float, read: float, written: float
+    ) -> tuple[float, float, float]:
+        before = self._counters.get(key, (0.0, 0.0, 0.0))
+        return before[0] + cpu, before[1] + read, before[2] + written
+
+
+def _usage(
+    entry: _Totals,
+    labels: dict[str, str],
+    capacity: float | None,
+    counters: tuple[float, float, float],
+) -> GroupUsage:
+    return GroupUsage(
+        command=labels["command"],
+        user=labels["user"],
+        container_id=labels.get("container_id", ""),
+        pod_uid=labels.get("pod_uid", ""),
+        unit=labels.get("unit", ""),
+        cmdline=labels.get("cmdline", ""),
+        cpu_ratio=None if capacity is None else _clamp(entry.cpu / capacity),
+        resident_bytes=entry.resident,
+        processes=entry.processes,
+        threads=entry.threads,
+        open_files=entry.open_files,
+        cpu_seconds_total=counters[0],
+        read_bytes_total=counters[1],
+        written_bytes_total=counters[2],
     )
-
-    kept, rest = groups[:top], groups[top:]
-    if not rest:
-        return tuple(kept)
-
-    rest_cpu = sum(g.cpu_ratio or 0.0 for g in rest)
-    other = GroupUsage(
-        command=OTHER,
-        user=OTHER,
-        cpu_ratio=None if capacity is None else _clamp(rest_cpu),
-        resident_bytes=sum(g.resident_bytes for g in rest),
-        processes=sum(g.processes for g in rest),
-    )
-    return (*kept, other)
-
-
-def _busy_and_total(times: Any) -> tuple[float, float]:
-    # Linux counts guest time inside user and nice as well; leaving it in the
-    # sum would count it twice. iowait is idle time spent waiting on disks.
-    total = (
-        sum(times) - getattr(times, "guest", 0.0) - getattr(times, "guest_nice", 0.0)
-    )
-    idle = times.idle + getattr(times, "iowait", 0.0)
-    return total - idle, total
 
 
 def _clamp(ratio: float) -> float:

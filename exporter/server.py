@@ -1,21 +1,22 @@
-"""The HTTP side: /metrics from the exporter's registry, /-/healthy and a link page.
+"""The HTTP side: /metrics from the exporter's registry, /-/healthy and a link page,
+over HTTP or TLS, with basic auth when the web config asks for it.
 
-Needs only the standard library's wsgiref and prometheus_client's WSGI app.
+Needs only the standard library's wsgiref and ssl.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
-
 from aiops_common.address import parse_listen_address
+from exporter.web_config import BasicAuth
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,35 @@ _INDEX = b"""<!DOCTYPE html>
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
+# The Prometheus text format 0.0.4, which every Prometheus version reads.
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_TEXT = "text/plain; charset=utf-8"
+_HTML = "text/html; charset=utf-8"
+
+
+# A client that connects and then says nothing gives up its thread after this.
+_CLIENT_TIMEOUT_SECONDS = 30
+
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
     # One thread per request, so a slow client cannot hold up the next scrape.
     daemon_threads = True
+    ssl_context: ssl.SSLContext | None = None
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        conn, address = self.socket.accept()
+        if self.ssl_context is not None:
+            # The handshake waits for the request's own thread: done here, in
+            # the accepting thread, one stalled client would block all others.
+            conn = self.ssl_context.wrap_socket(
+                conn, server_side=True, do_handshake_on_connect=False
+            )
+        return conn, address
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A failed handshake or a dropped connection is the client's business;
+        # socketserver would print a traceback to stderr for each.
+        log.debug("http connection failed client=%s", client_address, exc_info=True)
 
 
 class _ThreadingServer6(_ThreadingServer):
@@ -46,24 +72,52 @@ class _ThreadingServer6(_ThreadingServer):
 
 
 class _Handler(WSGIRequestHandler):
+    timeout = _CLIENT_TIMEOUT_SECONDS
+
+    def setup(self) -> None:
+        self.request.settimeout(self.timeout)
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.do_handshake()
+        super().setup()
+
     def log_message(self, format: str, *args: Any) -> None:
         # wsgiref writes one line per request to stderr; keep that at DEBUG.
         log.debug("http request %s", format % args)
 
 
-def make_app(registry: CollectorRegistry) -> WsgiApp:
-    """Route /metrics to the registry's exposition, plus / and /-/healthy."""
-    metrics = make_wsgi_app(registry)
+def make_app(
+    metrics: Callable[[], bytes],
+    auth: BasicAuth | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> WsgiApp:
+    """Route /metrics to `metrics` (the exposition's bytes), plus / and /-/healthy.
+
+    With `auth`, every path asks for basic auth first; `headers` are added to
+    every response (http_server_config.headers of the web config).
+    """
+    extra = list((headers or {}).items())
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]):
+        if extra:
+            start_response = _with_headers(start_response, extra)
+        if auth is not None and not auth.allows(environ.get("HTTP_AUTHORIZATION")):
+            return _reply(
+                start_response,
+                "401 Unauthorized",
+                _TEXT,
+                b"Unauthorized\n",
+                [("WWW-Authenticate", 'Basic realm="aiops-exporter"')],
+            )
         path = environ.get("PATH_INFO") or "/"
         if path == "/metrics":
-            return metrics(environ, start_response)
+            # Not compressed: gzip would cost each scrape more CPU than the
+            # rest of serving it, for a few hundred kilobytes on loopback or LAN.
+            return _reply(start_response, "200 OK", METRICS_CONTENT_TYPE, metrics())
         if path == "/-/healthy":
-            return _reply(start_response, "200 OK", "text/plain", b"Healthy\n")
+            return _reply(start_response, "200 OK", _TEXT, b"Healthy\n")
         if path == "/":
-            return _reply(start_response, "200 OK", "text/html", _INDEX)
-        return _reply(start_response, "404 Not Found", "text/plain", b"Not Found\n")
+            return _reply(start_response, "200 OK", _HTML, _INDEX)
+        return _reply(start_response, "404 Not Found", _TEXT, b"Not Found\n")
 
     return app
 
@@ -71,12 +125,18 @@ def make_app(registry: CollectorRegistry) -> WsgiApp:
 class MetricsServer:
     """A threaded HTTP server bound at construction, serving from start()."""
 
-    def __init__(self, listen_address: str, app: WsgiApp) -> None:
+    def __init__(
+        self,
+        listen_address: str,
+        app: WsgiApp,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         host, port = parse_listen_address(listen_address)
         server_class = _ThreadingServer6 if ":" in host else _ThreadingServer
         self._server = make_server(
             host, port, app, server_class=server_class, handler_class=_Handler
         )
+        self._server.ssl_context = ssl_context
         self._thread: threading.Thread | None = None
 
     @property
@@ -101,13 +161,27 @@ class MetricsServer:
 
 
 def _reply(
-    start_response: Callable[..., Any], status: str, content_type: str, body: bytes
+    start_response: Callable[..., Any],
+    status: str,
+    content_type: str,
+    body: bytes,
+    headers: Iterable[tuple[str, str]] = (),
 ) -> list[bytes]:
     start_response(
         status,
         [
-            ("Content-Type", f"{content_type}; charset=utf-8"),
+            ("Content-Type", content_type),
             ("Content-Length", str(len(body))),
+            *headers,
         ],
     )
     return [body]
+
+
+def _with_headers(
+    start_response: Callable[..., Any], extra: list[tuple[str, str]]
+) -> Callable[..., Any]:
+    def wrapped(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:
+        return start_response(status, [*headers, *extra], *args)
+
+    return wrapped

@@ -2,6 +2,8 @@
 
 Each source runs in its own thread with a time limit, so a hung NVML call or a
 slow /proc never holds up /metrics; data older than the stale limit is dropped.
+Each source's text is rendered once, in its own thread, so that a scrape only
+joins stored bytes.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client.core import Metric
+from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
 from exporter.metrics import health_families
+from exporter.once import Once
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +35,7 @@ class Source:
 @dataclass
 class _State:
     families: tuple[Metric, ...] = ()
+    text: bytes = b""
     collected_at: float | None = None
     last_success: float = 0.0
     duration: float | None = None
@@ -44,6 +49,7 @@ class _Run:
 
     source: Source
     families: tuple[Metric, ...] = ()
+    text: bytes = b""
     error: Exception | None = None
     duration: float = 0.0
 
@@ -70,6 +76,8 @@ class Snapshot(Collector):
         self._wall = wall
         self._states = {source.name: _State() for source in self._sources}
         self._lock = threading.Lock()
+        # A source that keeps failing warns once per streak, not every cycle.
+        self._once = Once(log)
 
     def refresh(self) -> None:
         """Run every source once, side by side, and keep what finished in time."""
@@ -93,26 +101,41 @@ class Snapshot(Collector):
 
     def collect(self) -> Iterator[Metric]:
         """Yield each source's last families unless stale, then the health series."""
-        now = self._clock()
         with self._lock:
-            states = list(self._states.items())
-            fresh = [
-                family
-                for _, state in states
-                if state.collected_at is not None
-                and now - state.collected_at <= self._stale_after
-                for family in state.families
-            ]
-            health = health_families(
-                last_success=[(name, s.last_success) for name, s in states],
-                durations=[
-                    (n, s.duration) for n, s in states if s.duration is not None
-                ],
-                errors=[(name, s.errors) for name, s in states],
-            )
+            fresh = [family for state in self._fresh() for family in state.families]
+            health = self._health()
 
         yield from fresh
         yield from health
+
+    def exposition(self, own: Collector | None = None) -> bytes:
+        """The text format of every fresh source, the health series and `own`
+        (the exporter's process metrics): what /metrics serves."""
+        with self._lock:
+            parts = [state.text for state in self._fresh()]
+            health = self._health()
+
+        parts.append(generate_latest(_Fixed(health)))
+        if own is not None:
+            parts.append(generate_latest(own))
+        return b"".join(parts)
+
+    def _fresh(self) -> list[_State]:
+        now = self._clock()
+        return [
+            state
+            for state in self._states.values()
+            if state.collected_at is not None
+            and now - state.collected_at <= self._stale_after
+        ]
+
+    def _health(self) -> list[Metric]:
+        states = list(self._states.items())
+        return health_families(
+            last_success=[(name, s.last_success) for name, s in states],
+            durations=[(n, s.duration) for n, s in states if s.duration is not None],
+            errors=[(name, s.errors) for name, s in states],
+        )
 
     def _start(self, source: Source) -> tuple[_Run, threading.Thread] | None:
         with self._lock:
@@ -120,8 +143,11 @@ class Snapshot(Collector):
             if state.worker is not None and state.worker.is_alive():
                 # Starting another would pile threads up behind a hung call.
                 state.errors += 1
-                log.warning(
-                    "source still running, cycle skipped source=%s", source.name
+                self._once.log(
+                    logging.WARNING,
+                    source.name,
+                    "source still running, cycle skipped source=%s",
+                    source.name,
                 )
                 return None
 
@@ -142,6 +168,7 @@ class Snapshot(Collector):
         started = self._clock()
         try:
             run.families = tuple(run.source.collect())
+            run.text = generate_latest(_Fixed(run.families))
         except Exception as exc:  # the source boundary: log, count, go on
             run.error = exc
         run.duration = self._clock() - started
@@ -153,7 +180,9 @@ class Snapshot(Collector):
             if thread.is_alive():
                 state.errors += 1
                 state.duration = self._timeout
-                log.warning(
+                self._once.log(
+                    logging.WARNING,
+                    name,
                     "source timed out source=%s timeout_seconds=%s",
                     name,
                     self._timeout,
@@ -164,12 +193,29 @@ class Snapshot(Collector):
             state.duration = run.duration
             if run.error is not None:
                 state.errors += 1
-                log.warning("source failed source=%s error=%r", name, run.error)
+                self._once.log(
+                    logging.WARNING,
+                    name,
+                    "source failed source=%s error=%r",
+                    name,
+                    run.error,
+                )
                 log.debug("source failure", exc_info=run.error)
                 return
 
             state.families = run.families
+            state.text = run.text
             state.collected_at = self._clock()
             state.last_success = self._wall()
 
+        if self._once.forget(name):
+            log.info("source recovered source=%s", name)
         log.debug("source collected source=%s seconds=%.3f", name, run.duration)
+
+
+class _Fixed(Collector):
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families

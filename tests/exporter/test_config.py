@@ -56,6 +56,9 @@ def test_unknown_env_key_is_named():
         ("stale_after_seconds: 15\n", "stale_after_seconds"),
         ("log_level: verbose\n", "log_level"),
         ("listen_address: localhost\n", "listen_address"),
+        ("process_grouping: pod\n", "process_grouping"),
+        ("expected_gpus: -1\n", "expected_gpus"),
+        ("process_cmdline: maybe\n", "process_cmdline"),
     ],
 )
 def test_bad_value_is_named(tmp_path, text, key):
@@ -65,3 +68,19 @@ def test_bad_value_is_named(tmp_path, text, key):
         read_config(path, env={})
 
     assert f"{path}.{key}" in str(caught.value)
+
+
+def test_gpu_and_process_settings(tmp_path):
+    path = write(
+        tmp_path,
+        "process_grouping: container\nprocess_cmdline: true\n"
+        "gpu_processes_per_pid: true\nexpected_gpus: 8\nkmsg_path: ''\n",
+    )
+
+    config = read_config(path, env={"AIOPS_EXPORTER_EXPECTED_GPUS": "4"})
+
+    assert config.process_grouping == "container"
+    assert config.process_cmdline and config.gpu_processes_per_pid
+    assert config.expected_gpus == 4
+    assert config.kmsg_path == ""
+    assert ExporterConfig().expected_gpus is None

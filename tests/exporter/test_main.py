@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 
+import bcrypt
 import pytest
 import requests
 
@@ -139,3 +140,53 @@ def test_address_in_use_exits_1(config_file):
             exporter.wait_for("cannot listen on")
         finally:
             exporter.close()
+
+
+def test_bad_web_config_file_exits_2(tmp_path, capsys):
+    web = tmp_path / "web.yml"
+    web.write_text("basic_auth_users:\n  admin: plaintext\n")
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--web.config.file", str(web)])
+
+    assert exited.value.code == 2
+    assert "basic_auth_users.admin" in capsys.readouterr().err
+
+
+def test_serves_tls_with_basic_auth_from_the_web_config_file(
+    config_file, tmp_path, tls_files
+):
+    cert, key = tls_files
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
+    web = tmp_path / "web.yml"
+    web.write_text(
+        f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n"
+        f"basic_auth_users:\n  prometheus: {hashed}\n"
+    )
+    exporter = Exporter(
+        "--config.file",
+        str(config_file),
+        "--web.listen-address",
+        "127.0.0.1:0",
+        "--web.config.file",
+        str(web),
+    )
+    try:
+        line = exporter.wait_for("msg=listening")
+        base = f"https://{line.rpartition('address=')[2]}"
+        refused = requests.get(f"{base}/metrics", verify=str(cert), timeout=WAIT)
+        served = requests.get(
+            f"{base}/metrics",
+            verify=str(cert),
+            auth=("prometheus", "s3cret"),
+            timeout=WAIT,
+        )
+        exporter.proc.send_signal(signal.SIGTERM)
+        assert exporter.proc.wait(WAIT) == 0
+    finally:
+        exporter.close()
+
+    assert "tls=True basic_auth=True" in line
+    assert refused.status_code == 401
+    assert served.status_code == 200
+    assert "aiops_exporter_source_errors_total" in served.text

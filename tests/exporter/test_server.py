@@ -1,9 +1,10 @@
-"""The HTTP side in-process: routes, the wired sources over a fake NVML, and
-/metrics answering while a source hangs."""
+"""The HTTP side in-process: routes, every source wired over this host's /proc
+and a fake NVML, and /metrics answering while an NVML call hangs."""
 
 from __future__ import annotations
 
 import threading
+import time
 
 import psutil
 import pytest
@@ -11,13 +12,17 @@ import requests
 
 from exporter.config import ExporterConfig
 from exporter.loop import CollectionLoop
-from exporter.main import build_registry, build_snapshot
+from exporter.main import build_exposition, build_snapshot
 from exporter.server import MetricsServer, make_app
 from exporter.snapshot import Snapshot, Source
-from tests.exporter.exposition import names, parse, value
-from tests.exporter.fake_nvml import FakeNvml, h100_host
+from tests.exporter.exposition import names, parse, scrape, value
+from tests.exporter.fake_nvml import H100, FakeNvml, load_fixture
+from tests.exporter.test_snapshot import registry_for
+from tests.exporter.test_xid import FakeKmsg
 
 WAIT = 10.0
+UUID1 = "GPU-3b4c6a9e-5f21-8d07-c2e4-71a0f9d3b601"
+SOURCES = ("processes", "gpu", "gpu_processes", "xid")
 
 
 @pytest.fixture
@@ -25,8 +30,8 @@ def serve():
     """Start a MetricsServer on a free port of 127.0.0.1; yields its base URL."""
     servers = []
 
-    def start(registry):
-        server = MetricsServer("127.0.0.1:0", make_app(registry))
+    def start(metrics):
+        server = MetricsServer("127.0.0.1:0", make_app(metrics))
         servers.append(server)
         server.start()
         host, port = server.address
@@ -37,9 +42,17 @@ def serve():
         server.stop()
 
 
+def snapshot_over(nvml, config=None, kmsg=None):
+    return build_snapshot(
+        config or ExporterConfig(),
+        load_nvml=lambda: nvml,
+        open_device=lambda path: kmsg if kmsg is not None else FakeKmsg(),
+    )
+
+
 def test_routes(serve):
-    snapshot, _ = build_snapshot(ExporterConfig(), load_nvml=lambda: FakeNvml({}))
-    base = serve(build_registry(snapshot))
+    snapshot, _ = snapshot_over(FakeNvml(load_fixture(H100), missing=True))
+    base = serve(build_exposition(snapshot))
 
     healthy = requests.get(f"{base}/-/healthy", timeout=WAIT)
     index = requests.get(f"{base}/", timeout=WAIT)
@@ -52,14 +65,15 @@ def test_routes(serve):
 
 
 def test_metrics_from_real_proc_and_fake_gpus(serve):
-    fixture = h100_host(2)
-    snapshot, gpus = build_snapshot(
-        ExporterConfig(top_groups=3), load_nvml=lambda: FakeNvml(fixture)
-    )
+    nvml = FakeNvml(load_fixture(H100), count=2)
+    kmsg = FakeKmsg(["4,1,1,-;NVRM: Xid (PCI:0000:38:00): 13, pid=1, x\n"])
+    snapshot, close = snapshot_over(nvml, ExporterConfig(top_groups=3), kmsg)
     snapshot.refresh()
     snapshot.refresh()
 
-    response = requests.get(f"{serve(build_registry(snapshot))}/metrics", timeout=WAIT)
+    response = requests.get(
+        f"{serve(build_exposition(snapshot))}/metrics", timeout=WAIT
+    )
     parsed = parse(response.text)
 
     assert response.status_code == 200
@@ -74,16 +88,26 @@ def test_metrics_from_real_proc_and_fake_gpus(serve):
         if name == "aiops_process_group_processes"
     ]
     assert len(groups) == 4
-    assert {"command": "(other)", "user": "(other)"} in groups
-    uuid = fixture["gpus"][1]["uuid"]
+    assert all({"command", "user"} <= set(group) for group in groups)
+    assert {"command": "(other)", "user": "(other)"}.items() <= groups[-1].items()
     assert value(parsed, "aiops_nvml_available") == 1
-    assert value(parsed, "aiops_gpu_power_limit_watts", gpu="1", uuid=uuid) == 700
-    for source in ("processes", "gpu"):
+    assert value(parsed, "aiops_gpu_power_limit_watts", gpu="1", uuid=UUID1) == 700
+    assert "aiops_gpu_xid_errors_total" in names(parsed)
+    for source in SOURCES:
         assert value(parsed, "aiops_exporter_source_errors_total", source=source) == 0
     # The exporter's own process metrics come from the same registry.
     assert "process_resident_memory_bytes" in names(parsed)
+    # Each source's text is stored whole; together they must still be one
+    # valid exposition, without a family declared twice.
+    types = [
+        line.split()[2]
+        for line in response.text.splitlines()
+        if line.startswith("# TYPE")
+    ]
+    assert len(types) == len(set(types))
+    assert parsed.items() >= scrape(registry_for(snapshot)).items()
 
-    gpus.close()
+    close()
 
 
 def test_metrics_answer_while_a_source_hangs(serve):
@@ -98,7 +122,7 @@ def test_metrics_answer_while_a_source_hangs(serve):
         [Source("gpu", hang)], timeout_seconds=60, stale_after_seconds=120
     )
     loop = CollectionLoop(snapshot, interval_seconds=60)
-    base = serve(build_registry(snapshot))
+    base = serve(build_exposition(snapshot))
     loop.start()
     try:
         assert entered.wait(WAIT)
@@ -116,3 +140,31 @@ def test_metrics_answer_while_a_source_hangs(serve):
         )
         == 0
     )
+
+
+def test_a_hung_nvml_call_times_out_its_sources_only(serve):
+    release = threading.Event()
+    nvml = FakeNvml(
+        load_fixture(H100),
+        count=2,
+        hang={"nvmlDeviceGetPowerUsage": release},
+    )
+    config = ExporterConfig(source_timeout_seconds=0.2)
+    snapshot, close = snapshot_over(nvml, config)
+    base = serve(build_exposition(snapshot))
+    try:
+        snapshot.refresh()
+        started = time.monotonic()
+        response = requests.get(f"{base}/metrics", timeout=2)
+        elapsed = time.monotonic() - started
+    finally:
+        release.set()
+        assert snapshot.join(WAIT)
+        close()
+
+    parsed = parse(response.text)
+    assert elapsed < 1.0
+    assert value(parsed, "aiops_exporter_source_errors_total", source="gpu") == 1
+    assert value(parsed, "aiops_exporter_source_errors_total", source="processes") == 0
+    assert "aiops_gpu_power_watts" not in names(parsed)
+    assert value(parsed, "aiops_host_cpu_count") == psutil.cpu_count()

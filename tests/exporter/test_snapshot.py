@@ -3,6 +3,7 @@ sources, all with events and injected clocks rather than sleeps."""
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import pytest
@@ -176,3 +177,25 @@ def test_loop_collects_at_once_and_stops():
         assert collected.wait(WAIT)
     finally:
         assert loop.stop(WAIT)
+
+
+def test_a_failing_source_warns_once_per_streak(caplog):
+    outcomes = [OSError("boom"), OSError("boom"), None, OSError("again")]
+
+    def flaky():
+        outcome = outcomes.pop(0)
+        if outcome is not None:
+            raise outcome
+        return []
+
+    snapshot = Snapshot([Source("a", flaky)], 1.0, 120.0)
+    with caplog.at_level(logging.INFO, logger="exporter.snapshot"):
+        for _ in range(4):
+            snapshot.refresh()
+
+    messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert [m.split(" source=")[0] for m in messages] == [
+        "source failed",
+        "source recovered",
+        "source failed",
+    ]
