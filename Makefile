@@ -4,16 +4,16 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DATA ?= ../shared/data
-DEBIAN_PACKAGES := prometheus prometheus-alertmanager
+DEBIAN_PACKAGES := prometheus prometheus-alertmanager docker-compose
 
-.PHONY: deps system-deps test lint demo clean bench-receiver bench-exporter
+.PHONY: deps system-deps test lint demo clean bench-receiver bench-exporter generate dashboards reference k8s-rules
 
 deps: system-deps $(VENV)/.installed
 
 # Debian's binaries: a real Prometheus, promtool, Alertmanager and amtool.
 system-deps:
 	@missing=""; \
-	for bin in prometheus promtool prometheus-alertmanager amtool; do \
+	for bin in prometheus promtool prometheus-alertmanager amtool docker-compose; do \
 	  command -v $$bin >/dev/null || missing=yes; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -39,6 +39,19 @@ lint: deps
 
 demo: deps
 	$(BIN)/aiops demo --data $(DATA) $(if $(KEEP),--keep)
+
+# Generated files, committed and compared in tests: run after changing
+# dashboards, rules, metrics or config keys.
+generate: dashboards reference k8s-rules
+
+dashboards: deps
+	$(BIN)/python -m grafana
+
+reference: deps
+	$(BIN)/python -m aiops_cli.reference --write README.md
+
+k8s-rules: deps
+	$(BIN)/python deploy/kubernetes/render_rules.py
 
 # Benchmarks and evaluations: outside `make test`; each ends with `RESULT <json>`.
 bench-receiver: deps

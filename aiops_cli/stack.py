@@ -73,6 +73,11 @@ class Stack(AbstractContextManager):
     detector_queries: list[dict[str, Any]] = field(default_factory=list)
     detector_model: dict[str, Any] = field(default_factory=dict)
     with_exporter: bool = True
+    # More targets per scrape job, e.g. {"aiops-exporter": ["127.0.0.1:9100"]}:
+    # exporters a caller runs itself, such as one over a fake NVML.
+    extra_targets: dict[str, list[str]] = field(default_factory=dict)
+    # Receiver policies tried before the deployed ones (the first match wins).
+    webhook_policies: list[dict[str, Any]] = field(default_factory=list)
     ports: dict[str, int] = field(default_factory=dict)
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
@@ -175,10 +180,12 @@ class Stack(AbstractContextManager):
         jobs = []
         for job in config["scrape_configs"]:
             component = job["job_name"].removeprefix("aiops-")
+            targets = []
             if component in self.ports:
-                job["static_configs"][0]["targets"] = [
-                    f"127.0.0.1:{self.ports[component]}"
-                ]
+                targets.append(f"127.0.0.1:{self.ports[component]}")
+            targets += self.extra_targets.get(job["job_name"], [])
+            if targets:
+                job["static_configs"][0]["targets"] = targets
                 jobs.append(job)
         config["scrape_configs"] = jobs
         path = self._write_yaml("prometheus.yml", config)
@@ -228,6 +235,7 @@ class Stack(AbstractContextManager):
         token_file.chmod(0o600)
         config["bearer_token_file"] = str(token_file)
         config["database"] = str(self.run_dir / "webhook.db")
+        config["policies"] = self.webhook_policies + config.get("policies", [])
         self._start_service("webhook", "alertmanager_webhook", config)
 
     def _exporter_config(self) -> dict[str, Any]:

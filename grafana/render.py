@@ -1,0 +1,142 @@
+"""Renders the dashboards to the JSON committed under grafana/json/, and checks
+a dashboard's JSON against grafana-foundation-sdk's model.
+
+`python -m grafana` writes the files; `python -m grafana --check` fails when a
+committed file differs from what the code builds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from grafana_foundation_sdk.cog import runtime
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.cog.plugins import register_default_plugins
+from grafana_foundation_sdk.models.dashboard import Dashboard
+
+from grafana.dashboards import DASHBOARDS
+
+JSON_DIR = Path(__file__).resolve().parent / "json"
+# Grafana refuses longer UIDs.
+MAX_UID_LENGTH = 40
+
+
+def render(model: Dashboard) -> str:
+    """The dashboard as stable JSON text: sorted keys, two-space indent."""
+    return json.dumps(model, cls=JSONEncoder, indent=2, sort_keys=True) + "\n"
+
+
+def render_all() -> dict[str, str]:
+    """File name -> JSON text of every dashboard."""
+    return {f"{name}.json": render(build()) for name, build in DASHBOARDS.items()}
+
+
+def model_problems(data: dict[str, Any]) -> list[str]:
+    """What the SDK's model does not accept in `data`, as readable lines.
+
+    The model decodes the JSON and encodes it again; a key the schema does not
+    know is dropped on the way and a mistyped value comes back different, so
+    every value of the input must come back unchanged. Defaults the model adds
+    are not problems.
+    """
+    register_default_plugins()
+    try:
+        decoded = Dashboard.from_json(data)
+        again = json.loads(json.dumps(decoded, cls=JSONEncoder))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        return [f"the model cannot decode the dashboard: {exc!r}"]
+
+    problems = [
+        f"{path}: {problem}" for path, problem in _differences(data, again, "$")
+    ]
+    problems += _semantic_problems(data)
+    return problems
+
+
+def _differences(given: Any, back: Any, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(given, dict):
+        if not isinstance(back, dict):
+            yield path, f"object came back as {type(back).__name__}"
+            return
+        for key, value in given.items():
+            if key not in back:
+                yield f"{path}.{key}", "not in the model"
+            else:
+                yield from _differences(value, back[key], f"{path}.{key}")
+    elif isinstance(given, list):
+        if not isinstance(back, list) or len(back) != len(given):
+            yield path, "list came back different"
+            return
+        for index, (one, other) in enumerate(zip(given, back, strict=True)):
+            yield from _differences(one, other, f"{path}[{index}]")
+    elif given != back:
+        yield path, f"{given!r} came back as {back!r}"
+
+
+def _semantic_problems(data: dict[str, Any]) -> list[str]:
+    problems = []
+    uid = data.get("uid", "")
+    if not 1 <= len(uid) <= MAX_UID_LENGTH:
+        problems.append(f"uid {uid!r} must have 1 to {MAX_UID_LENGTH} characters")
+
+    known = runtime.Runtime().panelcfg_variants
+    ids = [panel.get("id") for panel in data.get("panels", [])]
+    if len(set(ids)) != len(ids) or None in ids:
+        problems.append(f"panel ids must be present and unique, got {ids!r}")
+    for panel in data.get("panels", []):
+        kind = panel.get("type")
+        if kind != "row" and kind not in known:
+            problems.append(f"panel {panel.get('title')!r}: unknown type {kind!r}")
+        for target in panel.get("targets", []):
+            if not target.get("refId") or not target.get("expr"):
+                problems.append(
+                    f"panel {panel.get('title')!r}: target lacks refId/expr"
+                )
+    return problems
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m grafana",
+        description="Write the dashboards' JSON, or check it is up to date.",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 when a committed file is missing or differs",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=JSON_DIR,
+        metavar="DIR",
+        help="folder of the JSON files (default grafana/json)",
+    )
+    args = parser.parse_args(argv)
+
+    stale = []
+    for name, text in render_all().items():
+        problems = model_problems(json.loads(text))
+        if problems:
+            print(f"{name}: " + "\n  ".join(problems), file=sys.stderr)
+            return 2
+        path = args.out / name
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(name)
+            continue
+        args.out.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+    if stale:
+        print(
+            f"out of date: {', '.join(stale)}; run `python -m grafana`",
+            file=sys.stderr,
+        )
+        return 1
+    return 0

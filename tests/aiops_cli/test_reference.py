@@ -1,0 +1,139 @@
+"""The README's reference is what aiops_cli.reference renders, and what it
+renders matches what the services really expose."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from aiops_cli.reference import (
+    BEGIN,
+    END,
+    alert_rows,
+    config_rows,
+    detector_metrics,
+    exporter_metrics,
+    main,
+    render,
+    update,
+    webhook_metrics,
+)
+from alertmanager_webhook.config import WebhookConfig
+from detector.config import DetectorConfig
+from exporter.config import ExporterConfig
+from exporter.main import build_exposition, build_snapshot
+from tests.exporter.fake_nvml import H100, H200, FakeNvml, load_fixture
+
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+
+# Declared metrics a scrape over the recorded GPUs cannot show, and why.
+NOT_ON_RECORDED_GPUS = {
+    "aiops_gpu_fan_speed_ratio": "both recorded GPUs are passively cooled",
+    "aiops_gpu_retired_pages": "page retirement is for GPUs before Ampere",
+    "aiops_gpu_retired_pages_pending": "page retirement is for GPUs before Ampere",
+}
+
+
+def test_readme_section_is_up_to_date():
+    readme = README.read_text()
+
+    assert BEGIN in readme and END in readme
+    assert update(readme, render()) == readme, (
+        "run python -m aiops_cli.reference --write README.md"
+    )
+
+
+def test_check_exits_1_on_a_stale_readme(tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{BEGIN}\nold\n{END}\n\n## after\n")
+
+    assert main(["--check", str(readme)]) == 1
+    assert "out of date" in capsys.readouterr().err
+    assert main(["--write", str(readme)]) == 0
+    assert main(["--check", str(readme)]) == 0
+    assert readme.read_text().endswith(f"{END}\n\n## after\n")
+
+
+def test_update_adds_the_closing_marker_and_keeps_the_rest():
+    updated = update(f"# x\n\n{BEGIN}\n\n## Alerts\n", "table\n")
+
+    assert updated == f"# x\n\n{BEGIN}\ntable\n{END}\n\n## Alerts\n"
+    assert update(updated, "other\n") == f"# x\n\n{BEGIN}\nother\n{END}\n\n## Alerts\n"
+    with pytest.raises(ValueError, match="marker"):
+        update("# no markers\n", "table\n")
+
+
+def scrape(model: str) -> dict[str, tuple[str, tuple[str, ...], str]]:
+    """name -> (type, labels, help) of a real exposition over a fake NVML."""
+    nvml = FakeNvml(load_fixture(model), count=2)
+    pid = os.getpid()
+    nvml.processes = {0: [(pid, 1 << 30)]}
+    nvml.samples = {0: [(pid, 1_000, 40)]}
+    nvml.events = [(0, 79)]
+    config = ExporterConfig(
+        kmsg_path="",
+        expected_gpus=2,
+        process_cmdline=True,
+        gpu_processes_per_pid=True,
+    )
+    snapshot, close = build_snapshot(config, load_nvml=lambda: nvml)
+    try:
+        snapshot.refresh()
+        snapshot.refresh()
+        text = build_exposition(snapshot)().decode()
+    finally:
+        close()
+    found = {}
+    for family in text_string_to_metric_families(text):
+        if not family.name.startswith("aiops_"):
+            continue
+        name = family.name + ("_total" if family.type == "counter" else "")
+        labels = sorted({k for s in family.samples for k in s.labels})
+        found[name] = (family.type, tuple(labels), family.documentation)
+    return found
+
+
+def test_exporter_reference_matches_a_real_scrape():
+    scraped = scrape(H100) | scrape(H200)
+    documented = {
+        doc.name: (doc.type, tuple(sorted(doc.labels)), doc.help)
+        for doc in exporter_metrics()
+    }
+
+    for name, seen in scraped.items():
+        assert documented.get(name) == seen, name
+    assert set(documented) - set(scraped) == set(NOT_ON_RECORDED_GPUS)
+
+
+def test_detector_and_webhook_references_name_their_series():
+    detector = {doc.name: doc for doc in detector_metrics()}
+    webhook = {doc.name: doc for doc in webhook_metrics()}
+
+    assert detector["aiops_anomaly_expected_upper"].labels_note
+    assert detector["aiops_detector_query_errors_total"].labels == ("query",)
+    assert webhook["aiops_webhook_actions_total"].labels == ("action", "mode", "result")
+    assert webhook["aiops_webhook_action_latency_seconds"].type == "histogram"
+    assert not any(name.endswith("_created") for name in webhook)
+
+
+def test_every_alert_and_config_key_is_listed():
+    alerts = {row[0] for row in alert_rows()}
+    rules = [
+        rule["alert"]
+        for path in (ROOT / "deploy" / "rules").glob("*.yml")
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    ]
+
+    assert alerts == set(rules)
+    for cls in (ExporterConfig, DetectorConfig, WebhookConfig):
+        keys = {row[0] for row in config_rows(cls)}
+        assert {f.name for f in dataclasses.fields(cls)} <= keys
+    assert "queries[].promql" in {row[0] for row in config_rows(DetectorConfig)}

@@ -1,0 +1,104 @@
+"""The committed dashboards are what the code builds, pass the SDK's model,
+keep their UIDs, and use only variables they define."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import yaml
+
+from grafana.render import JSON_DIR, main, model_problems, render_all
+
+PROVISIONING = JSON_DIR.parent / "provisioning"
+
+# Links and bookmarks point at these; changing one is a deliberate act.
+UIDS = {
+    "fleet-overview.json": "aiops-fleet-overview",
+    "gpu-detail.json": "aiops-gpu-detail",
+    "processes.json": "aiops-processes",
+    "anomalies.json": "aiops-anomalies",
+    "actions.json": "aiops-actions",
+    "bundle-health.json": "aiops-bundle-health",
+}
+GRAFANA_VARIABLES = {"__rate_interval", "__range", "__interval"}
+
+
+def committed() -> dict[str, dict]:
+    return {p.name: json.loads(p.read_text()) for p in sorted(JSON_DIR.glob("*.json"))}
+
+
+def targets(dashboard: dict) -> list[dict]:
+    return [t for panel in dashboard["panels"] for t in panel.get("targets", [])]
+
+
+def test_committed_json_is_what_the_code_builds():
+    built = render_all()
+
+    assert sorted(built) == sorted(p.name for p in JSON_DIR.glob("*.json"))
+    for name, text in built.items():
+        assert (JSON_DIR / name).read_text() == text, (
+            f"run `python -m grafana` ({name})"
+        )
+
+
+def test_check_mode_reports_a_stale_file(tmp_path, capsys):
+    for name, text in render_all().items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "actions.json").write_text("{}\n")
+
+    assert main(["--check", "--out", str(tmp_path)]) == 1
+    assert "actions.json" in capsys.readouterr().err
+    assert (tmp_path / "actions.json").read_text() == "{}\n"
+
+
+@pytest.mark.parametrize("name", sorted(UIDS))
+def test_dashboard_passes_the_sdk_model(name):
+    assert model_problems(committed()[name]) == []
+
+
+def test_the_model_check_finds_unknown_keys_and_panel_types():
+    dashboard = committed()["anomalies.json"]
+    panel = next(p for p in dashboard["panels"] if p["type"] == "timeseries")
+    panel["options"]["legend"]["showLegnd"] = True
+    dashboard["panels"][0]["type"] = "no-such-panel"
+
+    problems = model_problems(dashboard)
+
+    assert any("showLegnd: not in the model" in p for p in problems)
+    assert any("unknown type 'no-such-panel'" in p for p in problems)
+
+
+def test_uids_are_stable_and_unique():
+    assert {name: d["uid"] for name, d in committed().items()} == UIDS
+
+
+@pytest.mark.parametrize("name", sorted(UIDS))
+def test_queries_use_only_defined_variables(name):
+    dashboard = committed()[name]
+    defined = {v["name"] for v in dashboard["templating"]["list"]}
+
+    assert "datasource" in defined
+    for target in targets(dashboard):
+        used = set(re.findall(r"\$\{?(\w+)", target["expr"]))
+        assert used <= defined | GRAFANA_VARIABLES, target["expr"]
+        assert target["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+        # Counter windows follow the scrape interval through Grafana, never a
+        # fixed duration that breaks with a longer scrape interval.
+        for window in re.findall(r"\[([^\]]+)\]", target["expr"]):
+            assert window in ("$__rate_interval", "$__range"), target["expr"]
+
+
+def test_provisioning_points_at_the_committed_json():
+    provider = yaml.safe_load(
+        (PROVISIONING / "dashboards" / "prom-aiops.yml").read_text()
+    )["providers"][0]
+    source = yaml.safe_load(
+        (PROVISIONING / "datasources" / "prometheus.yml").read_text()
+    )["datasources"][0]
+
+    assert provider["type"] == "file"
+    assert provider["options"]["path"].endswith("/prom-aiops")
+    assert source["type"] == "prometheus"
+    assert source["isDefault"] is True
