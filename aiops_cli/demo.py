@@ -31,6 +31,8 @@ from aiops_cli.summary import score_tracks
 log = logging.getLogger(__name__)
 
 HOG_COMMAND = "demo-cpu-hog"
+HOG_CAP_CORES = 0.25
+DECIDED = ("planned", "pending", "approved", "running", "applied")
 
 # The data sets are given beside every checkout, as ../shared/data.
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -111,6 +113,18 @@ def run_demo(
     stack = Stack(
         run_dir=run_dir,
         detector_queries=[q.as_config() for q in detector_queries(tracks)],
+        # Only the hog the demo starts is capped for real; an alert naming any
+        # other process group is planned in dry-run, as deployed.
+        webhook_policies=[
+            {
+                "name": "demo-cap-hog",
+                "match": {"alertname": "AiopsHostCpuAnomaly", "command": HOG_COMMAND},
+                "action": "cpu_cap",
+                "params": {"cpu_cores": HOG_CAP_CORES, "fallback_nice": 19},
+                "mode": "apply",
+            }
+        ],
+        webhook_mode="apply",
     )
     hog = CpuHog(HOG_COMMAND)
     try:
@@ -142,16 +156,23 @@ def _run_live(stack, tracks, anchors, hog, live_seconds, say) -> dict[str, Any]:
     hog_start, hog_stop = 0.35 * live_seconds, 0.65 * live_seconds
     began = time.monotonic()
     bar = ProgressBar("replaying", live_seconds, stream=sys.stderr)
-    cpu_before = cpu_during = None
+    cpu = {"before_hog": None, "with_hog": None, "after_cap": None}
+    capped_at = None
 
     while pusher.is_alive():
         elapsed = time.monotonic() - began
         if hog.pids == [] and hog_start <= elapsed < hog_stop:
-            cpu_before = _host_cpu(stack)
+            cpu["before_hog"] = _host_cpu(stack)
             hog.start(processes=2)
             say(f"\nstarted {HOG_COMMAND} (pids {hog.pids}) to burn this host's CPU")
-        if hog.pids and elapsed >= hog_stop:
-            cpu_during = _host_cpu(stack)
+        if hog.pids and capped_at is None and _hog_capped(stack):
+            capped_at = time.monotonic()
+            cpu["with_hog"] = _host_cpu(stack)
+            say(f"\nthe receiver capped {HOG_COMMAND} at {HOG_CAP_CORES} cores")
+        if hog.pids and (
+            elapsed >= hog_stop or (capped_at and time.monotonic() - capped_at > 15)
+        ):
+            cpu["after_cap"] = _host_cpu(stack) if capped_at else None
             hog.stop()
         bar.update(pusher.progress() * live_seconds)
         pusher.join(timeout=1.0)
@@ -178,7 +199,10 @@ def _run_live(stack, tracks, anchors, hog, live_seconds, say) -> dict[str, Any]:
         a for a in firing if a["labels"].get("alertname") == "AiopsHostCpuAnomaly"
     ]
     named = sorted({a["labels"].get("command", "?") for a in host_alerts})
-    say(f"host CPU: {_pct(cpu_before)} before the hog, {_pct(cpu_during)} during it")
+    say(
+        f"host CPU: {_pct(cpu['before_hog'])} before the hog, "
+        f"{_pct(cpu['with_hog'])} with it, {_pct(cpu['after_cap'])} after the cap"
+    )
     say(f"host CPU alerts: {len(host_alerts)}, naming process group(s): {named}")
     for action in actions:
         mode, result = action.get("mode"), action.get("result")
@@ -189,12 +213,26 @@ def _run_live(stack, tracks, anchors, hog, live_seconds, say) -> dict[str, Any]:
         "caught_windows": sum(s.caught for s in scores),
         "false_alarms": sum(s.false_alarms for s in scores),
         "alerts_received": len(alerts),
-        "actions_planned": sum(1 for a in actions if a.get("result") == "planned"),
+        # Every action the receiver decided on: planned in dry-run, or applied.
+        "actions_planned": sum(1 for a in actions if a.get("result") in DECIDED),
+        "actions_applied": sum(1 for a in actions if a.get("result") == "applied"),
         "host_cpu_alert_names_hog": HOG_COMMAND in named,
-        "host_cpu_before_ratio": cpu_before,
-        "host_cpu_during_ratio": cpu_during,
+        "host_cpu_before_hog_ratio": cpu["before_hog"],
+        "host_cpu_with_hog_ratio": cpu["with_hog"],
+        "host_cpu_after_cap_ratio": cpu["after_cap"],
         "replay_push_errors": pusher.errors,
     }
+
+
+def _hog_capped(stack: Stack) -> bool:
+    try:
+        actions = _receiver_get(stack, "/api/v1/actions")
+    except requests.RequestException:
+        return False
+    return any(
+        a.get("policy") == "demo-cap-hog" and a.get("result") == "applied"
+        for a in actions
+    )
 
 
 def _receiver_get(stack: Stack, path: str) -> list[dict[str, Any]]:

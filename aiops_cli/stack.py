@@ -78,6 +78,9 @@ class Stack(AbstractContextManager):
     extra_targets: dict[str, list[str]] = field(default_factory=dict)
     # Receiver policies tried before the deployed ones (the first match wins).
     webhook_policies: list[dict[str, Any]] = field(default_factory=list)
+    # The receiver's mode for `webhook_policies`; the deployed policies keep
+    # dry-run whatever this says, so only the caller's own targets are touched.
+    webhook_mode: str = ""
     ports: dict[str, int] = field(default_factory=dict)
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
@@ -235,7 +238,12 @@ class Stack(AbstractContextManager):
         token_file.chmod(0o600)
         config["bearer_token_file"] = str(token_file)
         config["database"] = str(self.run_dir / "webhook.db")
-        config["policies"] = self.webhook_policies + config.get("policies", [])
+        deployed = config.get("policies", [])
+        if self.webhook_mode:
+            config["mode"] = self.webhook_mode
+            for policy in deployed:
+                policy.setdefault("mode", "dry-run")
+        config["policies"] = self.webhook_policies + deployed
         self._start_service("webhook", "alertmanager_webhook", config)
 
     def _exporter_config(self) -> dict[str, Any]:
