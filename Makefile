@@ -4,16 +4,16 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DATA ?= ../shared/data
-DEBIAN_PACKAGES := prometheus prometheus-alertmanager docker-compose
+DEBIAN_PACKAGES := prometheus prometheus-alertmanager docker-compose chromium
 
-.PHONY: deps system-deps test lint demo clean bench-receiver bench-exporter generate dashboards reference k8s-rules
+.PHONY: deps system-deps test lint demo clean bench-receiver bench-exporter eval-diagnosis generate dashboards reference k8s-rules
 
 deps: system-deps $(VENV)/.installed
 
 # Debian's binaries: a real Prometheus, promtool, Alertmanager and amtool.
 system-deps:
 	@missing=""; \
-	for bin in prometheus promtool prometheus-alertmanager amtool docker-compose; do \
+	for bin in prometheus promtool prometheus-alertmanager amtool docker-compose chromium; do \
 	  command -v $$bin >/dev/null || missing=yes; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -56,6 +56,10 @@ k8s-rules: deps
 # Benchmarks and evaluations: outside `make test`; each ends with `RESULT <json>`.
 bench-receiver: deps
 	$(BIN)/python -m benchmarks.bench_receiver $(if $(BENCH_SECONDS),--seconds $(BENCH_SECONDS))
+
+# 60 labelled root-cause scenarios on real pod series and this host's /proc.
+eval-diagnosis: deps
+	$(BIN)/python -m benchmarks.eval_diagnosis --data $(DATA)
 
 # Side by side with Debian's process-exporter on the same 1,000 processes.
 bench-exporter: deps

@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -68,6 +69,9 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # SIGTERM ends the demo the way Ctrl-C does, so that the `finally` below
+    # still stops every process it started.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         run_demo(
             args.nab or args.data / "nab",
@@ -79,7 +83,16 @@ def run(args: argparse.Namespace) -> int:
     except (DatasetError, StackError) as exc:
         print(f"aiops demo: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(
+            "aiops demo: interrupted; everything it started is stopped", file=sys.stderr
+        )
+        return 130
     return 0
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def run_demo(

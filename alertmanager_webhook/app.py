@@ -31,6 +31,7 @@ from alertmanager_webhook.jobs import ApprovalError, Jobs
 from alertmanager_webhook.metrics import WebhookMetrics
 from alertmanager_webhook.payload import PayloadError, parse_body
 from alertmanager_webhook.policy import Planner
+from alertmanager_webhook.report.service import ReportNotFound, Reports
 from alertmanager_webhook.store import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -108,12 +109,16 @@ def create_app(
     registry: CollectorRegistry | None = None,
     clock: Callable[[], float] = time.monotonic,
     wall_clock: Callable[[], float] = time.time,
+    reports: Reports | None = None,
 ) -> Flask:
     """Build the WSGI app; `notify` wakes the worker when actions were queued."""
     if not (auth.bearer or auth.basic_user or auth.insecure_no_auth):
         raise ValueError("create_app needs credentials or insecure_no_auth")
     planner = Planner(config)
     jobs = Jobs(store)
+    # Without a Prometheus to read from, reports say so and show what the
+    # database holds.
+    reports = reports or Reports(store)
     metrics = metrics or WebhookMetrics(registry or CollectorRegistry())
 
     app = Flask(__name__)
@@ -263,6 +268,64 @@ def create_app(
         except StoreError as exc:
             return unavailable(exc)
         return jsonify(status="success", data=records)
+
+    @app.get("/api/v1/incidents/<int:incident_id>/report.html")
+    def report_html(incident_id: int) -> Answer:
+        return report(incident_id, "html")
+
+    @app.get("/api/v1/incidents/<int:incident_id>/report.md")
+    def report_markdown(incident_id: int) -> Answer:
+        return report(incident_id, "md")
+
+    @app.get("/api/v1/incidents/<int:incident_id>/plot.png")
+    def report_plot(incident_id: int) -> Answer:
+        return report(incident_id, "png")
+
+    # Alert rules cannot know an incident's id; their descriptions link here
+    # with the labels they do know.
+    @app.get("/api/v1/incidents/latest/report.<kind>")
+    def latest_report(kind: str) -> Answer:
+        if not authorized():
+            return unauthorized()
+        if kind not in ("html", "md"):
+            return jsonify(error=f"report kind: expected html or md, got {kind!r}"), 404
+        wanted = {
+            k: v for k, v in request.args.items() if k in ("alertname", "instance")
+        }
+        if not wanted:
+            return jsonify(error="give alertname and/or instance"), 400
+        try:
+            incident_id = reports.latest(wanted)
+        except ReportNotFound as exc:
+            return jsonify(error=str(exc)), 404
+        except StoreError as exc:
+            return unavailable(exc)
+        return report(incident_id, kind)
+
+    def report(incident_id: int, kind: str) -> Answer:
+        if not authorized():
+            return unauthorized()
+        try:
+            stored = reports.get(incident_id)
+        except ReportNotFound as exc:
+            return jsonify(error=str(exc)), 404
+        except StoreError as exc:
+            return unavailable(exc)
+        if kind == "md":
+            return Response(stored.markdown, mimetype="text/markdown")
+        if kind == "png":
+            if stored.plot is None:
+                return jsonify(
+                    error="this report has no plot; see its missing data"
+                ), 404
+            return Response(stored.plot, mimetype="image/png")
+        response = Response(stored.html, mimetype="text/html")
+        # The page is self-contained: nothing may load from elsewhere.
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'none'; img-src data: 'self'; style-src 'unsafe-inline'; "
+            "script-src 'unsafe-inline'"
+        )
+        return response
 
     @app.get("/-/healthy")
     def healthy() -> Response:

@@ -21,6 +21,7 @@ from alertmanager_webhook import audit, intake
 from alertmanager_webhook.gate import WriteGate
 from alertmanager_webhook.intake import Intent, Saved
 from alertmanager_webhook.payload import Notification
+from alertmanager_webhook.report.storage import SCHEMA as REPORT_SCHEMA
 from alertmanager_webhook.schema import SCHEMA, SCHEMA_VERSION
 
 Clock = Callable[[], datetime]
@@ -88,7 +89,9 @@ class Store:
                     f"database {path!r} has schema {version}, this receiver "
                     f"writes {SCHEMA_VERSION}; move the old file aside"
                 )
-            conn.executescript(SCHEMA + audit.SCHEMA)
+            # The reports table is CREATE IF NOT EXISTS too: an older database
+            # of the same version gains it on open.
+            conn.executescript(SCHEMA + audit.SCHEMA + REPORT_SCHEMA)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             if not autocheckpoint:
                 conn.execute("PRAGMA wal_autocheckpoint = 0")
