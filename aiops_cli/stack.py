@@ -238,6 +238,7 @@ class Stack(AbstractContextManager):
         token_file.chmod(0o600)
         config["bearer_token_file"] = str(token_file)
         config["database"] = str(self.run_dir / "webhook.db")
+        config["report_prometheus_url"] = self.url("prometheus")
         deployed = config.get("policies", [])
         if self.webhook_mode:
             config["mode"] = self.webhook_mode

@@ -173,6 +173,9 @@ class WebhookConfig:
     protected_commands: tuple[str, ...] = PROTECTED_COMMANDS
     scontrol: str = "scontrol"
     kubernetes: KubernetesConfig | None = None
+    # Where fault reports read the anomaly and its causes; empty leaves the
+    # plot out of reports, which then say that Prometheus data is missing.
+    report_prometheus_url: str = ""
     policies: tuple[PolicyConfig, ...] = ()
 
     def __post_init__(self) -> None:
@@ -181,6 +184,12 @@ class WebhookConfig:
         except ValueError as exc:
             raise ConfigError(f"listen_address: {exc}") from exc
 
+        check(
+            self.report_prometheus_url == ""
+            or self.report_prometheus_url.startswith(("http://", "https://")),
+            "report_prometheus_url",
+            f"expected an http(s) URL, got {self.report_prometheus_url!r}",
+        )
         check(
             not (self.bearer_token and self.bearer_token_file),
             "bearer_token",

@@ -32,6 +32,9 @@ from alertmanager_webhook.gate import WriteGate
 from alertmanager_webhook.jobs import Jobs
 from alertmanager_webhook.metrics import WebhookMetrics
 from alertmanager_webhook.processes import ProcessFinder
+from alertmanager_webhook.report.content import ReportBuilder
+from alertmanager_webhook.report.prometheus import RangeQuery
+from alertmanager_webhook.report.service import Reports
 from alertmanager_webhook.store import Store, StoreError
 from alertmanager_webhook.worker import Worker
 
@@ -119,7 +122,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         k8s_token=k8s_token,
     )
     worker = Worker(config, Jobs(worker_store), build_actuators(config, edges), metrics)
-    app = create_app(config, store, auth=auth, notify=worker.notify, metrics=metrics)
+    query_range = (
+        RangeQuery(config.report_prometheus_url)
+        if config.report_prometheus_url
+        else None
+    )
+    reports = Reports(store, ReportBuilder(store, query_range))
+    app = create_app(
+        config,
+        store,
+        auth=auth,
+        notify=worker.notify,
+        metrics=metrics,
+        reports=reports,
+    )
 
     try:
         worker.start()
