@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DATA ?= ../shared/data
 DEBIAN_PACKAGES := prometheus prometheus-alertmanager docker-compose chromium
 
-.PHONY: deps system-deps test lint demo clean bench-receiver bench-exporter eval-diagnosis generate dashboards reference k8s-rules
+.PHONY: deps system-deps test lint demo clean bench-receiver bench-exporter eval-diagnosis eval-optimizer generate dashboards reference k8s-rules
 
 deps: system-deps $(VENV)/.installed
 
@@ -56,6 +56,10 @@ k8s-rules: deps
 # Benchmarks and evaluations: outside `make test`; each ends with `RESULT <json>`.
 bench-receiver: deps
 	$(BIN)/python -m benchmarks.bench_receiver $(if $(BENCH_SECONDS),--seconds $(BENCH_SECONDS))
+
+# Replays the four usage files under ../shared/data/ALLOCATION-PROTOCOL.md.
+eval-optimizer: deps
+	$(BIN)/python benchmarks/eval_optimizer.py --data $(DATA)
 
 # 60 labelled root-cause scenarios on real pod series and this host's /proc.
 eval-diagnosis: deps

@@ -1,0 +1,278 @@
+"""The optimizer component: sizes series queried from Prometheus, each cycle.
+
+Needs a range-query function (detector.prometheus.PrometheusClient.query_range)
+and a clock, both injected. The detector's loop calls run_cycle() every cycle;
+the work is done at most once per interval and the result is published as an
+OptimizerSnapshot for OptimizerCollector to show.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Hashable, Sequence
+from typing import cast
+
+import numpy as np
+
+from detector.optimizer.config import SERVICE_RESOURCES, OptimizerConfig, ResourceQuery
+from detector.optimizer.fleet import Fleet
+from detector.optimizer.policies import make_policy
+from detector.optimizer.power import GPU_STATES, PowerAdvice, advise
+from detector.optimizer.snapshot import (
+    LabelPairs,
+    OptimizerSnapshot,
+    Recommendation,
+    ResourceState,
+)
+from detector.prometheus import Series
+
+log = logging.getLogger(__name__)
+
+QueryRange = Callable[[str, float, float, float], list[Series]]
+
+# Stages whose failures are counted apart; all are exported from the start.
+STAGES = ("query", "recommend", "power")
+
+# A limit is read from the last few steps, so one missed scrape does not lose it.
+LIMIT_LOOKBACK_STEPS = 5
+
+
+class Optimizer:
+    """Keeps one Fleet per resource and turns its Sizers into a snapshot."""
+
+    def __init__(
+        self,
+        config: OptimizerConfig,
+        query_range: QueryRange,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._config = config
+        self._query = query_range
+        self._clock = clock
+        self._fleets: dict[str, Fleet] = {}
+        for rq in config.resources:
+            policy, rules = make_policy(config.policy)
+            self._fleets[rq.resource] = Fleet(rq.spec, policy, rules, config.max_series)
+        self._cursor: dict[str, float] = {}
+        self._errors = dict.fromkeys(STAGES, 0)
+        self._mismatches = {rq.resource: 0 for rq in config.resources}
+        self._waiting = {rq.resource: -1 for rq in config.resources}
+        self._last_run = -math.inf
+        self._last_success = 0.0
+        self._resource_states: dict[str, ResourceState] = {}
+        self._power: tuple[PowerAdvice, ...] = ()
+        self._gpus = dict.fromkeys(GPU_STATES, 0)
+        # Replaced whole, never mutated: scrapes read it from another thread.
+        self.snapshot = OptimizerSnapshot(
+            errors=dict(self._errors), unit_mismatches=dict(self._mismatches)
+        )
+
+    def run_cycle(self) -> bool:
+        """Size everything if an interval has passed; False if nothing ran."""
+        started = self._clock()
+        if started - self._last_run < self._config.interval_seconds:
+            return False
+        self._last_run = started
+        now = started - self._config.query_delay_seconds
+        failed = False
+
+        for rq in self._config.resources:
+            try:
+                series = self._read(rq, now)
+            except Exception:  # stage boundary: log, count, go on
+                log.warning(
+                    "optimizer query failed resource=%s", rq.resource, exc_info=True
+                )
+                self._errors["query"] += 1
+                failed = True
+                continue
+            try:
+                self.ingest(rq.resource, series)
+                self._resource_states[rq.resource] = self._state(rq, now)
+            except Exception:  # stage boundary: log, count, go on
+                log.exception("optimizer sizing failed resource=%s", rq.resource)
+                self._errors["recommend"] += 1
+                failed = True
+
+        if self._config.power is not None:
+            try:
+                self._advise_power(now)
+            except Exception:  # stage boundary: log, count, go on
+                log.warning("optimizer power advice failed", exc_info=True)
+                self._errors["power"] += 1
+                failed = True
+
+        if not failed:
+            self._last_success = self._clock()
+        self._publish(max(0.0, self._clock() - started))
+        return True
+
+    def ingest(self, resource: str, series: Sequence[Series]) -> None:
+        """Feed readings of `resource` that were queried elsewhere."""
+        rq = next(r for r in self._config.resources if r.resource == resource)
+        scale = SERVICE_RESOURCES[resource].scale
+        points: dict[Hashable, tuple[np.ndarray, np.ndarray]] = {}
+        for s in series:
+            if not s.points:
+                continue
+            key = _key(s.labels, rq.labels)
+            a = np.asarray(s.points, dtype=float)
+            if scale is not None and a[:, 1].max() > scale * (1 + 1e-6):
+                # A ratio above 1 is a percentage or worse; it is not scaled here.
+                self._mismatches[resource] += 1
+                log.warning(
+                    "unit mismatch resource=%s labels=%s max=%r scale=%r skipped=1",
+                    resource,
+                    dict(key),
+                    float(a[:, 1].max()),
+                    scale,
+                )
+                continue
+            if key in points:
+                log.debug("duplicate series resource=%s labels=%s", resource, dict(key))
+                continue
+            points[key] = (a[:, 0], a[:, 1])
+        fleet = self._fleets[resource]
+        fleet.feed(points)
+        cutoff = self._clock() - self._config.history_seconds
+        gone = fleet.forget(cutoff)
+        if gone:
+            log.debug("forgot series resource=%s count=%d", resource, len(gone))
+        # Readings older than the history are no longer read by any policy.
+        for sizer in fleet.sizers.values():
+            sizer.history.forget_before(cutoff)
+
+    # -- per resource ----------------------------------------------------
+
+    def _read(self, rq: ResourceQuery, now: float) -> list[Series]:
+        step = rq.step_seconds
+        end = math.floor(now / step) * step
+        cursor = self._cursor.get(rq.resource)
+        start = end - math.floor(self._config.history_seconds / step) * step
+        if cursor is not None:
+            start = max(cursor + step, start)
+        if start > end:
+            return []
+        series = self._query(rq.usage, start, end, step)
+        self._cursor[rq.resource] = end
+        return series
+
+    def _state(self, rq: ResourceQuery, now: float) -> ResourceState:
+        fleet = self._fleets[rq.resource]
+        allocations = self._last_values(rq.allocation, rq.labels, now, rq.step_seconds)
+        recommendations = []
+        too_short = without = 0
+        savings = 0.0
+        for identity, sizer in fleet.sizers.items():
+            key = cast(LabelPairs, identity)
+            if sizer.allocation is None or sizer.estimate is None:
+                too_short += 1
+                continue
+            target = sizer.allocation
+            estimate = sizer.estimate
+            allocated = allocations.get(key)
+            if allocated is None:
+                without += 1
+            else:
+                savings += allocated - target
+            recommendations.append(
+                Recommendation(
+                    labels=key,
+                    lower=min(estimate.lower, target),
+                    target=target,
+                    upper=max(estimate.upper, target),
+                    allocated=allocated,
+                )
+            )
+        if too_short != self._waiting[rq.resource]:
+            self._waiting[rq.resource] = too_short
+            log.info(
+                "series waiting for history resource=%s count=%d warmup_seconds=%g",
+                rq.resource,
+                too_short,
+                rq.warmup_seconds,
+            )
+        if rq.allocation and without:
+            log.debug("no allocation resource=%s series=%d", rq.resource, without)
+        return ResourceState(
+            rq.resource, rq.labels, tuple(recommendations), too_short, without, savings
+        )
+
+    def _last_values(
+        self, promql: str, labels: tuple[str, ...], now: float, step: float
+    ) -> dict[LabelPairs, float]:
+        if not promql:
+            return {}
+        end = math.floor(now / step) * step
+        start = end - LIMIT_LOOKBACK_STEPS * step
+        values: dict[LabelPairs, float] = {}
+        for s in self._query(promql, start, end, step):
+            if s.points:
+                values.setdefault(_key(s.labels, labels), s.points[-1][1])
+        return values
+
+    # -- power -----------------------------------------------------------
+
+    def _advise_power(self, now: float) -> None:
+        config = self._config.power
+        assert config is not None
+        step = config.step_seconds
+        end = math.floor(now / step) * step
+        start = end - math.floor(config.window_seconds / step) * step
+        limits = self._last_values(config.limit, config.labels, now, step)
+        lows = self._last_values(config.min_limit, config.labels, now, step)
+        highs = self._last_values(config.max_limit, config.labels, now, step)
+        draws = {
+            _key(s.labels, config.labels): np.asarray(s.points, dtype=float)
+            for s in self._query(config.draw, start, end, step)
+            if s.points
+        }
+
+        advice: list[PowerAdvice] = []
+        states = dict.fromkeys(GPU_STATES, 0)
+        for key in sorted(set(draws) | set(limits)):
+            a = draws.get(key, np.empty((0, 2)))
+            result = advise(
+                config,
+                key,
+                a[:, 0],
+                a[:, 1],
+                limits.get(key),
+                lows.get(key),
+                highs.get(key),
+            )
+            if isinstance(result, str):
+                states[result] += 1
+                log.debug("no power advice gpu=%s state=%s", dict(key), result)
+            else:
+                states["recommended"] += 1
+                advice.append(result)
+        if states != self._gpus:
+            log.info(
+                "gpu power advice %s", " ".join(f"{k}={v}" for k, v in states.items())
+            )
+        self._power = tuple(advice)
+        self._gpus = states
+
+    def _publish(self, duration: float) -> None:
+        order = [rq.resource for rq in self._config.resources]
+        power = self._config.power
+        self.snapshot = OptimizerSnapshot(
+            resources=tuple(
+                self._resource_states[r] for r in order if r in self._resource_states
+            ),
+            power_label_names=power.labels if power is not None else (),
+            power=self._power,
+            gpus=dict(self._gpus),
+            errors=dict(self._errors),
+            unit_mismatches=dict(self._mismatches),
+            last_success_timestamp_seconds=self._last_success,
+            cycle_duration_seconds=duration,
+        )
+
+
+def _key(labels: dict[str, str], names: tuple[str, ...]) -> LabelPairs:
+    """A series' identity: the configured labels, empty where absent."""
+    return tuple((name, labels.get(name, "")) for name in names)

@@ -1,0 +1,37 @@
+"""The policies by name, as the backtest and the service's config choose them.
+
+The learning policy imports PyTorch; it is loaded only when chosen, so that
+the `aiops` command starts quickly.
+"""
+
+from __future__ import annotations
+
+from detector.optimizer.estimate import Policy
+from detector.optimizer.sizer import DEFAULT, PLAIN, Rules
+
+POLICY_NAMES = ("bandit", "bandit-network", "vpa-style", "krr-style", "window-max")
+
+
+def make_policy(name: str) -> tuple[Policy, Rules]:
+    """A fresh policy and the rules it runs under; KeyError names the choices.
+
+    The reference policies run as users run them: on the period grid, without
+    reactions or floors.
+    """
+    if name in ("bandit", "bandit-network"):
+        from detector.optimizer.agent import AgentConfig, BanditPolicy
+
+        return BanditPolicy(AgentConfig(use_network=name == "bandit-network")), DEFAULT
+
+    from detector.optimizer.baselines import KrrPolicy, VpaPolicy, WindowMaxPolicy
+
+    baselines: dict[str, type[Policy]] = {
+        "vpa-style": VpaPolicy,
+        "krr-style": KrrPolicy,
+        "window-max": WindowMaxPolicy,
+    }
+    if name not in baselines:
+        raise KeyError(
+            f"unknown policy {name!r}; choose one of {', '.join(POLICY_NAMES)}"
+        )
+    return baselines[name](), PLAIN

@@ -1,0 +1,109 @@
+"""What the optimizer sizes: each resource's unit, kind and replay timing.
+
+The four recorded resources follow the allocation replay protocol of the shared
+data sets; the service's resources use the same kinds with their own units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+HOUR = 3600.0
+DAY = 86400.0
+
+Kind = Literal["cpu", "memory"]
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    """One sized quantity.
+
+    `kind` is "cpu" for a compressible resource (short means throttled) and
+    "memory" for an incompressible one (short means an OOM kill). `scale` is
+    the natural full size in `unit` (100 for a percentage, 1 for a fraction),
+    or None where the unit has no known full size, such as bytes.
+    """
+
+    name: str
+    kind: Kind
+    unit: str
+    scale: float | None
+    warmup_seconds: float
+    period_seconds: float
+    step_seconds: float
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("cpu", "memory"):
+            raise ValueError(f"kind must be 'cpu' or 'memory', got {self.kind!r}")
+        for key in ("warmup_seconds", "period_seconds", "step_seconds"):
+            if not getattr(self, key) > 0:
+                raise ValueError(f"{key} must be > 0, got {getattr(self, key)!r}")
+        if self.scale is not None and not self.scale > 0:
+            raise ValueError(f"scale must be > 0 or None, got {self.scale!r}")
+
+
+@dataclass(frozen=True)
+class UsageFile:
+    """Where a recorded resource lives in the shared data and how to read it."""
+
+    spec: ResourceSpec
+    path: str
+    series_column: str
+    value_column: str
+
+
+# W, U and the step are the protocol's (ALLOCATION-PROTOCOL.md, section 1).
+RECORDED: dict[str, UsageFile] = {
+    f.spec.name: f
+    for f in (
+        UsageFile(
+            ResourceSpec("vm_cpu", "cpu", "% of VM cores", 100.0, 2 * DAY, DAY, 300.0),
+            "azure-vm-cpu/vm_cpu.csv.gz",
+            "vm",
+            "cpu_max_percent",
+        ),
+        UsageFile(
+            ResourceSpec(
+                "pod_gpu_memory_used_bytes",
+                "memory",
+                "bytes",
+                None,
+                3 * HOUR,
+                HOUR,
+                57.0,
+            ),
+            "alibaba-genai/pod_gpu_memory_used_bytes.csv.gz",
+            "container",
+            "value",
+        ),
+        UsageFile(
+            ResourceSpec(
+                "pod_memory_util",
+                "memory",
+                "fraction of pod memory limit",
+                1.0,
+                3 * HOUR,
+                HOUR,
+                57.0,
+            ),
+            "alibaba-genai/pod_memory_util.csv.gz",
+            "container",
+            "value",
+        ),
+        UsageFile(
+            ResourceSpec(
+                "pod_gpu_duty_cycle",
+                "cpu",
+                "% of GPU time",
+                100.0,
+                3 * HOUR,
+                HOUR,
+                57.0,
+            ),
+            "alibaba-genai/pod_gpu_duty_cycle.csv.gz",
+            "container",
+            "value",
+        ),
+    )
+}

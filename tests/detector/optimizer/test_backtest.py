@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detector.optimizer import backtest
+
+REPO = Path(__file__).resolve().parents[3]
+SCORER = REPO.parent / "shared" / "tools" / "score-allocation"
+
+
+def write_usage(path: Path) -> None:
+    """Three containers over eight hours at 57 s, as the GenAI files are laid out."""
+    rng = np.random.default_rng(21)
+    with gzip.open(path, "wt", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(("timestamp", "container", "value"))
+        for k, name in enumerate(("c1", "c2", "c3")):
+            t = 1_662_858_720.0 + 57.0 * np.arange(505) + 300.0 * k
+            u = (
+                0.4
+                + 0.1 * k
+                + 0.05 * np.sin(t / 900.0)
+                + 0.05 * (rng.random(t.size) < 0.03)
+            )
+            for ti, ui in zip(t, u, strict=True):
+                writer.writerow((repr(float(ti)), name, repr(float(ui))))
+        writer.writerow((repr(1_662_858_720.0), "short", "0.5"))
+
+
+def args(tmp_path: Path, usage: Path, **extra) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="aiops")
+    backtest.add_subcommands(parser.add_subparsers(dest="command"))
+    argv = [
+        "recommend-backtest",
+        "--usage",
+        str(usage),
+        "--resource",
+        "pod_memory_util",
+    ]
+    argv += ["--out", str(tmp_path / "alloc.csv")]
+    for key, value in extra.items():
+        argv += [f"--{key}", value]
+    return parser.parse_args(argv)
+
+
+def test_writes_the_allocation_csv(tmp_path: Path, capsys) -> None:
+    usage = tmp_path / "usage.csv.gz"
+    write_usage(usage)
+
+    assert backtest.run(args(tmp_path, usage)) == 0
+
+    with open(tmp_path / "alloc.csv", newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["timestamp", "series", "allocation"]
+    assert {r[1] for r in rows[1:]} == {"c1", "c2", "c3"}
+    assert "1 too short" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(
+    not SCORER.is_file(), reason="needs ../shared/tools/score-allocation"
+)
+@pytest.mark.parametrize("policy", ["bandit", "vpa-style"])
+def test_the_scorer_accepts_the_csv(tmp_path: Path, policy: str) -> None:
+    usage = tmp_path / "usage.csv.gz"
+    write_usage(usage)
+    assert backtest.run(args(tmp_path, usage, policy=policy)) == 0
+
+    done = subprocess.run(
+        [sys.executable, str(SCORER), str(usage), "pod_memory_util"]
+        + [str(tmp_path / "alloc.csv"), "--json", "-"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)["results"][0]
+    assert result["series_scored"] == 3
+    assert result["series_too_short"] == 1
+    assert result["lookahead_suspects"] == 0
+
+
+def test_a_file_of_another_resource_is_refused(tmp_path: Path, capsys) -> None:
+    usage = tmp_path / "usage.csv"
+    usage.write_text("timestamp,vm,cpu_max_percent\n0,1,50\n")
+
+    assert backtest.run(args(tmp_path, usage)) == 1
+
+    assert "no column 'container'" in capsys.readouterr().err

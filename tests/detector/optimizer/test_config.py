@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import pytest
+
+from aiops_common.config import ConfigError, from_mapping
+from detector.optimizer.config import (
+    OptimizerConfig,
+    PowerConfig,
+    ResourceQuery,
+    metric_units,
+)
+
+
+def test_the_defaults_read_the_exporters_series() -> None:
+    config = OptimizerConfig()
+
+    assert [r.resource for r in config.resources] == [
+        "cpu_cores",
+        "memory_bytes",
+        "gpu_memory_bytes",
+        "gpu_time_ratio",
+    ]
+    assert config.power is not None
+
+
+def test_a_query_in_another_unit_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"usage: reads metrics in _bytes"):
+        ResourceQuery("gpu_time_ratio", "avg(aiops_gpu_memory_used_bytes)")
+
+
+def test_an_allocation_in_another_unit_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"allocation: .*_ratio"):
+        ResourceQuery(
+            "memory_bytes",
+            "aiops_process_group_resident_memory_bytes",
+            allocation="aiops_host_cpu_usage_ratio",
+        )
+
+
+def test_cpu_seconds_under_rate_are_cores() -> None:
+    query = ResourceQuery(
+        "cpu_cores", "sum by (instance) (rate(node_cpu_seconds_total[5m]))"
+    )
+
+    assert query.spec.unit == "cores"
+
+
+def test_function_and_label_names_are_not_metrics() -> None:
+    units = metric_units(
+        'sum by (instance, unit) (rate(x_seconds_total{mode!="idle"}[5m]))'
+    )
+
+    assert units == {"_seconds_total"}
+
+
+def test_the_label_bound_is_taken() -> None:
+    with pytest.raises(ConfigError, match="bound"):
+        ResourceQuery("memory_bytes", "x_bytes", labels=("pod", "bound"))
+
+
+def test_power_reads_watts_only() -> None:
+    with pytest.raises(ConfigError, match=r"min_limit: reads metrics in _ratio"):
+        PowerConfig(min_limit="aiops_gpu_power_limit_ratio")
+
+
+def test_a_nested_mapping_builds_the_config() -> None:
+    raw = {
+        "interval_seconds": 60,
+        "policy": "vpa-style",
+        "resources": [
+            {"resource": "memory_bytes", "usage": "m_bytes", "labels": ["pod"]}
+        ],
+        "power": None,
+    }
+
+    config = from_mapping(OptimizerConfig, raw, where="optimizer")
+
+    assert config.resources[0].labels == ("pod",)
+    assert config.power is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"policy": "magic"}, "policy: must be one of"),
+        ({"interval_seconds": 0}, "interval_seconds: must be > 0"),
+        (
+            {
+                "resources": [
+                    {"resource": "memory_bytes", "usage": "a_bytes"},
+                    {"resource": "memory_bytes", "usage": "b_bytes"},
+                ]
+            },
+            "duplicate resource 'memory_bytes'",
+        ),
+        (
+            {"resources": [{"resource": "disk", "usage": "x"}]},
+            "resource: must be one of",
+        ),
+    ],
+)
+def test_bad_settings_name_their_key(raw: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        from_mapping(OptimizerConfig, raw, where="optimizer")

@@ -1,0 +1,191 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from detector.optimizer.config import OptimizerConfig, PowerConfig, ResourceQuery
+from detector.optimizer.optimizer import Optimizer
+from detector.optimizer.resources import HOUR
+from detector.prometheus import PrometheusUnreachable, Series
+
+START = 1_700_000_000.0
+HOST = {"instance": "h1", "user": "u"}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeQueries:
+    """Answers range queries from functions of time, per PromQL substring."""
+
+    def __init__(self) -> None:
+        self.series: dict[str, list[tuple[dict[str, str], object]]] = {}
+        self.calls: list[tuple[str, float, float, float]] = []
+        self.fail: type[Exception] | None = None
+
+    def __call__(self, promql: str, start: float, end: float, step: float):
+        self.calls.append((promql, start, end, step))
+        if self.fail is not None:
+            raise self.fail("down")
+        grid = start + step * np.arange(math.floor((end - start) / step + 1e-9) + 1)
+        out = []
+        for part, entries in self.series.items():
+            if part in promql:
+                for labels, value_at in entries:
+                    points = [
+                        (float(t), v) for t in grid if (v := value_at(t)) is not None
+                    ]
+                    out.append(Series(dict(labels), points))
+        return out
+
+
+def memory_config(**overrides) -> OptimizerConfig:
+    resource = ResourceQuery(
+        "memory_bytes",
+        "sum by (instance, command, user) (aiops_process_group_resident_memory_bytes)",
+        allocation="aiops_process_group_memory_limit_bytes",
+        labels=("instance", "command", "user"),
+    )
+    settings = {"resources": (resource,), "power": None, "interval_seconds": 300.0}
+    settings.update(overrides)
+    return OptimizerConfig(**settings)
+
+
+def since(hours: float, value: float):
+    return lambda t: value if t >= START - hours * HOUR else None
+
+
+def run(optimizer: Optimizer, clock: Clock, cycles: int) -> None:
+    for _ in range(cycles):
+        optimizer.run_cycle()
+        clock.now += 300.0
+
+
+def test_series_with_enough_history_get_sizes_the_others_say_why_not() -> None:
+    fake, clock = FakeQueries(), Clock()
+    fake.series["resident_memory_bytes"] = [
+        ({**HOST, "command": "old"}, since(10, 2e9)),
+        ({**HOST, "command": "new"}, since(1, 1e9)),
+    ]
+    fake.series["memory_limit_bytes"] = [({**HOST, "command": "old"}, since(10, 3e9))]
+    optimizer = Optimizer(memory_config(), fake, clock)
+
+    run(optimizer, clock, 2)
+
+    (state,) = optimizer.snapshot.resources
+    assert state.too_short == 1
+    (rec,) = state.recommendations
+    assert dict(rec.labels)["command"] == "old"
+    assert rec.lower <= rec.target <= rec.upper
+    assert rec.target >= 2e9
+    assert rec.allocated == 3e9
+    assert state.savings == pytest.approx(3e9 - rec.target)
+    assert state.without_allocation == 0
+
+
+def test_a_series_without_a_limit_is_counted_and_left_out_of_savings() -> None:
+    fake, clock = FakeQueries(), Clock()
+    fake.series["resident_memory_bytes"] = [({**HOST, "command": "a"}, since(10, 2e9))]
+    optimizer = Optimizer(memory_config(), fake, clock)
+
+    run(optimizer, clock, 1)
+
+    (state,) = optimizer.snapshot.resources
+    assert state.recommendations[0].allocated is None
+    assert state.without_allocation == 1
+    assert state.savings == 0.0
+
+
+def test_a_percentage_where_a_ratio_belongs_is_skipped_and_counted() -> None:
+    fake, clock = FakeQueries(), Clock()
+    fake.series["sm_utilization_ratio"] = [
+        ({**HOST, "gpu": "0", "uuid": "G", "command": "p"}, since(10, 40.0))
+    ]
+    resource = ResourceQuery(
+        "gpu_time_ratio",
+        "aiops_gpu_process_sm_utilization_ratio",
+        labels=("instance", "gpu", "uuid", "command"),
+    )
+    optimizer = Optimizer(
+        OptimizerConfig(resources=(resource,), power=None), fake, clock
+    )
+
+    run(optimizer, clock, 1)
+
+    assert optimizer.snapshot.unit_mismatches == {"gpu_time_ratio": 1}
+    assert optimizer.snapshot.resources[0].recommendations == ()
+
+
+def test_work_runs_once_per_interval_and_reads_only_new_steps() -> None:
+    fake, clock = FakeQueries(), Clock()
+    fake.series["resident_memory_bytes"] = [({**HOST, "command": "a"}, since(10, 2e9))]
+    optimizer = Optimizer(memory_config(), fake, clock)
+
+    assert optimizer.run_cycle() is True
+    clock.now += 60.0
+    assert optimizer.run_cycle() is False
+    clock.now += 300.0
+    assert optimizer.run_cycle() is True
+
+    usage = [c for c in fake.calls if "resident" in c[0]]
+    assert usage[1][1] == usage[0][2] + usage[0][3]
+
+
+def test_a_failed_query_is_counted_and_the_snapshot_kept() -> None:
+    fake, clock = FakeQueries(), Clock()
+    fake.series["resident_memory_bytes"] = [({**HOST, "command": "a"}, since(10, 2e9))]
+    optimizer = Optimizer(memory_config(), fake, clock)
+    run(optimizer, clock, 1)
+    success = optimizer.snapshot.last_success_timestamp_seconds
+
+    fake.fail = PrometheusUnreachable
+    run(optimizer, clock, 1)
+
+    snapshot = optimizer.snapshot
+    assert snapshot.errors == {"query": 1, "recommend": 0, "power": 0}
+    assert snapshot.last_success_timestamp_seconds == success
+    assert len(snapshot.resources[0].recommendations) == 1
+
+
+def test_power_advice_and_the_gpus_that_get_none() -> None:
+    fake, clock = FakeQueries(), Clock()
+    gpu = {"instance": "h1", "gpu": "0", "uuid": "G0"}
+    bare = {"instance": "h1", "gpu": "1", "uuid": "G1"}
+    fake.series["power_watts"] = [(gpu, since(3, 100.0)), (bare, since(3, 100.0))]
+    fake.series["limit_watts"] = [(gpu, since(3, 300.0)), (bare, since(3, 300.0))]
+    fake.series["limit_min_watts"] = [(gpu, since(3, 100.0))]
+    fake.series["limit_max_watts"] = [(gpu, since(3, 350.0))]
+    config = OptimizerConfig(resources=(), power=PowerConfig())
+    optimizer = Optimizer(config, fake, clock)
+
+    run(optimizer, clock, 1)
+
+    snapshot = optimizer.snapshot
+    (advice,) = snapshot.power
+    assert dict(advice.labels)["uuid"] == "G0"
+    assert advice.target == 110.0
+    assert advice.budget_savings_watts == 190.0
+    assert snapshot.gpus == {
+        "recommended": 1,
+        "too_short": 0,
+        "no_limit": 0,
+        "no_limit_range": 1,
+    }
+
+
+def test_history_is_kept_no_longer_than_configured() -> None:
+    fake, clock = FakeQueries(), Clock()
+    fake.series["resident_memory_bytes"] = [({**HOST, "command": "a"}, since(30, 2e9))]
+    optimizer = Optimizer(memory_config(history_seconds=6 * HOUR), fake, clock)
+
+    run(optimizer, clock, 3)
+
+    (sizer,) = optimizer._fleets["memory_bytes"].sizers.values()
+    assert sizer.history.t[0] >= clock.now - 6 * HOUR - 3 * 300.0

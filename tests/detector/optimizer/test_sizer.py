@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from detector.optimizer.estimate import Estimate
+from detector.optimizer.resources import HOUR
+from detector.optimizer.sizer import PLAIN, Rules, Sizer
+from tests.detector.optimizer.usage import CPU, MEMORY, STEP, steps
+
+
+@dataclass
+class Fixed:
+    """An estimator that always answers `value`."""
+
+    value: float
+
+    def observe(self, timestamp: float, value: float, allocation: float | None) -> None:
+        pass
+
+    def estimate(self, view: object, now: float) -> Estimate:
+        return Estimate(self.value, self.value, self.value)
+
+
+def play(sizer: Sizer, t: np.ndarray, u: np.ndarray) -> list[tuple[float, float]]:
+    rows = []
+    for ti, ui in zip(t.tolist(), u.tolist(), strict=True):
+        if sizer.allocation is None and ti > sizer.warmup_end:
+            value = sizer.decide(sizer.warmup_end)
+            if value is not None:
+                rows.append((sizer.warmup_end, value))
+        value = sizer.decide(ti)
+        if value is not None:
+            rows.append((ti, value))
+        sizer.observe(ti, ui)
+    return rows
+
+
+def test_first_allocation_at_warmup_end_and_first_change_a_period_later() -> None:
+    t, u = steps([10.0, 50.0], minutes_each=5 * 60)
+    sizer = Sizer(MEMORY, Fixed(20.0), float(t[0]))
+
+    rows = play(sizer, t, u)
+
+    assert rows[0] == (3 * HOUR, 20.0)
+    # The readings of 50 run short from 5 h; the raise waits for T0 + U.
+    assert rows[1][0] >= 3 * HOUR + HOUR
+    assert all(b[0] - a[0] >= HOUR for a, b in zip(rows[1:], rows[2:], strict=False))
+
+
+def test_changes_keep_a_period_apart() -> None:
+    # Alternating levels make the estimator want a change at every reading.
+    t = np.arange(0.0, 12 * HOUR, STEP)
+    u = np.where((t // 600) % 2 == 0, 10.0, 90.0)
+    estimator = Fixed(10.0)
+    sizer = Sizer(CPU, estimator, 0.0)
+
+    rows = []
+    for ti, ui in zip(t.tolist(), u.tolist(), strict=True):
+        estimator.value = ui  # the last reading: the most eager policy
+        value = sizer.decide(ti)
+        if value is not None:
+            rows.append((ti, value))
+        sizer.observe(ti, ui)
+
+    times = [r[0] for r in rows]
+    assert times[0] == 3 * HOUR
+    assert times[1] >= times[0] + HOUR
+    assert np.all(np.diff(times) >= HOUR)
+
+
+def test_memory_never_drops_below_a_reading_that_ran_short() -> None:
+    t, u = steps([10.0, 40.0, 10.0], minutes_each=4 * 60)
+    sizer = Sizer(MEMORY, Fixed(15.0), float(t[0]), Rules(react_margin=0.0))
+
+    rows = play(sizer, t, u)
+
+    short_at = float(t[np.argmax(u > 15.0)])
+    later = [value for when, value in rows if when > short_at]
+    assert later, "the OOM must lead to a raise"
+    assert min(later) >= 40.0
+    assert sizer.oom_floor == 40.0
+
+
+def test_cpu_short_readings_set_no_floor() -> None:
+    t, u = steps([10.0, 40.0, 10.0], minutes_each=4 * 60)
+    sizer = Sizer(CPU, Fixed(15.0), float(t[0]), Rules(react_margin=0.0))
+
+    rows = play(sizer, t, u)
+
+    assert sizer.oom_floor == 0.0
+    assert rows[-1][1] == 15.0
+
+
+def test_a_reaction_raises_as_soon_as_a_change_is_allowed() -> None:
+    t, u = steps([10.0, 30.0], minutes_each=6 * 60)
+    sizer = Sizer(MEMORY, Fixed(12.0), float(t[0]), Rules(react_margin=0.5))
+
+    rows = play(sizer, t, u)
+
+    first_short = float(t[np.argmax(u > 12.0)])
+    assert rows[1] == (first_short + STEP, 45.0)
+
+
+def test_plain_rules_leave_the_policy_alone() -> None:
+    t, u = steps([10.0, 30.0], minutes_each=6 * 60)
+    sizer = Sizer(MEMORY, Fixed(12.0), float(t[0]), PLAIN)
+
+    rows = play(sizer, t, u)
+
+    assert rows == [(3 * HOUR, 12.0)]
+
+
+def test_allocations_stop_at_full_size() -> None:
+    t, u = steps([50.0], minutes_each=5 * 60)
+    sizer = Sizer(CPU, Fixed(250.0), float(t[0]))
+
+    rows = play(sizer, t, u)
+
+    assert rows == [(3 * HOUR, 100.0)]
+
+
+def test_no_decision_without_warmup() -> None:
+    t, u = steps([10.0], minutes_each=2 * 60)
+    sizer = Sizer(MEMORY, Fixed(12.0), float(t[0]))
+
+    assert play(sizer, t, u) == []
+    assert sizer.allocation is None
