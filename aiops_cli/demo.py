@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 HOG_COMMAND = "demo-cpu-hog"
 HOG_CAP_CORES = 0.25
+# The receiver's managed cgroup in the demo, apart from a deployed receiver's.
+DEMO_CGROUP = "aiops-demo"
+CGROUP_MOUNT = Path("/sys/fs/cgroup")
 DECIDED = ("planned", "pending", "approved", "running", "applied")
 
 # The data sets are given beside every checkout, as ../shared/data.
@@ -135,9 +138,13 @@ def run_demo(
                 "action": "cpu_cap",
                 "params": {"cpu_cores": HOG_CAP_CORES, "fallback_nice": 19},
                 "mode": "apply",
+                # The cap is what ends the anomaly; lifting it when the alert
+                # resolves would only start the hog again.
+                "restore_on_resolve": False,
             }
         ],
         webhook_mode="apply",
+        webhook_settings={"cgroup_name": DEMO_CGROUP},
     )
     hog = CpuHog(HOG_COMMAND)
     try:
@@ -154,6 +161,7 @@ def run_demo(
     finally:
         hog.stop()
         stack.stop()
+        _remove_empty_cgroups(DEMO_CGROUP)
         if not keep:
             say(
                 f"stopped every process the demo started; logs and configs in {run_dir}"
@@ -171,10 +179,12 @@ def _run_live(stack, tracks, anchors, hog, live_seconds, say) -> dict[str, Any]:
     bar = ProgressBar("replaying", live_seconds, stream=sys.stderr)
     cpu = {"before_hog": None, "with_hog": None, "after_cap": None}
     capped_at = None
+    hog_started = False
 
     while pusher.is_alive():
         elapsed = time.monotonic() - began
-        if hog.pids == [] and hog_start <= elapsed < hog_stop:
+        if not hog_started and hog_start <= elapsed < hog_stop:
+            hog_started = True
             cpu["before_hog"] = _host_cpu(stack)
             hog.start(processes=2)
             say(f"\nstarted {HOG_COMMAND} (pids {hog.pids}) to burn this host's CPU")
@@ -235,6 +245,22 @@ def _run_live(stack, tracks, anchors, hog, live_seconds, say) -> dict[str, Any]:
         "host_cpu_after_cap_ratio": cpu["after_cap"],
         "replay_push_errors": pusher.errors,
     }
+
+
+def _remove_empty_cgroups(name: str) -> None:
+    """Remove the groups the demo's receiver made; rmdir fails on a used one."""
+    for root in CGROUP_MOUNT.glob(f"*/{name}"):
+        for group in sorted(root.iterdir()):
+            if group.is_dir():
+                _rmdir_quietly(group)
+        _rmdir_quietly(root)
+
+
+def _rmdir_quietly(path: Path) -> None:
+    try:
+        path.rmdir()
+    except OSError as exc:
+        log.warning("left cgroup %s in place: %s", path, exc)
 
 
 def _hog_capped(stack: Stack) -> bool:

@@ -81,6 +81,8 @@ class Stack(AbstractContextManager):
     # The receiver's mode for `webhook_policies`; the deployed policies keep
     # dry-run whatever this says, so only the caller's own targets are touched.
     webhook_mode: str = ""
+    # Other receiver settings to override, e.g. {"cgroup_name": "aiops-demo"}.
+    webhook_settings: dict[str, Any] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
@@ -245,6 +247,7 @@ class Stack(AbstractContextManager):
             for policy in deployed:
                 policy.setdefault("mode", "dry-run")
         config["policies"] = self.webhook_policies + deployed
+        config.update(self.webhook_settings)
         self._start_service("webhook", "alertmanager_webhook", config)
 
     def _exporter_config(self) -> dict[str, Any]:

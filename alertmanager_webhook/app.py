@@ -197,7 +197,12 @@ def create_app(
             # A resend costs one read rather than a write transaction; save()
             # still catches two deliveries arriving together.
             if not store.is_known(key):
-                saved = store.save(notification, key, planner.intents(notification))
+                saved = store.save(
+                    notification,
+                    key,
+                    planner.intents(notification),
+                    kept_policies=planner.kept_policies(),
+                )
         except StoreError as exc:
             metrics.notifications.labels("failed").inc()
             return unavailable(exc)

@@ -99,6 +99,11 @@ class PolicyConfig:
     # Lets a `command` action be run again after a crash left its outcome
     # unknown; the other actions declare this themselves.
     idempotent: bool = False
+    # A resolved alert restores what the action changed. Where the change is
+    # what resolved the alert (a CPU cap ends the CPU anomaly), restoring
+    # would start the anomaly again: false keeps the change until a person
+    # lifts it or its processes exit.
+    restore_on_resolve: bool = True
     recommend: RecommendConfig | None = None
 
     def __post_init__(self) -> None:

@@ -62,6 +62,7 @@ def insert(
     key: str,
     intents: Sequence[Intent],
     now: datetime,
+    kept_policies: frozenset[str] = frozenset(),
 ) -> Saved:
     """Write the notification and what it queues; raises sqlite3.Error."""
     stamp = now.isoformat()
@@ -115,7 +116,9 @@ def insert(
         queued.append(_queue(conn, notification_id, intent, "act", result, plan, now))
     for alert in notification.alerts:
         if alert.status == "resolved":
-            queued.extend(_queue_restores(conn, notification_id, alert, now))
+            queued.extend(
+                _queue_restores(conn, notification_id, alert, now, kept_policies)
+            )
 
     audit.append(
         conn,
@@ -169,7 +172,11 @@ def _queue(
 
 
 def _queue_restores(
-    conn: sqlite3.Connection, notification_id: int, alert: Alert, now: datetime
+    conn: sqlite3.Connection,
+    notification_id: int,
+    alert: Alert,
+    now: datetime,
+    kept_policies: frozenset[str],
 ) -> list[tuple[int, str, str, str] | None]:
     originals = conn.execute(
         "SELECT id, policy, action, mode FROM actions WHERE kind = 'act'"
@@ -188,6 +195,7 @@ def _queue_restores(
             restores=row["id"],
         )
         for row in originals
+        if row["policy"] not in kept_policies
     ]
 
 

@@ -42,3 +42,9 @@ class Planner:
             mode = policy_mode(self._config, policy)
             chosen.append(Intent(alert, policy.name, policy.action, mode))
         return chosen
+
+    def kept_policies(self) -> frozenset[str]:
+        """Policies whose changes a resolved alert leaves in force."""
+        return frozenset(
+            p.name for p in self._config.policies if not p.restore_on_resolve
+        )

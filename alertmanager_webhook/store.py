@@ -172,13 +172,19 @@ class Store:
         )
 
     def save(
-        self, notification: Notification, key: str, intents: Sequence[Intent]
+        self,
+        notification: Notification,
+        key: str,
+        intents: Sequence[Intent],
+        kept_policies: frozenset[str] = frozenset(),
     ) -> Saved | None:
         """Store a notification and queue its actions; None if a duplicate."""
         now = self._clock()
         try:
             with self.transaction() as conn:
-                return intake.insert(conn, notification, key, intents, now)
+                return intake.insert(
+                    conn, notification, key, intents, now, kept_policies
+                )
         except StoreError as exc:
             # Another delivery of the same notification won the race.
             if "notifications.dedupe_key" in str(exc.__cause__):

@@ -97,6 +97,22 @@ def test_resolved_alert_queues_a_restore_per_action(
     assert (restore["kind"], restore["restores"]) == ("restore", 1)
 
 
+def test_a_kept_policy_queues_no_restore(
+    store: Store, firing: dict[str, Any], resolved: dict[str, Any]
+) -> None:
+    fired = parse_notification(firing)
+    intents = _intents(fired)
+    store.save(fired, dedupe_key(fired), intents)
+    done = parse_notification(resolved)
+
+    saved = store.save(
+        done, dedupe_key(done), [], kept_policies=frozenset({intents[0].policy})
+    )
+
+    assert saved is not None and saved.actions == ()
+    assert all(a["kind"] == "act" for a in store.recent_actions(10))
+
+
 def test_failed_write_leaves_nothing_behind(
     tmp_path: Path, store: Store, firing: dict[str, Any]
 ) -> None:
