@@ -4,16 +4,16 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DATA ?= ../shared/data
-DEBIAN_PACKAGES := prometheus prometheus-alertmanager docker-compose chromium
+DEBIAN_PACKAGES := prometheus prometheus-alertmanager victoria-metrics docker-compose chromium
 
-.PHONY: deps system-deps test lint demo clean bench-receiver bench-exporter eval-diagnosis eval-optimizer generate dashboards reference k8s-rules
+.PHONY: deps system-deps test lint demo clean bench-receiver bench-exporter eval-diagnosis eval-optimizer eval-detector bench-detector generate dashboards reference k8s-rules
 
 deps: system-deps $(VENV)/.installed
 
 # Debian's binaries: a real Prometheus, promtool, Alertmanager and amtool.
 system-deps:
 	@missing=""; \
-	for bin in prometheus promtool prometheus-alertmanager amtool docker-compose chromium; do \
+	for bin in prometheus promtool prometheus-alertmanager amtool victoria-metrics docker-compose chromium; do \
 	  command -v $$bin >/dev/null || missing=yes; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -56,6 +56,15 @@ k8s-rules: deps
 # Benchmarks and evaluations: outside `make test`; each ends with `RESULT <json>`.
 bench-receiver: deps
 	$(BIN)/python -m benchmarks.bench_receiver $(if $(BENCH_SECONDS),--seconds $(BENCH_SECONDS))
+
+# Backtest over ../shared/data/nab, scored with ../shared/tools/score-detection.
+eval-detector: deps
+	$(BIN)/python benchmarks/eval_detector.py
+
+# 10,000 series with the full model suite, against a Prophet fit (Prophet
+# lives in .venv-bench, never in the project's environment).
+bench-detector: deps
+	$(BIN)/python benchmarks/bench_detector.py
 
 # Replays the four usage files under ../shared/data/ALLOCATION-PROTOCOL.md.
 eval-optimizer: deps

@@ -16,9 +16,10 @@ from aiops_common.logs import LEVELS, setup_logging
 def _command_modules() -> list[ModuleType]:
     from aiops_cli import demo
     from alertmanager_webhook import cli as webhook_cli
+    from detector import backtest
     from detector.optimizer import backtest as recommend_backtest
 
-    return [demo, webhook_cli, recommend_backtest]
+    return [demo, webhook_cli, backtest, recommend_backtest]
 
 
 def main(argv: list[str] | None = None) -> None:

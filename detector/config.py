@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Literal
 
 from aiops_common.address import parse_listen_address
 from aiops_common.config import check
 from aiops_common.logs import LEVELS
+from detector.shard import parse_shard
 
 ENV_PREFIX = "AIOPS_DETECTOR_"
 
@@ -42,12 +44,127 @@ class QueryConfig:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """The robust median/MAD model shared by every series."""
+class SeasonalConfig:
+    """Daily and weekly profiles: how fine, how far back, how much jitter."""
 
+    bucket_seconds: float = 300.0
+    days: int = 7
+    weeks: int = 0
+    jitter_buckets: int = 3
+
+    def __post_init__(self) -> None:
+        check(
+            self.bucket_seconds > 0 and 86400 % self.bucket_seconds == 0,
+            "bucket_seconds",
+            f"must divide a day (86400 s), got {self.bucket_seconds!r}",
+        )
+        for key in ("days", "weeks", "jitter_buckets"):
+            value = getattr(self, key)
+            check(value >= 0, key, f"must be >= 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ForecasterConfig:
+    """The PyTorch forecaster shared by the series of one query."""
+
+    enabled: bool = False
+    context_points: int = 48
+    channels: int = 16
+    epochs: int = 4
+    samples: int = 4096
+    retrain_seconds: float = 86400.0
+    min_points: int = 576
+
+    def __post_init__(self) -> None:
+        for key in ("context_points", "channels", "epochs", "samples", "min_points"):
+            value = getattr(self, key)
+            check(value >= 1, key, f"must be >= 1, got {value!r}")
+        check(
+            self.retrain_seconds > 0,
+            "retrain_seconds",
+            f"must be > 0, got {self.retrain_seconds!r}",
+        )
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """The scores the ensemble combines and the decision on top of them.
+
+    Lengths are in points of the query's step.
+    """
+
+    short_points: int = 48
+    reference_points: int = 2000
+    shift_reference_points: int = 1000
+    refit_points: int = 72
+    discord_points: int = 24
+    min_history: int = 288
+    persistence_points: int = 288
+    decay_per_point: float = 0.005
+    risk: float = 1e-2
+    spot_level: float = 0.98
+    spot_init_points: int = 576
+    dspot_depth: int = 0
+    hysteresis: float = 0.8
+    quiet_points: int = 288
+    evidence_floor: float = 2.5
+    seasonal: SeasonalConfig = field(default_factory=SeasonalConfig)
+    forecaster: ForecasterConfig = field(default_factory=ForecasterConfig)
+
+    def __post_init__(self) -> None:
+        for key in (
+            "short_points",
+            "reference_points",
+            "shift_reference_points",
+            "refit_points",
+            "discord_points",
+            "min_history",
+            "persistence_points",
+            "spot_init_points",
+        ):
+            value = getattr(self, key)
+            check(value >= 1, key, f"must be >= 1, got {value!r}")
+        for key in ("dspot_depth", "quiet_points"):
+            value = getattr(self, key)
+            check(value >= 0, key, f"must be >= 0, got {value!r}")
+        check(
+            self.decay_per_point >= 0,
+            "decay_per_point",
+            f"must be >= 0, got {self.decay_per_point!r}",
+        )
+        check(0 < self.risk < 1, "risk", f"must be in (0, 1), got {self.risk!r}")
+        check(
+            0 < self.spot_level < 1,
+            "spot_level",
+            f"must be in (0, 1), got {self.spot_level!r}",
+        )
+        check(
+            self.evidence_floor > 0,
+            "evidence_floor",
+            f"must be > 0, got {self.evidence_floor!r}",
+        )
+        check(
+            0 < self.hysteresis <= 1,
+            "hysteresis",
+            f"must be in (0, 1], got {self.hysteresis!r}",
+        )
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which model scores every series, and its settings.
+
+    `kind: ensemble` runs the suite of detector.ensemble; `kind: robust` the
+    single rolling median/MAD model. `window`, `min_points` and `threshold`
+    serve both: the robust model's window, the points before any decision,
+    and the band's half-width in robust standard deviations.
+    """
+
+    kind: Literal["ensemble", "robust"] = "ensemble"
     window: int = 288
     min_points: int = 30
     threshold: float = 6.0
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
 
     def __post_init__(self) -> None:
         check(self.window >= 3, "window", f"must be >= 3, got {self.window!r}")
@@ -57,6 +174,61 @@ class ModelConfig:
             f"must be between 1 and window ({self.window}), got {self.min_points!r}",
         )
         check(self.threshold > 0, "threshold", f"must be > 0, got {self.threshold!r}")
+
+
+@dataclass(frozen=True)
+class EntityConfig:
+    """Series of several queries that describe one thing, scored together.
+
+    The series of `queries` that agree on the `join` labels form one entity
+    (one GPU: its utilization, memory, temperature and power); a model fitted
+    on all entities of the group scores how well each entity's vector of
+    values is reconstructed from the others.
+    """
+
+    name: str
+    queries: tuple[str, ...]
+    join: tuple[str, ...]
+    method: Literal["pca", "autoencoder"] = "pca"
+    components: int = 1
+    retrain_seconds: float = 86400.0
+    min_points: int = 288
+    # One calibrated error, not a mean of several scores: a single surprise
+    # reaches a given level far more often, so the floor sits higher.
+    evidence_floor: float = 4.0
+
+    def __post_init__(self) -> None:
+        check(
+            _NAME.fullmatch(self.name) is not None,
+            "name",
+            f"must match [a-zA-Z_][a-zA-Z0-9_]*, got {self.name!r}",
+        )
+        check(
+            len(set(self.queries)) >= 2,
+            "queries",
+            f"needs at least two distinct queries, got {list(self.queries)!r}",
+        )
+        check(bool(self.join), "join", "needs at least one label")
+        check(
+            1 <= self.components < len(self.queries),
+            "components",
+            f"must be between 1 and {len(self.queries) - 1}, got {self.components!r}",
+        )
+        check(
+            self.retrain_seconds > 0,
+            "retrain_seconds",
+            f"must be > 0, got {self.retrain_seconds!r}",
+        )
+        check(
+            self.min_points >= 1,
+            "min_points",
+            f"must be >= 1, got {self.min_points!r}",
+        )
+        check(
+            self.evidence_floor > 0,
+            "evidence_floor",
+            f"must be > 0, got {self.evidence_floor!r}",
+        )
 
 
 @dataclass(frozen=True)
@@ -73,6 +245,12 @@ class DetectorConfig:
     log_level: str = "info"
     queries: tuple[QueryConfig, ...] = ()
     model: ModelConfig = field(default_factory=ModelConfig)
+    entities: tuple[EntityConfig, ...] = ()
+    # Empty: family models live in memory only and are retrained after a
+    # restart.
+    state_dir: str = ""
+    shard: str = "0/1"
+    shard_by: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check(
@@ -111,3 +289,30 @@ class DetectorConfig:
             "queries",
             f"duplicate query name {', '.join(map(repr, duplicates))}",
         )
+
+        try:
+            _, count = parse_shard(self.shard)
+        except ValueError as exc:
+            check(False, "shard", str(exc))
+        self._check_entities(names, count)
+
+    def _check_entities(self, queries: list[str], shards: int) -> None:
+        seen = set(queries)
+        for i, entity in enumerate(self.entities):
+            key = f"entities[{i}]"
+            check(
+                entity.name not in seen,
+                key,
+                f"name {entity.name!r} is already a query or entity name",
+            )
+            seen.add(entity.name)
+            unknown = [q for q in entity.queries if q not in queries]
+            check(not unknown, key, f"unknown queries {unknown!r}")
+            # All series of one entity must meet on one replica.
+            check(
+                shards == 1
+                or (bool(self.shard_by) and set(self.shard_by) <= set(entity.join)),
+                key,
+                f"with several shards, shard_by {list(self.shard_by)!r} must be a "
+                f"non-empty subset of join {list(entity.join)!r}",
+            )

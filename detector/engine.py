@@ -11,10 +11,15 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from concurrent.futures import Executor
+from pathlib import Path
+
+import numpy as np
 
 from detector.config import DetectorConfig, QueryConfig
-from detector.model import RobustModel, Score
+from detector.entities import EntityGroup
+from detector.family import Batch, Family, LabelKey, Track
+from detector.model import Score
 from detector.prometheus import (
     PrometheusClient,
     PrometheusHTTPError,
@@ -23,11 +28,12 @@ from detector.prometheus import (
     QueryTimeout,
     Series,
 )
-from detector.snapshot import SeriesState, Snapshot
+from detector.shard import Shard, parse_shard
+from detector.snapshot import FamilyState, SeriesState, Snapshot
+from detector.store import ModelStore
+from detector.training import background_executor
 
 log = logging.getLogger(__name__)
-
-LabelKey = tuple[tuple[str, str], ...]
 
 # Called with every scored batch: query name, labels, timestamps, scores.
 Observer = Callable[[str, dict[str, str], Sequence[float], Sequence[Score]], None]
@@ -41,15 +47,6 @@ BACKOFF_MAX_SECONDS = 60.0
 EXPORT_STALENESS_SECONDS = 300.0
 
 
-@dataclass
-class _Track:
-    """One source series: its model and how far it has been scored."""
-
-    model: RobustModel
-    last_timestamp: float = -math.inf
-    latest: Score | None = None
-
-
 class Engine:
     """Keeps one model per series and scores new points once per cycle."""
 
@@ -60,6 +57,7 @@ class Engine:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], object] | None = None,
         observer: Observer | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self._config = config
         self._client = client
@@ -67,9 +65,17 @@ class Engine:
         self._sleep = sleep
         self._observer = observer
 
-        self._tracks: dict[str, dict[LabelKey, _Track]] = {
-            q.name: {} for q in config.queries
+        store = ModelStore(Path(config.state_dir)) if config.state_dir else None
+        executor = executor or background_executor()
+        self._families = {
+            q.name: Family(q, config.model, executor, store) for q in config.queries
         }
+        self._groups = [
+            EntityGroup(e, config.model, executor, store) for e in config.entities
+        ]
+        index, count = parse_shard(config.shard)
+        self._shard = Shard(index, count, config.shard_by)
+        self._other_shards: dict[str, int] = {q.name: 0 for q in config.queries}
         self._cursor: dict[str, float] = {}
         self._errors = {q.name: 0 for q in config.queries}
         self._dropped = 0
@@ -135,6 +141,8 @@ class Engine:
                 self._query_ok(query)
                 answered = True
 
+        self._score_entities()
+
         up = down is None or answered
         self._set_up(up, down)
         if failed == 0:
@@ -156,54 +164,87 @@ class Engine:
             return
 
         results = self._client.query_range(query.promql, start, end, step)
-        tracks = self._tracks[query.name]
-        recent_after = end - max(self._config.interval_seconds, step)
+        family = self._families[query.name]
+        batches: list[tuple[Series, Batch]] = []
+        others = 0
         for series in results:
-            self._feed(query.name, tracks, series, recent_after)
-        self._cursor[query.name] = end
+            if not self._shard.owns(series.labels):
+                others += 1
+                continue
+            batch = self._batch(family, series)
+            if batch is not None:
+                batches.append((series, batch))
+        self._other_shards[query.name] = others
 
+        family.score([b for _, b in batches])
+        recent_after = end - max(self._config.interval_seconds, step)
+        for series, batch in batches:
+            self._record(query.name, series, batch, recent_after)
+        self._cursor[query.name] = end
+        family.maybe_retrain(end)
+
+        tracks = family.tracks
         gone = [k for k, t in tracks.items() if end - t.last_timestamp > history]
         for key in gone:
             del tracks[key]
         if gone:
             log.debug("forgot series query=%s count=%d", query.name, len(gone))
 
-    def _feed(
-        self,
-        query: str,
-        tracks: dict[LabelKey, _Track],
-        series: Series,
-        recent_after: float,
-    ) -> None:
+    def _batch(self, family: Family, series: Series) -> Batch | None:
         if not series.points:
-            return
+            return None
 
         key = tuple(sorted(series.labels.items()))
-        track = tracks.get(key)
+        track = family.tracks.get(key)
         if track is None:
-            track = self._new_track(query, tracks, key)
+            track = self._new_track(family, key)
             if track is None:
-                return
+                return None
 
         # Prometheus returns a series' points in time order and chunks arrive in
         # order, so the fresh points are a suffix; the filter guards overlaps.
         fresh = [(t, v) for t, v in series.points if t > track.last_timestamp]
         if not fresh:
-            return
-        timestamps = [t for t, _ in fresh]
-        scores = track.model.update([v for _, v in fresh])
+            return None
+        points = np.array(fresh, dtype=float)
+        return Batch(track, points[:, 0], points[:, 1])
 
+    def _record(
+        self, query: str, series: Series, batch: Batch, recent_after: float
+    ) -> None:
+        track, scores = batch.track, batch.scores
+        timestamps = batch.timestamps.tolist()
         track.last_timestamp = timestamps[-1]
         track.latest = _most_anomalous_recent(timestamps, scores, recent_after)
         self._scored += len(scores)
+        for group in self._groups:
+            group.collect(query, series.labels, timestamps, scores)
         if self._observer is not None:
             self._observer(query, series.labels, timestamps, scores)
 
-    def _new_track(
-        self, query: str, tracks: dict[LabelKey, _Track], key: LabelKey
-    ) -> _Track | None:
-        tracked = sum(len(t) for t in self._tracks.values())
-        if tracked >= self._config.max_series:
+    def _score_entities(self) -> None:
+        for group in self._groups:
+            cursors = [self._cursor.get(q, -math.inf) for q in group.members]
+            end = max(cursors)
+            recent_after = end - self._config.interval_seconds
+            for result in group.score():
+                result.entity.latest = _most_anomalous_recent(
+                    result.timestamps, result.scores, recent_after
+                )
+                self._scored += len(result.scores)
+                if self._observer is not None:
+                    self._observer(
+                        group.name, result.labels, result.timestamps, result.scores
+                    )
+            if math.isfinite(end):
+                group.maybe_retrain(end)
+                group.forget(end - self._config.history_seconds)
+
+    def _tracked(self) -> int:
+        return sum(len(f.tracks) for f in self._families.values())
+
+    def _new_track(self, family: Family, key: LabelKey) -> Track | None:
+        if self._tracked() >= self._config.max_series:
             self._dropped += 1
             if not self._cap_warned:
                 log.warning(
@@ -213,10 +254,8 @@ class Engine:
                 self._cap_warned = True
             return None
 
-        model = self._config.model
-        track = _Track(RobustModel(model.window, model.min_points, model.threshold))
-        tracks[key] = track
-        log.debug("new series query=%s labels=%s", query, dict(key))
+        track = family.new_track(key)
+        log.debug("new series query=%s labels=%s", family.name, dict(key))
         return track
 
     def _query_failed(self, query: QueryConfig, exc: Exception) -> None:
@@ -254,10 +293,50 @@ class Engine:
             cursor = self._cursor.get(query.name, -math.inf)
             fresh_after = cursor - max(EXPORT_STALENESS_SECONDS, query.step_seconds)
             series.extend(
-                SeriesState(query.name, key, track.last_timestamp, track.latest)
-                for key, track in self._tracks[query.name].items()
+                SeriesState(
+                    query.name,
+                    key,
+                    track.last_timestamp,
+                    track.latest,
+                    track.model.points_seen,
+                )
+                for key, track in self._families[query.name].tracks.items()
                 if track.latest is not None and track.last_timestamp >= fresh_after
             )
+        for group in self._groups:
+            fresh_after = self._cursor.get(group.members[0], -math.inf) - max(
+                EXPORT_STALENESS_SECONDS, self._config.interval_seconds
+            )
+            series.extend(
+                SeriesState(
+                    group.name,
+                    tuple(sorted(entity.labels.items())),
+                    entity.last_timestamp,
+                    entity.latest,
+                    entity.history.shape[0],
+                )
+                for entity in group.entities.values()
+                if entity.latest is not None and entity.last_timestamp >= fresh_after
+            )
+
+        families = tuple(
+            FamilyState(
+                name,
+                "forecaster",
+                family.schedule.last_trained,
+                family.schedule.failures,
+            )
+            for name, family in self._families.items()
+            if family.schedule is not None
+        ) + tuple(
+            FamilyState(
+                group.name,
+                group.config.method,
+                group.schedule.last_trained,
+                group.schedule.failures,
+            )
+            for group in self._groups
+        )
 
         self.snapshot = Snapshot(
             series=tuple(series),
@@ -265,9 +344,13 @@ class Engine:
             prometheus_up=bool(self._up),
             cycle_duration_seconds=duration,
             last_success_timestamp_seconds=self._last_success,
-            series_tracked=sum(len(t) for t in self._tracks.values()),
+            series_tracked=self._tracked(),
             series_dropped_total=self._dropped,
             points_scored_total=self._scored,
+            series_other_shards=sum(self._other_shards.values()),
+            shard_index=self._shard.index,
+            shard_count=self._shard.count,
+            families=families,
         )
 
 

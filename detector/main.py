@@ -17,8 +17,11 @@ from aiops_common.config import ConfigError, load_config
 from aiops_common.logs import setup_logging
 from detector.config import ENV_PREFIX, DetectorConfig
 from detector.engine import Engine
+from detector.factory import uses_forecaster
 from detector.metrics import DetectorCollector
 from detector.prometheus import PrometheusClient
+from detector.store import StoreError
+from detector.training import background_executor
 from detector.web import WebServer
 
 log = logging.getLogger(__name__)
@@ -53,6 +56,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="LEVEL",
         help="debug, info, warn or error (default info)",
     )
+    parser.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="score only the series whose label hash falls in shard I of N "
+        "(default 0/1: all)",
+    )
+    parser.add_argument(
+        "--state.dir",
+        dest="state_dir",
+        metavar="DIR",
+        help="where shared models are saved and reloaded (default: none)",
+    )
     return parser.parse_args(argv)
 
 
@@ -61,7 +76,13 @@ def load(args: argparse.Namespace) -> DetectorConfig:
     config = load_config(DetectorConfig, args.config_file, env_prefix=ENV_PREFIX)
     overrides = {
         key: getattr(args, key)
-        for key in ("listen_address", "prometheus_url", "log_level")
+        for key in (
+            "listen_address",
+            "prometheus_url",
+            "log_level",
+            "shard",
+            "state_dir",
+        )
         if getattr(args, key) is not None
     }
     try:
@@ -85,7 +106,18 @@ def main(argv: list[str] | None = None) -> int:
     client = PrometheusClient(
         config.prometheus_url, session, timeout=config.query_timeout_seconds
     )
-    engine = Engine(config, client)
+    if _uses_torch(config):
+        import torch
+
+        # Small models gain nothing from intra-op threads; one keeps training
+        # from taking every core from the scoring loop.
+        torch.set_num_threads(1)
+    executor = background_executor()
+    try:
+        engine = Engine(config, client, executor=executor)
+    except StoreError as exc:
+        log.error("cannot use state directory error=%s", exc)
+        return 1
 
     registry = CollectorRegistry()
     registry.register(DetectorCollector(lambda: engine.snapshot))
@@ -97,10 +129,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     log.info(
-        "detector started listen_address=%s prometheus_url=%s queries=%d",
+        "detector started listen_address=%s prometheus_url=%s queries=%d "
+        "model=%s shard=%s",
         config.listen_address,
         config.prometheus_url,
         len(config.queries),
+        config.model.kind,
+        config.shard,
     )
     # Blocked before any thread starts, so that every thread inherits the mask
     # and the signal waits for sigwait() below; a Python handler could instead
@@ -111,9 +146,16 @@ def main(argv: list[str] | None = None) -> int:
         _serve(engine, web, join_seconds=config.query_timeout_seconds + 1.0)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+        executor.shutdown(wait=False, cancel_futures=True)
         session.close()
     log.info("stopped")
     return 0
+
+
+def _uses_torch(config: DetectorConfig) -> bool:
+    return uses_forecaster(config.model) or any(
+        e.method == "autoencoder" for e in config.entities
+    )
 
 
 def _serve(engine: Engine, web: WebServer, join_seconds: float) -> None:

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from detector.model import Score
@@ -19,13 +24,15 @@ from detector.snapshot import SeriesState, Snapshot
 SERIES_GAUGES: tuple[tuple[str, str, Callable[[Score], float]], ...] = (
     (
         "aiops_anomaly_score",
-        "Anomaly score of the latest point in 0-1; 0.5 or more means the robust "
-        "z-score reached the threshold.",
+        "Calibrated anomaly score of the latest point in 0-1 (model.kind "
+        "ensemble: 0.5 where the combined evidence reaches model.ensemble."
+        "evidence_floor, the least a decision needs; robust: 0.5 where the "
+        "robust z-score reaches model.threshold).",
         lambda s: s.score,
     ),
     (
         "aiops_anomaly_decision",
-        "1 when the latest point is anomalous and the model is warm, else 0.",
+        "1 when the model decides the latest point is anomalous, once warm; else 0.",
         lambda s: s.decision,
     ),
     (
@@ -35,7 +42,8 @@ SERIES_GAUGES: tuple[tuple[str, str, Callable[[Score], float]], ...] = (
     ),
     (
         "aiops_anomaly_expected_value",
-        "Value the model expected for the latest point (median of the window).",
+        "Value the model expected for the latest point: the seasonal expectation "
+        "when the series has earlier days, else the median of its recent window.",
         lambda s: s.expected,
     ),
     (
@@ -55,7 +63,26 @@ SERIES_GAUGES: tuple[tuple[str, str, Callable[[Score], float]], ...] = (
     ),
 )
 
+POINTS_SEEN = (
+    "aiops_anomaly_model_points",
+    "Points the model of this series has learnt from since it was created; "
+    "its warm-up progress.",
+)
+
 QUERY_ERRORS = "aiops_detector_query_errors_total"
+TRAINED = (
+    "aiops_detector_model_trained_timestamp_seconds",
+    "Unix time of the data a shared model (forecaster, pca, autoencoder) was "
+    "last trained up to, by family and model; absent until one is trained.",
+)
+TRAINING_FAILURES = (
+    "aiops_detector_model_training_failures_total",
+    "Failed trainings of a shared model by family and model.",
+)
+SHARD_INFO = (
+    "aiops_detector_shard",
+    "This replica's shard of the series: index and count as labels, value 1.",
+)
 HEALTH_GAUGES: tuple[tuple[str, str, Callable[[Snapshot], float]], ...] = (
     (
         "aiops_detector_prometheus_up",
@@ -76,6 +103,11 @@ HEALTH_GAUGES: tuple[tuple[str, str, Callable[[Snapshot], float]], ...] = (
         "aiops_detector_series_tracked",
         "Source series that currently have a model.",
         lambda s: s.series_tracked,
+    ),
+    (
+        "aiops_detector_series_other_shards",
+        "Series of the last cycle's answers left to other replicas by --shard.",
+        lambda s: s.series_other_shards,
     ),
 )
 HEALTH_COUNTERS: tuple[tuple[str, str, Callable[[Snapshot], float]], ...] = (
@@ -101,19 +133,27 @@ class DetectorCollector(Collector):
     def describe(self) -> Iterator[Metric]:
         for name, doc, _ in SERIES_GAUGES + HEALTH_GAUGES:
             yield GaugeMetricFamily(name, doc)
+        yield GaugeMetricFamily(*POINTS_SEEN)
         for name, doc, _ in HEALTH_COUNTERS:
             yield CounterMetricFamily(name, doc)
         yield CounterMetricFamily(QUERY_ERRORS, "Failed queries by query name.")
+        yield GaugeMetricFamily(*TRAINED)
+        yield CounterMetricFamily(*TRAINING_FAILURES)
+        yield InfoMetricFamily(*SHARD_INFO)
 
     def collect(self) -> Iterator[Metric]:
         snapshot = self._current()
 
-        labelled = [(_labels(state), state.score) for state in snapshot.series]
+        labelled = [(_labels(state), state) for state in snapshot.series]
         for name, doc, read in SERIES_GAUGES:
             family = GaugeMetricFamily(name, doc)
-            for labels, score in labelled:
-                family.add_sample(name, labels, float(read(score)))
+            for labels, state in labelled:
+                family.add_sample(name, labels, float(read(state.score)))
             yield family
+        points = GaugeMetricFamily(*POINTS_SEEN)
+        for labels, state in labelled:
+            points.add_sample(POINTS_SEEN[0], labels, float(state.points_seen))
+        yield points
 
         for name, doc, read in HEALTH_GAUGES:
             yield GaugeMetricFamily(name, doc, value=float(read(snapshot)))
@@ -126,6 +166,24 @@ class DetectorCollector(Collector):
         for query, count in snapshot.query_errors.items():
             errors.add_metric([query], float(count))
         yield errors
+
+        trained = GaugeMetricFamily(*TRAINED, labels=["family", "model"])
+        failures = CounterMetricFamily(*TRAINING_FAILURES, labels=["family", "model"])
+        for state in snapshot.families:
+            if state.trained_timestamp is not None:
+                trained.add_metric(
+                    [state.family, state.model], float(state.trained_timestamp)
+                )
+            failures.add_metric([state.family, state.model], state.training_failures)
+        yield trained
+        yield failures
+
+        info = InfoMetricFamily(*SHARD_INFO)
+        info.add_metric(
+            [],
+            {"index": str(snapshot.shard_index), "count": str(snapshot.shard_count)},
+        )
+        yield info
 
 
 def _labels(state: SeriesState) -> dict[str, str]:

@@ -53,9 +53,33 @@ class RobustModel:
         self.min_points = min_points
         self.threshold = threshold
         self._history = np.empty(0)
+        self._seen = 0
 
-    def update(self, values: Sequence[float]) -> list[Score]:
-        """Score each value against the window before it, then add it."""
+    @property
+    def points_seen(self) -> int:
+        return self._seen
+
+    @property
+    def warm(self) -> bool:
+        return self._seen >= self.min_points
+
+    def recent(self, count: int) -> np.ndarray:
+        return self._history[-count:]
+
+    def history(self) -> np.ndarray:
+        return self._history.copy()
+
+    def update(
+        self,
+        values: Sequence[float] | np.ndarray,
+        timestamps: Sequence[float] | np.ndarray | None = None,
+        forecasts: np.ndarray | None = None,
+    ) -> list[Score]:
+        """Score each value against the window before it, then add it.
+
+        Timestamps and forecasts are accepted for a common model interface;
+        this model uses neither.
+        """
         new = np.asarray(values, dtype=float)
         if new.size == 0:
             return []
@@ -78,6 +102,7 @@ class RobustModel:
             scores += self._scores(data[start:stop], median, scale, seen)
 
         self._history = data[-self.window :].copy()
+        self._seen += new.size
         return scores
 
     def _scores(

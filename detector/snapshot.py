@@ -20,6 +20,17 @@ class SeriesState:
     labels: tuple[tuple[str, str], ...]
     timestamp: float
     score: Score
+    points_seen: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FamilyState:
+    """A model shared by the series of one query or entity group."""
+
+    family: str
+    model: str
+    trained_timestamp: float | None
+    training_failures: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,3 +45,7 @@ class Snapshot:
     series_tracked: int = 0
     series_dropped_total: int = 0
     points_scored_total: int = 0
+    series_other_shards: int = 0
+    shard_index: int = 0
+    shard_count: int = 1
+    families: tuple[FamilyState, ...] = ()

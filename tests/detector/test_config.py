@@ -80,3 +80,84 @@ def test_duplicate_query_names_are_refused(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match=r"queries: duplicate query name 'gpu_temp'"):
         load(tmp_path, text)
+
+
+SUITE = (
+    GOOD.replace(
+        "model:",
+        """model:
+  kind: ensemble
+  ensemble:
+    risk: 0.001
+    seasonal:
+      days: 3
+      weeks: 2
+    forecaster:
+      enabled: true
+""",
+    )
+    + """
+state_dir: /var/lib/aiops-detector
+shard: 1/4
+shard_by: [instance]
+entities:
+  - name: gpu
+    queries: [gpu_temp, gpu_power]
+    join: [instance, gpu]
+    method: autoencoder
+"""
+)
+
+
+def test_the_suite_settings_load(tmp_path: Path) -> None:
+    text = SUITE.replace(
+        "model:", "  - name: gpu_power\n    promql: DCGM_FI_DEV_POWER_USAGE\nmodel:"
+    )
+
+    config = load(tmp_path, text)
+
+    assert config.model.kind == "ensemble"
+    assert config.model.ensemble.risk == 0.001
+    assert config.model.ensemble.seasonal.weeks == 2
+    assert config.model.ensemble.forecaster.enabled is True
+    assert (config.shard, config.shard_by) == ("1/4", ("instance",))
+    assert config.entities[0].method == "autoencoder"
+    assert config.entities[0].join == ("instance", "gpu")
+
+
+def test_the_model_defaults_to_the_ensemble(tmp_path: Path) -> None:
+    config = load(tmp_path, GOOD)
+
+    assert config.model.kind == "ensemble"
+    assert config.state_dir == "" and config.shard == "0/1"
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        (GOOD.replace("window: 100", "kind: forest"), "model.kind"),
+        (GOOD + "shard: 3/3\n", "shard"),
+        (GOOD.replace("threshold: 5", "threshold: 5\n  ensemble: {risk: 2}"), "risk"),
+        (
+            GOOD.replace(
+                "threshold: 5",
+                "threshold: 5\n  ensemble: {seasonal: {bucket_seconds: 7}}",
+            ),
+            "bucket_seconds",
+        ),
+        (
+            GOOD + "entities: [{name: g, queries: [gpu_temp, nope], join: [gpu]}]\n",
+            "entities[0]",
+        ),
+        (
+            GOOD + "entities: [{name: x, queries: [gpu_temp, gpu_temp], join: [g]}]\n",
+            "queries",
+        ),
+        (GOOD + "entities: [{name: g, queries: [a, b], join: []}]\n", "join"),
+    ],
+)
+def test_bad_suite_values_are_refused_naming_the_key(
+    tmp_path: Path, text: str, key: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        load(tmp_path, text)

@@ -56,7 +56,7 @@ def config(*names: str, **overrides) -> DetectorConfig:
     settings = {
         "queries": queries,
         "history_seconds": 600.0,
-        "model": ModelConfig(window=50, min_points=10, threshold=6.0),
+        "model": ModelConfig(kind="robust", window=50, min_points=10, threshold=6.0),
     } | overrides
     return DetectorConfig(**settings)
 

@@ -38,6 +38,7 @@ def write_config(tmp_path: Path, text: str) -> str:
         (["--web.listen-address", "nowhere"], CONFIG, "listen_address"),
         (["--prometheus.url", "ftp://x"], CONFIG, "prometheus_url"),
         (["--log.level", "loud"], CONFIG, "log_level"),
+        (["--shard", "2/2"], CONFIG, "shard"),
     ],
 )
 def test_bad_config_exits_2_naming_the_key(

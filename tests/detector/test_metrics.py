@@ -5,7 +5,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from detector.metrics import DetectorCollector
 from detector.model import Score
-from detector.snapshot import SeriesState, Snapshot
+from detector.snapshot import FamilyState, SeriesState, Snapshot
 
 SCORE = Score(
     value=91.0,
@@ -92,3 +92,31 @@ def test_an_empty_snapshot_still_scrapes() -> None:
 
     assert samples["aiops_detector_prometheus_up"] == [({}, 0.0)]
     assert "aiops_anomaly_score" not in samples
+
+
+def test_model_state_and_shared_models_are_exported() -> None:
+    state = SeriesState("gpu_temp", (("gpu", "0"),), 1.0, SCORE, points_seen=1440)
+    snapshot = Snapshot(
+        series=(state,),
+        families=(
+            FamilyState("gpu_temp", "forecaster", 1_700_000_000.0, 0),
+            FamilyState("gpu", "pca", None, 2),
+        ),
+        series_other_shards=12,
+        shard_index=1,
+        shard_count=3,
+    )
+
+    samples = scrape(snapshot)
+
+    labels = {"gpu": "0", "query": "gpu_temp"}
+    assert samples["aiops_anomaly_model_points"] == [(labels, 1440.0)]
+    assert samples["aiops_detector_model_trained_timestamp_seconds"] == [
+        ({"family": "gpu_temp", "model": "forecaster"}, 1_700_000_000.0)
+    ]
+    assert samples["aiops_detector_model_training_failures_total"] == [
+        ({"family": "gpu_temp", "model": "forecaster"}, 0.0),
+        ({"family": "gpu", "model": "pca"}, 2.0),
+    ]
+    assert samples["aiops_detector_series_other_shards"] == [({}, 12.0)]
+    assert samples["aiops_detector_shard_info"] == [({"index": "1", "count": "3"}, 1.0)]

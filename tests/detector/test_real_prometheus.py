@@ -108,7 +108,7 @@ def test_a_backfilled_spike_is_the_only_decision(prometheus) -> None:
         prometheus_url=url,
         history_seconds=4 * 3600,
         queries=(QueryConfig("gpu_temp", "gpu_temp_celsius", step_seconds=STEP),),
-        model=ModelConfig(window=288, min_points=30, threshold=6.0),
+        model=ModelConfig(kind="robust", window=288, min_points=30, threshold=6.0),
     )
     decisions: dict[float, int] = {}
 

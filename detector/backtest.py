@@ -1,0 +1,299 @@
+"""`aiops backtest`: the detector's own engine replayed over CSV files.
+
+Every `timestamp,value` CSV under --data (NAB layout) is served to an Engine
+through a replay client that answers range queries from the file, one day of
+data per cycle on a simulated clock, with training inline. The scores are the
+ones the service would have exported, point by point, from the same model
+classes and decision logic; each lands as `timestamp,score,anomaly` at the
+same relative path under --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from aiops_cli.progress import ProgressBar
+from aiops_common.config import ConfigError, from_mapping
+from detector.config import DetectorConfig, ModelConfig, QueryConfig
+from detector.engine import Engine
+from detector.model import Score
+from detector.prometheus import Series
+from detector.training import InlineExecutor
+
+log = logging.getLogger(__name__)
+
+QUERY = "backtest"
+DEFAULT_CYCLE_SECONDS = 86_400.0
+
+
+class BacktestError(Exception):
+    """An input that cannot be replayed; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One CSV: its timestamps as written, as Unix seconds, and its values."""
+
+    path: Path
+    texts: tuple[str, ...]
+    seconds: np.ndarray
+    values: np.ndarray
+
+    @property
+    def served(self) -> np.ndarray:
+        """Rows a Prometheus would serve: each later than every row before it.
+
+        NAB's machine temperature steps back an hour once; the repeated
+        timestamps are not served again, and their rows keep the score
+        before them.
+        """
+        t = self.seconds
+        if t.size == 0:
+            return np.zeros(0, dtype=bool)
+        return np.concatenate([[True], t[1:] > np.maximum.accumulate(t)[:-1]])
+
+    @property
+    def step(self) -> float:
+        gaps = np.diff(self.seconds)
+        gaps = gaps[gaps > 0]
+        return float(np.median(gaps)) if gaps.size else 60.0
+
+
+class ReplayClient:
+    """Answers range queries from one recording, as Prometheus would.
+
+    A grid point at T stands for the raw samples in (T - step, T], so samples
+    off the grid (NAB has :02 and :07 minutes) are each served exactly once.
+    """
+
+    def __init__(self, recording: Recording) -> None:
+        served = recording.served
+        self._seconds = recording.seconds[served]
+        self._values = recording.values[served]
+
+    def query_range(
+        self, promql: str, start: float, end: float, step: float
+    ) -> list[Series]:
+        low = np.searchsorted(self._seconds, start - step, side="right")
+        high = np.searchsorted(self._seconds, end, side="right")
+        points = [
+            (float(t), float(v))
+            for t, v in zip(
+                self._seconds[low:high], self._values[low:high], strict=True
+            )
+            if math.isfinite(v)
+        ]
+        return [Series({}, points)] if points else []
+
+
+def add_subcommands(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "backtest",
+        help="score CSV series offline with the detector's models",
+        description=__doc__.split("\n\n")[0],
+    )
+    parser.add_argument(
+        "--data", type=Path, required=True, help="folder of timestamp,value CSVs"
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="where timestamp,score,anomaly go"
+    )
+    parser.add_argument(
+        "--config.file",
+        dest="config_file",
+        type=Path,
+        help="a detector config whose `model` section to use (default: defaults)",
+    )
+    parser.add_argument(
+        "--cycle-seconds",
+        type=float,
+        default=DEFAULT_CYCLE_SECONDS,
+        help="replayed time per engine cycle (default one day)",
+    )
+    parser.set_defaults(run=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        model = _model_config(args.config_file)
+        files = sorted(Path(args.data).rglob("*.csv"))
+        if not files:
+            raise BacktestError(f"no CSV files under {str(args.data)!r}")
+        recordings = [read_recording(path) for path in files]
+    except (BacktestError, ConfigError) as exc:
+        print(f"aiops backtest: {exc}", file=sys.stderr)
+        return 2
+
+    total = sum(r.values.size for r in recordings)
+    bar = ProgressBar("backtest", total)
+    done = 0
+    started = time.monotonic()
+    for recording in recordings:
+        score, anomaly = replay(recording, model, args.cycle_seconds)
+        relative = recording.path.relative_to(args.data)
+        try:
+            write_scores(args.out / relative, recording.texts, score, anomaly)
+        except OSError as exc:
+            print(f"aiops backtest: cannot write {relative}: {exc}", file=sys.stderr)
+            return 1
+        done += recording.values.size
+        bar.update(done)
+    bar.close()
+    log.info(
+        "backtest done files=%d points=%d seconds=%.1f",
+        len(recordings),
+        total,
+        time.monotonic() - started,
+    )
+    return 0
+
+
+def replay(
+    recording: Recording, model: ModelConfig, cycle_seconds: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scores and decisions for every row, in the file's order."""
+    step = recording.step
+    first, last = float(recording.seconds.min()), float(recording.seconds.max())
+    config = DetectorConfig(
+        queries=(QueryConfig(QUERY, QUERY, step_seconds=step),),
+        interval_seconds=cycle_seconds,
+        query_delay_seconds=0.0,
+        # Longer than the file: a gap in the data must not make the engine
+        # forget the series and start its model afresh.
+        history_seconds=last - first + 2 * cycle_seconds + step,
+        max_series=1,
+        model=model,
+    )
+    scored: dict[float, Score] = {}
+
+    def observe(
+        query: str,
+        labels: dict[str, str],
+        timestamps: Sequence[float],
+        scores: Sequence[Score],
+    ) -> None:
+        scored.update(zip(timestamps, scores, strict=True))
+
+    clock = _Clock(first)
+    engine = Engine(
+        config,
+        ReplayClient(recording),
+        clock=clock,
+        observer=observe,
+        executor=InlineExecutor(),
+    )
+    while True:
+        engine.run_cycle()
+        if clock.now >= last + step:
+            break
+        clock.now += cycle_seconds
+    return _rows(recording, scored)
+
+
+def _rows(
+    recording: Recording, scored: dict[float, Score]
+) -> tuple[np.ndarray, np.ndarray]:
+    score = np.zeros(recording.values.size)
+    anomaly = np.zeros(recording.values.size, dtype=np.int8)
+    previous = 0.0
+    served = recording.served.tolist()
+    for i, t in enumerate(recording.seconds.tolist()):
+        found = scored.get(t) if served[i] else None
+        # A row without a score (a NaN value, a repeated timestamp) keeps the
+        # score before it and no decision, so every row is written.
+        if found is not None and math.isfinite(found.score):
+            previous = found.score
+            anomaly[i] = found.decision
+        score[i] = previous
+    return score, anomaly
+
+
+def read_recording(path: Path) -> Recording:
+    texts: list[str] = []
+    seconds: list[float] = []
+    values: list[float] = []
+    try:
+        with path.open(newline="") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            names = [h.strip() for h in header[:2]] if header else []
+            if names != ["timestamp", "value"]:
+                raise BacktestError(f"{path}: expected a timestamp,value header")
+            for line, row in enumerate(reader, start=2):
+                if not row:
+                    continue
+                texts.append(row[0])
+                seconds.append(_parse_time(row[0], path, line))
+                values.append(_parse_value(row[1] if len(row) > 1 else ""))
+    except OSError as exc:
+        raise BacktestError(f"cannot read {path}: {exc}") from exc
+
+    if not texts:
+        raise BacktestError(f"{path}: no rows")
+    return Recording(
+        path, tuple(texts), np.asarray(seconds), np.asarray(values, dtype=float)
+    )
+
+
+def write_scores(
+    path: Path, texts: Sequence[str], score: np.ndarray, anomaly: np.ndarray
+) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    with temporary.open("w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["timestamp", "score", "anomaly"])
+        for text, s, a in zip(texts, score.tolist(), anomaly.tolist(), strict=True):
+            writer.writerow([text, repr(s), a])
+    temporary.replace(path)
+
+
+def _model_config(path: Path | None) -> ModelConfig:
+    if path is None:
+        return ModelConfig()
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read {str(path)!r}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return from_mapping(ModelConfig, raw.get("model") or {}, where=f"{path}: model")
+
+
+def _parse_time(text: str, path: Path, line: int) -> float:
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise BacktestError(f"{path}:{line}: bad timestamp {text!r}") from exc
+    if moment.tzinfo is None:
+        # NAB's timestamps are UTC without a zone.
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _parse_value(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
+class _Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

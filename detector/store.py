@@ -1,0 +1,61 @@
+"""Where family models live between runs: one folder per family under state_dir.
+
+Each model is written to a temporary file and renamed into place, so a crash
+mid-write leaves the previous model, never half of one. A small JSON file next
+to it records what the model was trained on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class StoreError(Exception):
+    """A state directory that cannot be used."""
+
+
+class ModelStore:
+    """Paths and metadata for the models of each family.
+
+    Only the shared models are kept here (weights and normalization).
+    """
+
+    # TODO: the per-series state (each ensemble's references, seasonal profile
+    # and SPOT peaks) is not saved, so after a restart every series learns
+    # again from the history_seconds of data its first query returns; the fix
+    # is an npz per family holding every series' arrays, written at shutdown
+    # and every few hours, read back by Family.new_track.
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create state_dir {str(root)!r}: {exc}") from exc
+
+    def path(self, family: str, name: str) -> Path:
+        # Family names are query and entity names, which the config restricts
+        # to [a-zA-Z0-9_]: safe as folder names.
+        return self.root / family / name
+
+    def write_meta(self, family: str, name: str, meta: dict[str, Any]) -> None:
+        path = self.path(family, name + ".json")
+        temporary = path.with_suffix(".json.tmp")
+        temporary.write_text(json.dumps(meta, sort_keys=True))
+        temporary.replace(path)
+
+    def read_meta(self, family: str, name: str) -> dict[str, Any] | None:
+        path = self.path(family, name + ".json")
+        try:
+            meta = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            log.warning("unreadable model metadata path=%s error=%s", path, exc)
+            return None
+        return meta if isinstance(meta, dict) else None

@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detector import backtest
+from detector.config import ModelConfig
+
+NAB = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nab" / "data"
+SEED = 20240611
+
+
+def write_csv(path: Path, rows: list[tuple[str, str]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["timestamp", "value"])
+        writer.writerows(rows)
+
+
+def read_scores(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def five_minute_rows(n: int, spike_at: int | None = None) -> list[tuple[str, str]]:
+    values = 10.0 + np.random.default_rng(SEED).normal(0, 1, n)
+    if spike_at is not None:
+        values[spike_at] += 50.0
+    rows = []
+    for i, v in enumerate(values):
+        minutes = 2 + 5 * i  # off the 5-minute grid, as NAB's files often are
+        day, rest = divmod(minutes, 1440)
+        stamp = f"2014-03-{1 + day:02d} {rest // 60:02d}:{rest % 60:02d}:00"
+        rows.append((stamp, repr(float(v))))
+    return rows
+
+
+def run(data: Path, out: Path, config: Path | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    commands = parser.add_subparsers(dest="command")
+    backtest.add_subcommands(commands)
+    argv = ["backtest", "--data", str(data), "--out", str(out)]
+    if config is not None:
+        argv += ["--config.file", str(config)]
+    return backtest.run(parser.parse_args(argv))
+
+
+def test_every_row_of_every_file_gets_a_score_at_the_same_path(tmp_path: Path) -> None:
+    write_csv(tmp_path / "in" / "a" / "one.csv", five_minute_rows(700))
+    write_csv(tmp_path / "in" / "two.csv", five_minute_rows(50))
+
+    assert run(tmp_path / "in", tmp_path / "out") == 0
+
+    for rel, n in (("a/one.csv", 700), ("two.csv", 50)):
+        rows = read_scores(tmp_path / "out" / rel)
+        assert len(rows) == n
+        assert set(rows[0]) == {"timestamp", "score", "anomaly"}
+        assert all(r["anomaly"] in ("0", "1") for r in rows)
+        assert all(math.isfinite(float(r["score"])) for r in rows)
+
+
+def test_the_service_models_decide_as_they_would_live(tmp_path: Path) -> None:
+    write_csv(tmp_path / "in" / "s.csv", five_minute_rows(600, spike_at=400))
+    config = tmp_path / "detector.yml"
+    config.write_text("model:\n  kind: robust\n  window: 100\n  min_points: 30\n")
+
+    assert run(tmp_path / "in", tmp_path / "out", config) == 0
+
+    rows = read_scores(tmp_path / "out" / "s.csv")
+    assert [i for i, r in enumerate(rows) if r["anomaly"] == "1"] == [400]
+
+
+def test_rows_without_a_value_or_out_of_order_keep_the_score_before(
+    tmp_path: Path,
+) -> None:
+    rows = five_minute_rows(60)
+    rows[20] = (rows[20][0], "NaN")
+    rows[40] = (rows[10][0], rows[40][1])  # the clock stepped back
+    recording_path = tmp_path / "in" / "s.csv"
+    write_csv(recording_path, rows)
+    recording = backtest.read_recording(recording_path)
+
+    score, anomaly = backtest.replay(recording, ModelConfig(kind="robust"), 86400.0)
+
+    assert score.size == anomaly.size == 60
+    assert score[20] == score[19] and score[40] == score[39]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("time,val\n1,2\n", "timestamp,value header"),
+        ("timestamp,value\nnow,1\n", "bad timestamp"),
+    ],
+)
+def test_bad_files_are_refused_naming_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str
+) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "bad.csv").write_text(text)
+
+    assert run(tmp_path / "in", tmp_path / "out") == 2
+
+    err = capsys.readouterr().err
+    assert "bad.csv" in err and message in err
+
+
+def test_an_empty_folder_is_an_error(tmp_path: Path, capsys) -> None:
+    assert run(tmp_path, tmp_path / "out") == 2
+    assert "no CSV files" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not NAB.is_dir(), reason="needs ../shared/data/nab")
+def test_a_nab_file_replays_in_full(tmp_path: Path) -> None:
+    source = NAB / "realAWSCloudwatch" / "ec2_network_in_257a54.csv"
+    recording = backtest.read_recording(source)
+
+    score, anomaly = backtest.replay(recording, ModelConfig(), 86400.0)
+
+    assert score.size == recording.values.size == 4032
+    # The one labelled event, a burst of traffic on 2014-04-15, is the only alarm.
+    flagged = [recording.texts[i][:10] for i in np.flatnonzero(anomaly)]
+    assert flagged and set(flagged) <= {"2014-04-15", "2014-04-16"}
