@@ -12,6 +12,8 @@ from typing import Literal
 from aiops_common.address import parse_listen_address
 from aiops_common.config import check
 from aiops_common.logs import LEVELS
+from detector.diagnosis.config import DiagnosisConfig
+from detector.optimizer.config import OptimizerConfig
 from detector.shard import parse_shard
 
 ENV_PREFIX = "AIOPS_DETECTOR_"
@@ -251,6 +253,10 @@ class DetectorConfig:
     state_dir: str = ""
     shard: str = "0/1"
     shard_by: tuple[str, ...] = ()
+    # Root causes, GPU fault classes and security findings, each cycle.
+    diagnosis: DiagnosisConfig = field(default_factory=DiagnosisConfig)
+    # Recommended allocations; absent (null) turns the optimizer off.
+    optimizer: OptimizerConfig | None = None
 
     def __post_init__(self) -> None:
         check(

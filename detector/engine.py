@@ -58,11 +58,14 @@ class Engine:
         sleep: Callable[[float], object] | None = None,
         observer: Observer | None = None,
         executor: Executor | None = None,
+        after_cycle: Callable[[], object] | None = None,
     ) -> None:
         self._config = config
         self._client = client
         self._clock = clock
         self._sleep = sleep
+        # Work that reads this cycle's snapshot: diagnosis, the optimizer.
+        self._after_cycle = after_cycle
         self._observer = observer
 
         store = ModelStore(Path(config.state_dir)) if config.state_dir else None
@@ -103,6 +106,12 @@ class Engine:
                 log.exception("detector cycle failed")
                 # A fault of ours, not of Prometheus: retrying sooner won't help.
                 up = True
+
+            if self._after_cycle is not None:
+                try:
+                    self._after_cycle()
+                except Exception:  # loop boundary: scoring goes on without it
+                    log.exception("work after the detector cycle failed")
 
             if up:
                 failures = 0

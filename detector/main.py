@@ -16,9 +16,13 @@ from aiops_common.address import parse_listen_address
 from aiops_common.config import ConfigError, load_config
 from aiops_common.logs import setup_logging
 from detector.config import ENV_PREFIX, DetectorConfig
+from detector.diagnosis.collector import DiagnosisCollector
+from detector.diagnosis.service import Diagnoser, anomalies_from
 from detector.engine import Engine
 from detector.factory import uses_forecaster
 from detector.metrics import DetectorCollector
+from detector.optimizer.collector import OptimizerCollector
+from detector.optimizer.optimizer import Optimizer
 from detector.prometheus import PrometheusClient
 from detector.store import StoreError
 from detector.training import background_executor
@@ -113,14 +117,28 @@ def main(argv: list[str] | None = None) -> int:
         # from taking every core from the scoring loop.
         torch.set_num_threads(1)
     executor = background_executor()
+    diagnoser = Diagnoser(config.diagnosis, client.query_range)
+    optimizer = (
+        Optimizer(config.optimizer, client.query_range) if config.optimizer else None
+    )
+
+    def after_cycle() -> None:
+        if config.diagnosis.enabled:
+            diagnoser.run_cycle(anomalies_from(engine.snapshot))
+        if optimizer is not None:
+            optimizer.run_cycle()
+
     try:
-        engine = Engine(config, client, executor=executor)
+        engine = Engine(config, client, executor=executor, after_cycle=after_cycle)
     except StoreError as exc:
         log.error("cannot use state directory error=%s", exc)
         return 1
 
     registry = CollectorRegistry()
     registry.register(DetectorCollector(lambda: engine.snapshot))
+    registry.register(DiagnosisCollector(lambda: diagnoser.snapshot))
+    if optimizer is not None:
+        registry.register(OptimizerCollector(lambda: optimizer.snapshot))
     host, port = parse_listen_address(config.listen_address)
     try:
         web = WebServer(host, port, registry)

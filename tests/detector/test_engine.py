@@ -334,3 +334,31 @@ def test_anomalies_in_the_warm_up_history_are_not_exported() -> None:
     (state,) = engine.snapshot.series
     assert engine.snapshot.points_scored_total > 500
     assert state.score.decision == 0
+
+
+def test_work_after_each_cycle_sees_the_new_snapshot_and_cannot_stop_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock()
+    client = FakeClient({"temp_q": [({"gpu": "0"}, steady)]})
+    stop = threading.Event()
+    seen: list[int] = []
+
+    def after_cycle() -> None:
+        seen.append(len(engine.snapshot.series))
+        if len(seen) == 1:
+            raise RuntimeError("diagnosis broke")
+
+    def sleep(seconds: float) -> None:
+        clock.now += seconds
+        if len(seen) == 3:
+            stop.set()
+
+    engine = Engine(config(), client, clock=clock, sleep=sleep, after_cycle=after_cycle)
+    with caplog.at_level(logging.ERROR, logger="detector.engine"):
+        engine.run(stop)
+
+    assert seen == [1, 1, 1]
+    assert any(
+        "after the detector cycle failed" in r.getMessage() for r in caplog.records
+    )
