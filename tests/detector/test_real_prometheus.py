@@ -4,39 +4,28 @@ from __future__ import annotations
 
 import math
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
-import requests
 
-from detector.config import DetectorConfig, ModelConfig, QueryConfig
-from detector.engine import Engine
-from detector.prometheus import PrometheusClient
+from tests.detector.backends import (
+    STEP,
+    assert_spike_is_the_only_decision,
+    free_port,
+    score_one_cycle,
+    spiky_values,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.integration
-
-STEP = 15
-POINTS = 479  # about two hours, from three hours ago to one hour ago
-SPIKE = 300
-SEED = 7
-
-
-def free_port() -> int:
-    # The port may be taken again before Prometheus binds it; rare enough here.
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def backfill(path: Path, data_dir: Path, first: int) -> dict[int, float]:
     """Write the series as OpenMetrics and turn it into TSDB blocks."""
-    values = np.random.default_rng(SEED).normal(50.0, 1.0, POINTS)
-    values[SPIKE] += 15.0
+    values = spiky_values()
     samples = {first + i * STEP: float(v) for i, v in enumerate(values)}
 
     lines = ["# TYPE gpu_temp_celsius gauge"]
@@ -49,23 +38,6 @@ def backfill(path: Path, data_dir: Path, first: int) -> dict[int, float]:
         timeout=60,
     )
     return samples
-
-
-def wait_ready(proc: subprocess.Popen, url: str, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        # Waiting on the process both paces the polling and notices a crash.
-        try:
-            proc.wait(timeout=0.1)
-        except subprocess.TimeoutExpired:
-            continue
-        pytest.fail(f"prometheus exited early with {proc.returncode}")
-    pytest.fail(f"prometheus at {url} not ready within {seconds}s")
 
 
 @pytest.fixture
@@ -91,7 +63,7 @@ def prometheus(tmp_path: Path) -> Iterator[tuple[str, dict[int, float]]]:
             stderr=subprocess.STDOUT,
         )
     try:
-        wait_ready(proc, url, seconds=30)
+        wait_ready(proc, url + "/-/ready", seconds=30)
         yield url, samples
     finally:
         proc.terminate()
@@ -104,28 +76,8 @@ def prometheus(tmp_path: Path) -> Iterator[tuple[str, dict[int, float]]]:
 
 def test_a_backfilled_spike_is_the_only_decision(prometheus) -> None:
     url, samples = prometheus
-    config = DetectorConfig(
-        prometheus_url=url,
-        history_seconds=4 * 3600,
-        queries=(QueryConfig("gpu_temp", "gpu_temp_celsius", step_seconds=STEP),),
-        model=ModelConfig(kind="robust", window=288, min_points=30, threshold=6.0),
-    )
-    decisions: dict[float, int] = {}
+    engine, decisions = score_one_cycle(url)
 
-    def observer(query, labels, timestamps, scores) -> None:
-        assert (query, labels) == ("gpu_temp", {"gpu": "0"})
-        decisions.update(
-            (t, s.decision) for t, s in zip(timestamps, scores, strict=True)
-        )
-
-    with requests.Session() as session:
-        client = PrometheusClient(url, session, timeout=10)
-        engine = Engine(config, client, observer=observer)
-        assert engine.run_cycle() is True
-
-    spike = sorted(samples)[SPIKE]
-    assert set(samples) <= set(decisions)
-    assert decisions[spike] == 1
-    assert [t for t, d in decisions.items() if d] == [spike]
+    assert_spike_is_the_only_decision(samples, decisions)
     assert engine.snapshot.points_scored_total == len(decisions)
     assert engine.snapshot.query_errors == {"gpu_temp": 0}

@@ -4,57 +4,34 @@ from __future__ import annotations
 
 import math
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 import requests
 
-from detector.config import DetectorConfig, ModelConfig, QueryConfig
+from detector.config import DetectorConfig, QueryConfig
 from detector.engine import Engine
 from detector.prometheus import PrometheusClient
+from tests.detector.backends import (
+    STEP,
+    assert_spike_is_the_only_decision,
+    free_port,
+    score_one_cycle,
+    spiky_values,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.integration
 
 BINARY = "victoria-metrics"
-STEP = 15
-POINTS = 479  # about two hours, from three hours ago to one hour ago
-SPIKE = 300
-SEED = 7
-
-
-def free_port() -> int:
-    # The port may be taken again before the server binds it; rare enough here.
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_ready(proc: subprocess.Popen, url: str, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/health", timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        # Waiting on the process both paces the polling and notices a crash.
-        try:
-            proc.wait(timeout=0.1)
-        except subprocess.TimeoutExpired:
-            continue
-        pytest.fail(f"victoria-metrics exited early with {proc.returncode}")
-    pytest.fail(f"victoria-metrics at {url} not ready within {seconds}s")
 
 
 def import_series(url: str, first: int) -> dict[int, float]:
     """Push the series in Prometheus text format, then make it searchable."""
-    values = np.random.default_rng(SEED).normal(50.0, 1.0, POINTS)
-    values[SPIKE] += 15.0
+    values = spiky_values()
     samples = {first + i * STEP: float(v) for i, v in enumerate(values)}
 
     # VictoriaMetrics' text import takes millisecond timestamps.
@@ -91,7 +68,7 @@ def victoria(tmp_path: Path) -> Iterator[tuple[str, dict[int, float]]]:
             stderr=subprocess.STDOUT,
         )
     try:
-        wait_ready(proc, url, seconds=30)
+        wait_ready(proc, url + "/health", seconds=30)
         first = math.ceil((time.time() - 3 * 3600) / STEP) * STEP
         yield url, import_series(url, first)
     finally:
@@ -105,29 +82,9 @@ def victoria(tmp_path: Path) -> Iterator[tuple[str, dict[int, float]]]:
 
 def test_a_spike_in_victoriametrics_is_the_only_decision(victoria) -> None:
     url, samples = victoria
-    config = DetectorConfig(
-        prometheus_url=url,
-        history_seconds=4 * 3600,
-        queries=(QueryConfig("gpu_temp", "gpu_temp_celsius", step_seconds=STEP),),
-        model=ModelConfig(kind="robust", window=288, min_points=30, threshold=6.0),
-    )
-    decisions: dict[float, int] = {}
+    engine, decisions = score_one_cycle(url)
 
-    def observer(query, labels, timestamps, scores) -> None:
-        assert (query, labels) == ("gpu_temp", {"gpu": "0"})
-        decisions.update(
-            (t, s.decision) for t, s in zip(timestamps, scores, strict=True)
-        )
-
-    with requests.Session() as session:
-        client = PrometheusClient(url, session, timeout=10)
-        engine = Engine(config, client, observer=observer)
-        assert engine.run_cycle() is True
-
-    spike = sorted(samples)[SPIKE]
-    assert set(samples) <= set(decisions)
-    assert decisions[spike] == 1
-    assert [t for t, d in decisions.items() if d] == [spike]
+    assert_spike_is_the_only_decision(samples, decisions)
     assert engine.snapshot.query_errors == {"gpu_temp": 0}
 
 

@@ -1,0 +1,82 @@
+"""What the real-backend tests share: the series, readiness, one scored cycle."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import requests
+
+from detector.config import DetectorConfig, ModelConfig, QueryConfig
+from detector.engine import Engine
+from detector.prometheus import PrometheusClient
+
+STEP = 15
+POINTS = 479  # about two hours, from three hours ago to one hour ago
+SPIKE = 300
+SEED = 7
+
+
+def spiky_values() -> np.ndarray:
+    values = np.random.default_rng(SEED).normal(50.0, 1.0, POINTS)
+    values[SPIKE] += 15.0
+    return values
+
+
+def free_port() -> int:
+    # The port may be taken again before the server binds it; rare enough here.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_ready(proc: subprocess.Popen, url: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        # Waiting on the process both paces the polling and notices a crash.
+        try:
+            proc.wait(timeout=0.1)
+        except subprocess.TimeoutExpired:
+            continue
+        pytest.fail(f"server exited early with {proc.returncode}")
+    pytest.fail(f"{url} not ready within {seconds}s")
+
+
+def score_one_cycle(url: str) -> tuple[Engine, dict[float, int]]:
+    """Run one engine cycle on gpu_temp_celsius; return it and every decision."""
+    config = DetectorConfig(
+        prometheus_url=url,
+        history_seconds=4 * 3600,
+        queries=(QueryConfig("gpu_temp", "gpu_temp_celsius", step_seconds=STEP),),
+        model=ModelConfig(kind="robust", window=288, min_points=30, threshold=6.0),
+    )
+    decisions: dict[float, int] = {}
+
+    def observer(query, labels, timestamps, scores) -> None:
+        assert (query, labels) == ("gpu_temp", {"gpu": "0"})
+        decisions.update(
+            (t, s.decision) for t, s in zip(timestamps, scores, strict=True)
+        )
+
+    with requests.Session() as session:
+        client = PrometheusClient(url, session, timeout=10)
+        engine = Engine(config, client, observer=observer)
+        assert engine.run_cycle() is True
+    return engine, decisions
+
+
+def assert_spike_is_the_only_decision(
+    samples: dict[int, float], decisions: dict[float, int]
+) -> None:
+    spike = sorted(samples)[SPIKE]
+    assert set(samples) <= set(decisions)
+    assert decisions[spike] == 1
+    assert [t for t, d in decisions.items() if d] == [spike]
