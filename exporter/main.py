@@ -28,6 +28,7 @@ from exporter.identity import IdentityCache
 from exporter.kept_files import keepable_files
 from exporter.kmsg import Device, KmsgReader, open_kmsg
 from exporter.loop import CollectionLoop
+from exporter.metrics import AuthFailures
 from exporter.nvml_session import NvmlSession, import_pynvml
 from exporter.own_process import OwnProcess
 from exporter.processes import ProcessSampler
@@ -80,7 +81,13 @@ def serve(
     """Collect and serve until `stop` is set, then shut everything down."""
     snapshot, close = build_snapshot(config, procfs, load_nvml, open_device)
     auth = BasicAuth(web.users) if web and web.users else None
-    app = make_app(build_exposition(snapshot), auth, web.headers if web else None)
+    failures = AuthFailures()
+    app = make_app(
+        build_exposition(snapshot, failures),
+        auth,
+        web.headers if web else None,
+        on_auth_failure=failures.inc,
+    )
 
     try:
         server = MetricsServer(config.listen_address, app, context)
@@ -169,10 +176,14 @@ def build_snapshot(
     return snapshot, close
 
 
-def build_exposition(snapshot: Snapshot) -> Callable[[], bytes]:
+def build_exposition(
+    snapshot: Snapshot, auth_failures: AuthFailures | None = None
+) -> Callable[[], bytes]:
     """What /metrics serves: the snapshot plus the exporter's own process metrics."""
     own = CollectorRegistry()
     own.register(OwnProcess())
+    if auth_failures is not None:
+        own.register(auth_failures)
     PlatformCollector(registry=own)
     return lambda: snapshot.exposition(own)
 

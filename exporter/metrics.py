@@ -3,7 +3,8 @@ series. Each source's metrics live in their own *_metrics module."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -51,6 +52,32 @@ SOURCE_ERRORS = Spec(
     "skipped because the previous one still ran.",
     ("source",),
 )
+
+
+AUTH_FAILURES = Spec(
+    "aiops_exporter_auth_failures_total",
+    "Requests refused for missing or wrong basic-auth credentials.",
+)
+
+
+class AuthFailures:
+    """Counts requests refused by basic auth; a collector for /metrics.
+
+    Repeated refusals are a security finding the detector's diagnosis reads.
+    """
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def inc(self) -> None:
+        with self._lock:
+            self._count += 1
+
+    def collect(self) -> Iterator[Metric]:
+        family = AUTH_FAILURES.counter()
+        family.add_metric([], self._count)
+        yield family
 
 
 def health_families(

@@ -89,6 +89,7 @@ def make_app(
     metrics: Callable[[], bytes],
     auth: BasicAuth | None = None,
     headers: Mapping[str, str] | None = None,
+    on_auth_failure: Callable[[], None] | None = None,
 ) -> WsgiApp:
     """Route /metrics to `metrics` (the exposition's bytes), plus / and /-/healthy.
 
@@ -101,6 +102,8 @@ def make_app(
         if extra:
             start_response = _with_headers(start_response, extra)
         if auth is not None and not auth.allows(environ.get("HTTP_AUTHORIZATION")):
+            if on_auth_failure is not None:
+                on_auth_failure()
             return _reply(
                 start_response,
                 "401 Unauthorized",

@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from aiops_common.config import ConfigError
+from exporter.metrics import AuthFailures
 from exporter.server import MetricsServer, make_app
 from exporter.web_config import BasicAuth, TlsConfig, read_web_config, ssl_context
 
@@ -188,3 +189,29 @@ def test_client_certificates_are_required_when_configured(tls_server, tls_files)
     )
 
     assert healthy.status_code == 200
+
+
+def test_refused_requests_are_counted_for_the_security_finding():
+    failures = AuthFailures()
+    app = make_app(
+        lambda: b"metrics\n",
+        BasicAuth({"prometheus": hashed("s3cret").encode()}),
+        on_auth_failure=failures.inc,
+    )
+    statuses = []
+
+    def start_response(status, headers, exc_info=None):
+        statuses.append(status)
+
+    for credentials in (None, b"prometheus:wrong", b"prometheus:s3cret"):
+        environ = {"PATH_INFO": "/metrics"}
+        if credentials:
+            environ["HTTP_AUTHORIZATION"] = (
+                "Basic " + base64.b64encode(credentials).decode()
+            )
+        b"".join(app(environ, start_response))
+
+    (family,) = failures.collect()
+    assert statuses == ["401 Unauthorized", "401 Unauthorized", "200 OK"]
+    assert family.name == "aiops_exporter_auth_failures"
+    assert [s.value for s in family.samples if s.name.endswith("_total")] == [2]
