@@ -27,6 +27,7 @@ from alertmanager_webhook.config import WebhookConfig
 from detector.config import DetectorConfig
 from exporter.config import ExporterConfig
 from exporter.main import build_exposition, build_snapshot
+from exporter.metrics import AuthFailures
 from tests.exporter.fake_nvml import H100, H200, FakeNvml, load_fixture
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,7 +87,7 @@ def scrape(model: str) -> dict[str, tuple[str, tuple[str, ...], str]]:
     try:
         snapshot.refresh()
         snapshot.refresh()
-        text = build_exposition(snapshot)().decode()
+        text = build_exposition(snapshot, AuthFailures())().decode()
     finally:
         close()
     found = {}
