@@ -72,9 +72,10 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # SIGTERM ends the demo the way Ctrl-C does, so that the `finally` below
-    # still stops every process it started.
+    # SIGTERM, and SIGHUP from a closed terminal, end the demo the way Ctrl-C
+    # does, so that the `finally` below still stops every process it started.
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGHUP, _raise_interrupt)
     try:
         run_demo(
             args.nab or args.data / "nab",

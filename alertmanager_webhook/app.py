@@ -186,7 +186,7 @@ def create_app(
 
         if notification.truncated_alerts:
             log.warning(
-                "notification truncated group_key=%s truncated_alerts=%d",
+                "notification truncated group_key=%r truncated_alerts=%d",
                 notification.group_key,
                 notification.truncated_alerts,
             )
@@ -209,7 +209,7 @@ def create_app(
 
         if saved is None:
             metrics.notifications.labels("duplicate").inc()
-            log.info("duplicate notification group_key=%s", notification.group_key)
+            log.info("duplicate notification group_key=%r", notification.group_key)
             return jsonify(status="duplicate")
 
         notify()
@@ -221,7 +221,7 @@ def create_app(
             if result != "queued":
                 metrics.actions.labels(action, mode, result).inc()
         log.info(
-            "notification accepted id=%d group_key=%s status=%s alerts=%d actions=%d",
+            "notification accepted id=%d group_key=%r status=%s alerts=%d actions=%d",
             saved.notification_id,
             notification.group_key,
             notification.status,

@@ -58,6 +58,11 @@ def parse_body(body: bytes) -> Notification:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PayloadError(f"body: not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise PayloadError("body: JSON nested too deeply") from exc
+    except ValueError as exc:
+        # Integers beyond Python's digit limit for int() from text.
+        raise PayloadError(f"body: not usable JSON: {exc}") from exc
 
     return parse_notification(data)
 

@@ -37,7 +37,7 @@ class Planner:
         for alert in notification.firing:
             policy = select_policy(self._config.policies, alert.labels)
             if policy is None:
-                log.debug("no policy matches fingerprint=%s", alert.fingerprint)
+                log.debug("no policy matches fingerprint=%r", alert.fingerprint)
                 continue
             mode = policy_mode(self._config, policy)
             chosen.append(Intent(alert, policy.name, policy.action, mode))

@@ -102,6 +102,8 @@ def test_malformed_payload_names_the_field(
         (b"\xff\xfe", "body: not valid JSON"),
         (b"[]", "body: expected an object, got a list"),
         (b"", "body: not valid JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "body: JSON nested too deeply"),
+        (b'{"version": ' + b"9" * 5000 + b"}", "body: not usable JSON"),
     ],
 )
 def test_bad_body_is_named(body: bytes, message: str) -> None:
