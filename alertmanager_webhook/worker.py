@@ -111,6 +111,8 @@ class Worker:
         done = 0
         while True:
             self._checkpoint()
+            # Published per batch, so that a backlog shows while it is worked off.
+            self._publish_depth()
             rows = self._jobs.ready(self._clock())
             if not rows:
                 break
@@ -121,9 +123,11 @@ class Worker:
                 self._process(row)
                 done += 1
         self._metrics.worker_last_success.set(self._clock())
+        return done
+
+    def _publish_depth(self) -> None:
         for state, count in self._jobs.depth().items():
             self._metrics.queue_depth.labels(state).set(count)
-        return done
 
     def _checkpoint(self) -> None:
         # Here rather than in the commits of requests, which it would slow down.

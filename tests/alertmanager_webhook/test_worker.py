@@ -435,3 +435,21 @@ def test_params_come_from_the_recommendation(make_receiver) -> None:
     assert second["plan"] == (
         "poke c (static cores 2.0, because the query returned 0 series, not 1)"
     )
+
+
+def test_queue_depth_shows_a_backlog_while_it_is_worked_off(make_receiver) -> None:
+    seen: list[float] = []
+
+    class Watching(Recorder):
+        def apply(self, spec) -> Outcome:
+            seen.append(receiver.sample("aiops_webhook_queue_depth", state="queued"))
+            return super().apply(spec)
+
+    receiver = _build(make_receiver, Watching())
+    for host in ("a", "b", "c"):
+        receiver.post(_payload(host))
+
+    receiver.worker.drain()
+
+    assert seen[0] == 3
+    assert receiver.sample("aiops_webhook_queue_depth", state="queued") == 0
