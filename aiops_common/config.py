@@ -35,10 +35,22 @@ def load_config(
     if path is not None:
         raw = _read_yaml(Path(path))
 
+    overridden: dict[str, str] = {}
     if env_prefix:
-        raw = _apply_env(cls, raw, os.environ if env is None else env, env_prefix)
+        environment = os.environ if env is None else env
+        raw, overridden = _apply_env(cls, raw, environment, env_prefix)
 
-    return from_mapping(cls, raw, where=str(path) if path else "config")
+    where = str(path) if path else "config"
+    try:
+        return from_mapping(cls, raw, where=where)
+    except ConfigError as exc:
+        # A bad value that came from the environment is named by its variable,
+        # not blamed on the file.
+        for key, variable in overridden.items():
+            prefix = f"{where}.{key}"
+            if str(exc).startswith((prefix + ":", prefix + ".", prefix + "[")):
+                raise ConfigError(f"environment variable {variable}: {exc}") from exc
+        raise
 
 
 def from_mapping(cls: type[T], raw: Mapping[str, Any], where: str = "config") -> T:
@@ -100,10 +112,11 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 def _apply_env(
     cls: type, raw: dict[str, Any], env: Mapping[str, str], prefix: str
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], dict[str, str]]:
     # Only top-level scalar keys and lists can be overridden; the value is parsed
     # as YAML so that AIOPS_X_PORTS='[1, 2]' and AIOPS_X_DEBUG=true both work.
     merged = dict(raw)
+    overridden: dict[str, str] = {}
     known = {f.name for f in dataclasses.fields(cls)}
     for name, value in env.items():
         if not name.startswith(prefix):
@@ -117,7 +130,8 @@ def _apply_env(
             merged[key] = yaml.safe_load(value) if value != "" else ""
         except yaml.YAMLError as exc:
             raise ConfigError(f"environment variable {name}: {exc}") from exc
-    return merged
+        overridden[key] = name
+    return merged, overridden
 
 
 def _coerce(hint: Any, value: Any, key: str) -> Any:

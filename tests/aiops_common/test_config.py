@@ -1,0 +1,74 @@
+"""The shared loader: every error names the key, or the variable it came from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from aiops_common.config import ConfigError, check, load_config
+
+
+@dataclass(frozen=True)
+class Query:
+    name: str
+    promql: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    interval_seconds: float = 15.0
+    debug: bool = False
+    queries: tuple[Query, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check(self.interval_seconds > 0, "interval_seconds", "must be above 0")
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "svc.yml"
+    path.write_text(text)
+    return path
+
+
+def test_file_values_and_environment_overrides(tmp_path):
+    path = write(tmp_path, "interval_seconds: 5\nqueries: [{name: a, promql: up}]\n")
+
+    settings = load_config(Settings, path, env={"SVC_DEBUG": "true"}, env_prefix="SVC_")
+
+    assert settings == Settings(5.0, True, (Query("a", "up"),), {})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("intervall_seconds: 5\n", "svc.yml: unknown key 'intervall_seconds'"),
+        ("interval_seconds: fast\n", "svc.yml.interval_seconds: expected a number"),
+        ("interval_seconds: -1\n", "svc.yml.interval_seconds: must be above 0"),
+        ("queries: [{name: a}]\n", "svc.yml.queries[0]: missing required key 'promql'"),
+        ("labels: {a: 1}\n", "svc.yml.labels.a: expected a string"),
+        ("- a\n", "svc.yml: top level must be a mapping"),
+    ],
+)
+def test_file_errors_name_the_key(tmp_path, text, message):
+    with pytest.raises(ConfigError) as caught:
+        load_config(Settings, write(tmp_path, text), env={}, env_prefix="SVC_")
+
+    assert str(caught.value).startswith(str(tmp_path / message))
+
+
+def test_a_bad_override_names_its_variable_not_the_file(tmp_path):
+    path = write(tmp_path, "interval_seconds: 5\n")
+
+    with pytest.raises(ConfigError, match="^environment variable SVC_INTERVAL_SECONDS"):
+        load_config(
+            Settings, path, env={"SVC_INTERVAL_SECONDS": "abc"}, env_prefix="SVC_"
+        )
+    with pytest.raises(ConfigError, match="unknown key 'nope'"):
+        load_config(Settings, path, env={"SVC_NOPE": "1"}, env_prefix="SVC_")
+
+
+def test_an_unreadable_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(Settings, tmp_path / "missing.yml")
