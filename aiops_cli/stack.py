@@ -99,6 +99,10 @@ class Stack(AbstractContextManager):
         for name in names:
             self.ports[name] = free_port()
         tsdb_dir = tsdb_dir or self.run_dir / "prometheus-data"
+        # One token file, read by Alertmanager to send and the receiver to check.
+        token_file = self.run_dir / "webhook-token"
+        token_file.write_text(self.token)
+        token_file.chmod(0o600)
 
         try:
             self._start_webhook()
@@ -210,8 +214,6 @@ class Stack(AbstractContextManager):
     def _start_alertmanager(self) -> None:
         config = yaml.safe_load((DEPLOY_DIR / "alertmanager.yml").read_text())
         token_file = self.run_dir / "webhook-token"
-        token_file.write_text(self.token)
-        token_file.chmod(0o600)
         config["route"]["group_wait"] = self.timing.group_wait
         config["route"]["group_interval"] = self.timing.group_interval
         webhook = config["receivers"][0]["webhook_configs"][0]
@@ -235,10 +237,7 @@ class Stack(AbstractContextManager):
 
     def _start_webhook(self) -> None:
         config = yaml.safe_load((DEPLOY_DIR / "webhook.yml").read_text())
-        token_file = self.run_dir / "webhook-token"
-        token_file.write_text(self.token)
-        token_file.chmod(0o600)
-        config["bearer_token_file"] = str(token_file)
+        config["bearer_token_file"] = str(self.run_dir / "webhook-token")
         config["database"] = str(self.run_dir / "webhook.db")
         config["report_prometheus_url"] = self.url("prometheus")
         deployed = config.get("policies", [])

@@ -50,6 +50,15 @@ def wait_ready(proc: subprocess.Popen, url: str, seconds: float) -> None:
     pytest.fail(f"{url} not ready within {seconds}s")
 
 
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def score_one_cycle(url: str) -> tuple[Engine, dict[float, int]]:
     """Run one engine cycle on gpu_temp_celsius; return it and every decision."""
     config = DetectorConfig(

@@ -17,6 +17,7 @@ from tests.detector.backends import (
     free_port,
     score_one_cycle,
     spiky_values,
+    stop,
     wait_ready,
 )
 
@@ -66,12 +67,7 @@ def prometheus(tmp_path: Path) -> Iterator[tuple[str, dict[int, float]]]:
         wait_ready(proc, url + "/-/ready", seconds=30)
         yield url, samples
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def test_a_backfilled_spike_is_the_only_decision(prometheus) -> None:

@@ -21,6 +21,7 @@ from tests.detector.backends import (
     free_port,
     score_one_cycle,
     spiky_values,
+    stop,
     wait_ready,
 )
 
@@ -72,12 +73,7 @@ def victoria(tmp_path: Path) -> Iterator[tuple[str, dict[int, float]]]:
         first = math.ceil((time.time() - 3 * 3600) / STEP) * STEP
         yield url, import_series(url, first)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def test_a_spike_in_victoriametrics_is_the_only_decision(victoria) -> None:
