@@ -62,7 +62,7 @@ def parse_body(body: bytes) -> Notification:
         raise PayloadError("body: JSON nested too deeply") from exc
     except ValueError as exc:
         # Integers beyond Python's digit limit for int() from text.
-        raise PayloadError(f"body: not usable JSON: {exc}") from exc
+        raise PayloadError("body: not usable JSON: a number is too long") from exc
 
     return parse_notification(data)
 
