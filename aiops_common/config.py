@@ -49,7 +49,8 @@ def load_config(
         for key, variable in overridden.items():
             prefix = f"{where}.{key}"
             if str(exc).startswith((prefix + ":", prefix + ".", prefix + "[")):
-                raise ConfigError(f"environment variable {variable}: {exc}") from exc
+                detail = str(exc).removeprefix(f"{where}.")
+                raise ConfigError(f"environment variable {variable}: {detail}") from exc
         raise
 
 

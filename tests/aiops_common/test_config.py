@@ -61,7 +61,11 @@ def test_file_errors_name_the_key(tmp_path, text, message):
 def test_a_bad_override_names_its_variable_not_the_file(tmp_path):
     path = write(tmp_path, "interval_seconds: 5\n")
 
-    with pytest.raises(ConfigError, match="^environment variable SVC_INTERVAL_SECONDS"):
+    with pytest.raises(
+        ConfigError,
+        match="^environment variable SVC_INTERVAL_SECONDS: interval_seconds: "
+        "expected a number",
+    ):
         load_config(
             Settings, path, env={"SVC_INTERVAL_SECONDS": "abc"}, env_prefix="SVC_"
         )
