@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -24,6 +25,12 @@ from grafana.dashboards import DASHBOARDS
 JSON_DIR = Path(__file__).resolve().parent / "json"
 # Grafana refuses longer UIDs.
 MAX_UID_LENGTH = 40
+GRID_COLUMNS = 24
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+# Variables Grafana defines itself: intervals, and the fields of the row or
+# series a data link is clicked on.
+BUILTIN_VARIABLES = {"__rate_interval", "__range", "__interval", "__data"}
+VARIABLE = re.compile(r"\$\{?(\w+)")
 
 
 def render(model: Dashboard) -> str:
@@ -79,6 +86,7 @@ def _differences(given: Any, back: Any, path: str) -> Iterator[tuple[str, str]]:
 
 
 def _semantic_problems(data: dict[str, Any]) -> list[str]:
+    """What the model accepts but Grafana would show wrong: see the checks."""
     problems = []
     uid = data.get("uid", "")
     if not 1 <= len(uid) <= MAX_UID_LENGTH:
@@ -97,6 +105,67 @@ def _semantic_problems(data: dict[str, Any]) -> list[str]:
                 problems.append(
                     f"panel {panel.get('title')!r}: target lacks refId/expr"
                 )
+    problems += _panel_problems(data)
+    problems += _layout_problems(data)
+    problems += _variable_problems(data)
+    return problems
+
+
+def _panel_problems(data: dict[str, Any]) -> list[str]:
+    problems = []
+    for panel in data.get("panels", []):
+        if panel.get("type") == "row":
+            continue
+        title = panel.get("title")
+        # A panel without the variable reads Grafana's default source, not the
+        # one the user picked.
+        sources = [panel.get("datasource")]
+        sources += [t.get("datasource") for t in panel.get("targets", [])]
+        if any(source != DATASOURCE for source in sources):
+            problems.append(f"panel {title!r}: data source is not ${{datasource}}")
+        defaults = panel.get("fieldConfig", {}).get("defaults", {})
+        if not defaults.get("unit"):
+            problems.append(f"panel {title!r}: no unit")
+        if not panel.get("description"):
+            problems.append(f"panel {title!r}: no description")
+    return problems
+
+
+def _layout_problems(data: dict[str, Any]) -> list[str]:
+    """Panels outside the 24 columns or on top of each other."""
+    problems = []
+    taken: dict[tuple[int, int], str] = {}
+    for panel in data.get("panels", []):
+        title = panel.get("title")
+        pos = panel.get("gridPos") or {}
+        x, y, w, h = (pos.get(k, 0) for k in ("x", "y", "w", "h"))
+        if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > GRID_COLUMNS:
+            problems.append(f"panel {title!r}: gridPos {pos!r} is off the grid")
+            continue
+        for cell in ((cx, cy) for cx in range(x, x + w) for cy in range(y, y + h)):
+            if cell in taken:
+                problems.append(f"panel {title!r} overlaps {taken[cell]!r}")
+                break
+            taken[cell] = title
+    return problems
+
+
+def _variable_problems(data: dict[str, Any]) -> list[str]:
+    """`$name` in queries, variable queries and links that nothing defines."""
+    variables = data.get("templating", {}).get("list", [])
+    defined = {v.get("name") for v in variables} | BUILTIN_VARIABLES
+    texts = [
+        (f"variable {v.get('name')!r}", json.dumps(v.get("query"))) for v in variables
+    ]
+    for panel in data.get("panels", []):
+        title = f"panel {panel.get('title')!r}"
+        texts += [(title, t.get("expr", "")) for t in panel.get("targets", [])]
+        links = panel.get("fieldConfig", {}).get("defaults", {}).get("links", [])
+        texts += [(title, link.get("url", "")) for link in links]
+    problems = []
+    for where, text in texts:
+        for name in sorted(set(VARIABLE.findall(text)) - defined):
+            problems.append(f"{where}: ${name} is not a variable of the dashboard")
     return problems
 
 

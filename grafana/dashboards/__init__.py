@@ -6,7 +6,16 @@ from collections.abc import Callable
 
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
-from grafana.dashboards import actions, anomalies, fleet, gpu, health, processes
+from grafana.dashboards import (
+    actions,
+    anomalies,
+    fleet,
+    gpu,
+    health,
+    incidents,
+    processes,
+    recommendations,
+)
 
 # File name under grafana/json/ (without .json) -> builder. The UIDs live in
 # the modules and never change, so that links and bookmarks keep working.
@@ -15,6 +24,8 @@ DASHBOARDS: dict[str, Callable[[], Dashboard]] = {
     "gpu-detail": gpu.build,
     "processes": processes.build,
     "anomalies": anomalies.build,
+    "incidents": incidents.build,
+    "recommendations": recommendations.build,
     "actions": actions.build,
     "bundle-health": health.build,
 }

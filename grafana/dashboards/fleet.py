@@ -21,7 +21,7 @@ def build() -> Dashboard:
             label_variable(
                 "instance",
                 "Host",
-                "aiops_host_cpu_count",
+                "aiops_host_logical_cpus",
                 "Exporters (one per host) to show.",
             )
         ],

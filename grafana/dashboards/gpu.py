@@ -168,6 +168,7 @@ def build() -> Dashboard:
                 table=True,
             ),
             hide=("Time", "__name__", "job", "uuid"),
+            column_units={"Value #B": "s"},
         ),
     )
 
@@ -229,6 +230,7 @@ def build() -> Dashboard:
             "MIG devices of GPUs in MIG mode, with their memory.",
             instant(g("aiops_gpu_mig_instance_memory_used_bytes"), table=True),
             instant(g("aiops_gpu_mig_instance_memory_total_bytes"), table=True),
+            unit="bytes",
             hide=("Time", "__name__", "job", "uuid"),
         ),
     )

@@ -76,7 +76,7 @@ class Board:
         uid: str,
         title: str,
         description: str,
-        variables: Sequence[db.QueryVariable] = (),
+        variables: Sequence[cogbuilder.Builder[dm.VariableModel]] = (),
     ) -> None:
         self._builder = (
             db.Dashboard(title)
@@ -154,6 +154,37 @@ def label_variable(
         .include_all(True)
         .all_value(".*")
         .current(dm.VariableOption(selected=True, text=["All"], value=["$__all"]))
+    )
+
+
+def text_variable(
+    name: str, label: str, default: str, description: str
+) -> db.TextBoxVariable:
+    """A free-text variable, e.g. a URL that links are built from."""
+    return (
+        db.TextBoxVariable(name)
+        .label(label)
+        .description(description)
+        .default_value(default)
+        .current(dm.VariableOption(selected=True, text=default, value=default))
+    )
+
+
+def link(title: str, url: str) -> db.DashboardLink:
+    """A data link: `url` opens in a new tab from a value of the panel.
+
+    Grafana fills `${__data.fields.<label>}` in `url` from the row or series
+    clicked, and `${variable}` from the dashboard's variables.
+    """
+    # The SDK types data links as dashboard links; Grafana reads only title,
+    # url and targetBlank of them and ignores the rest.
+    return (
+        db.DashboardLink(title)
+        .type(dm.DashboardLinkType.LINK)
+        .url(url)
+        .target_blank(True)
+        .icon("external link")
+        .tooltip(title)
     )
 
 
@@ -251,16 +282,24 @@ def table(
     title: str,
     description: str,
     *queries: Query,
+    unit: str = "short",
     width: int = 24,
     height: int = 8,
     hide: Sequence[str] = ("Time", "__name__"),
+    column_units: dict[str, str] | None = None,
+    links: Sequence[db.DashboardLink] = (),
 ) -> table_builder.Panel:
-    """Instant queries merged into one row per series, `hide` columns left out."""
+    """Instant queries merged into one row per series, `hide` columns left out.
+
+    `unit` is the value columns' unit; `column_units` sets others by column
+    name (merged queries' values are "Value #A", "Value #B", ...).
+    """
     panel = (
         table_builder.Panel()
         .title(title)
         .description(description)
         .datasource(DATASOURCE)
+        .unit(unit)
         .span(width)
         .height(height)
         .with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
@@ -271,6 +310,12 @@ def table(
             )
         )
     )
+    for column, column_unit in (column_units or {}).items():
+        panel = panel.override_by_name(
+            column, [dm.DynamicConfigValue(id_val="unit", value=column_unit)]
+        )
+    if links:
+        panel = panel.data_links(list(links))
     return _targets(panel, queries)
 
 
@@ -299,6 +344,8 @@ def states(
         .title(title)
         .description(description)
         .datasource(DATASOURCE)
+        # The 0/1 values are shown through `mapping`; the unit only says so.
+        .unit("bool")
         .span(width)
         .height(height)
         .show_value(cm.VisibilityMode.NEVER)

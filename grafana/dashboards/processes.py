@@ -28,7 +28,11 @@ def build() -> Dashboard:
         UID,
         "prom-aiops / Processes and containers",
         "Who uses a host's CPU, memory, files and disks, by process group.",
-        [label_variable("instance", "Host", "aiops_host_cpu_count", "Hosts to show.")],
+        [
+            label_variable(
+                "instance", "Host", "aiops_host_logical_cpus", "Hosts to show."
+            )
+        ],
     )
 
     board.row("Host")
@@ -37,7 +41,7 @@ def build() -> Dashboard:
             "CPUs",
             "Logical CPUs of the selected hosts.",
             "short",
-            instant(f"sum({h('aiops_host_cpu_count')})"),
+            instant(f"sum({h('aiops_host_logical_cpus')})"),
         ),
         stat(
             "Memory",
@@ -125,6 +129,7 @@ def build() -> Dashboard:
             instant(h("aiops_process_group_processes"), table=True),
             instant(h("aiops_process_group_threads"), table=True),
             hide=("Time", "__name__", "job"),
+            column_units={"Value #A": "percentunit", "Value #B": "bytes"},
         ),
     )
 
@@ -138,6 +143,7 @@ def build() -> Dashboard:
             instant(h("aiops_gpu_process_memory_used_bytes"), table=True),
             instant(h("aiops_gpu_process_sm_utilization_ratio"), table=True),
             hide=("Time", "__name__", "job", "uuid"),
+            column_units={"Value #B": "bytes", "Value #C": "percentunit"},
         ),
     )
     return board.build()

@@ -50,6 +50,11 @@ class GpuHost(AbstractContextManager):
             config.listen_address, make_app(build_exposition(self._snapshot))
         )
 
+    def sample_kernels(self, timestamp_us: int) -> None:
+        """A new NVML utilization sample of this test process on GPU 0 (40% SM),
+        as a GPU running its kernels gives one every so often."""
+        self.nvml.samples = {0: [(os.getpid(), timestamp_us, 40)]}
+
     @property
     def target(self) -> str:
         """host:port, as a Prometheus static target."""

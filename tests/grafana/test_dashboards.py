@@ -19,6 +19,8 @@ UIDS = {
     "gpu-detail.json": "aiops-gpu-detail",
     "processes.json": "aiops-processes",
     "anomalies.json": "aiops-anomalies",
+    "incidents.json": "aiops-incidents",
+    "recommendations.json": "aiops-recommendations",
     "actions.json": "aiops-actions",
     "bundle-health.json": "aiops-bundle-health",
 }
@@ -102,3 +104,52 @@ def test_provisioning_points_at_the_committed_json():
     assert provider["options"]["path"].endswith("/prom-aiops")
     assert source["type"] == "prometheus"
     assert source["isDefault"] is True
+
+
+def test_the_checks_find_what_grafana_would_show_wrong():
+    dashboard = committed()["incidents.json"]
+    panels = [p for p in dashboard["panels"] if p["type"] != "row"]
+    first, second, table = panels[0], panels[1], panels[5]
+    first["datasource"] = {"type": "prometheus", "uid": "prometheus"}
+    del second["fieldConfig"]["defaults"]["unit"]
+    second["gridPos"] = dict(first["gridPos"])
+    table["fieldConfig"]["defaults"]["links"][0]["url"] += "&x=${recevier}"
+    table["targets"][0]["expr"] += ' unless up{job=~"$job"}'
+
+    problems = model_problems(dashboard)
+
+    assert f"panel {first['title']!r}: data source is not ${{datasource}}" in problems
+    assert f"panel {second['title']!r}: no unit" in problems
+    assert f"panel {second['title']!r} overlaps {first['title']!r}" in problems
+    assert (
+        f"panel {table['title']!r}: $recevier is not a variable of the dashboard"
+        in problems
+    )
+    assert f"panel {table['title']!r}: $job is not a variable of the dashboard" in (
+        problems
+    )
+
+
+def test_a_panel_off_the_grid_is_found():
+    dashboard = committed()["recommendations.json"]
+    panel = dashboard["panels"][1]
+    panel["gridPos"]["x"] = 22
+
+    assert (
+        f"panel {panel['title']!r}: gridPos {panel['gridPos']!r} is off the grid"
+        in (model_problems(dashboard))
+    )
+
+
+def test_report_links_use_the_receivers_route():
+    # The route is the receiver's (alertmanager_webhook/app.py); the live
+    # panel test opens one of these links on a running receiver.
+    links = [
+        link["url"]
+        for panel in committed()["incidents.json"]["panels"]
+        for link in panel.get("fieldConfig", {}).get("defaults", {}).get("links", [])
+    ]
+
+    assert len(links) == 3
+    for url in links:
+        assert url.startswith("${receiver}/api/v1/incidents/latest/report.html?")

@@ -3,10 +3,16 @@ Prometheus that scrapes the real exporter, detector and receiver.
 
 The bundle runs as the demo runs it (aiops_cli.stack), plus two exporters of
 GPU hosts over a fake NVML that replays GPUs recorded on real machines (an
-H100 pair and an H200 pair in MIG mode, with Xid events). A series pushed
-through remote write jumps from its level, so the detector decides it is
-anomalous, AiopsSeriesAnomaly fires, and Alertmanager delivers it to the
-receiver, which plans its action: every dashboard then has something to show.
+H100 pair and an H200 pair in MIG mode, with Xid events). A host's memory,
+pushed through remote write, jumps from its level together with one of its
+process groups, so the detector decides it is anomalous, the diagnosis ranks
+that group as its cause, AiopsSeriesAnomaly fires, and Alertmanager delivers
+it to the receiver, which plans its action. The diagnosis runs with allow
+lists that leave this test's own GPU processes out, and finds a user new to a
+host whose earlier GPU users are backfilled with promtool; the optimizer runs
+with a short warm-up and allocations read from the hosts' sizes. Every
+dashboard then has something to show.
+
 A target counts once it has returned data at any point of the run, as a
 dashboard left open over that time would have shown it.
 """
@@ -14,16 +20,20 @@ dashboard left open over that time would have shown it.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import requests
 
 from aiops_cli.remote_write import TimeSeries, push
-from aiops_cli.stack import Stack, Timing, environment_ok
+from aiops_cli.replay import create_blocks
+from aiops_cli.stack import Stack, Timing, environment_ok, find_binary
+from detector.optimizer.config import DEFAULT_RESOURCES
 from tests.exporter.fake_nvml import H100, H200
 from tests.grafana.gpu_hosts import GpuHost
 
@@ -62,10 +72,101 @@ NO_DATA_HERE = {
     ),
 }
 
-# The detector query over the pushed series: one point a second, a jump from
-# 1 to 5 after the model is warm.
-PUSHED = "aiops_panel_check_value"
+# The pushed host: its memory (what the detector scores) and two process
+# groups, one a second, the host and `leaky` jumping after the model is warm.
+# The query is named host_memory, so that the diagnosis looks for its causes
+# among the host's process groups (detector/diagnosis/service.py).
+PUSHED = "aiops_panel_check_memory_bytes"
+PUSHED_HOST = "panel-check:0"
+GROUPS = "aiops_process_group_resident_memory_bytes"
 JUMP_AFTER_SECONDS = 12.0
+GIB = float(1 << 30)
+
+# The diagnosis over the run's short history. The anomaly window is a minute,
+# which is also how long before now the history that tells new GPU users
+# apart ends; no GPU user is allowed, so this test's own GPU processes are
+# unowned, and its command is a "miner" by name.
+DIAGNOSIS = {
+    "window_seconds": 60,
+    "baseline_seconds": 60,
+    "step_seconds": 1,
+    "allowed_gpu_users": ["aiops-allowed"],
+    "auth_window_seconds": 60,
+}
+# A user who held the H200 host's GPUs an hour ago, backfilled, so that the
+# host has GPU history and this test's user is new to it.
+EARLIER_USER = "earlier-user"
+
+# Allocations in force where nothing sets a limit: the whole host or GPU.
+# The exporter exports no NVML power limit range, so the recommended range is
+# read as 30% to 100% of the limit in force.
+ALLOCATIONS = {
+    "cpu_cores": "* 0 + on (instance) group_left () "
+    "max by (instance) (aiops_host_logical_cpus)",
+    "memory_bytes": "* 0 + on (instance) group_left () "
+    "max by (instance) (aiops_host_memory_total_bytes)",
+    "gpu_memory_bytes": "* 0 + on (instance, gpu, uuid) group_left () "
+    "max by (instance, gpu, uuid) (aiops_gpu_memory_total_bytes)",
+    "gpu_time_ratio": "* 0 + 1",
+}
+OPTIMIZER = {
+    "interval_seconds": 5,
+    "query_delay_seconds": 2,
+    "history_seconds": 120,
+    "resources": [
+        {
+            "resource": r.resource,
+            "usage": r.usage,
+            "allocation": f"{r.usage} {ALLOCATIONS[r.resource]}",
+            "labels": list(r.labels),
+            "step_seconds": 1,
+            "warmup_seconds": 10,
+            "period_seconds": 10,
+        }
+        for r in DEFAULT_RESOURCES
+    ],
+    "power": {
+        "min_limit": "0.3 * aiops_gpu_power_limit_watts",
+        "max_limit": "aiops_gpu_power_limit_watts",
+        "step_seconds": 1,
+        "warmup_seconds": 10,
+        "window_seconds": 60,
+    },
+}
+
+
+class PanelStack(Stack):
+    """The stack with the diagnosis and optimizer settings of this test."""
+
+    def _detector_config(self) -> dict[str, Any]:
+        # TODO: Stack has no hook for detector settings besides the model, so
+        # this overrides its private builder; a `detector_settings` field like
+        # `webhook_settings` would be the right fix.
+        config = super()._detector_config()
+        config["diagnosis"] = {**DIAGNOSIS, "miner_names": [own_command()]}
+        config["optimizer"] = OPTIMIZER
+        return config
+
+
+def own_command() -> str:
+    """This process' /proc comm: the command label of its GPU processes."""
+    return Path(f"/proc/{os.getpid()}/comm").read_text().strip()
+
+
+def backfill_gpu_history(instance: str, tsdb_dir: Path, work_dir: Path) -> None:
+    """An hour of one earlier user's process on GPU 0 of `instance`, ending
+    ten minutes ago, as TSDB blocks for Prometheus to start with."""
+    now = time.time()
+    path = work_dir / "gpu-history.om"
+    labels = (
+        f'instance="{instance}",job="aiops-exporter",gpu="0",'
+        f'command="train",user="{EARLIER_USER}"'
+    )
+    lines = ["# TYPE aiops_gpu_processes gauge"]
+    for minute in range(70, 10, -1):
+        lines.append(f"aiops_gpu_processes{{{labels}}} 1 {now - 60 * minute:.3f}")
+    path.write_text("\n".join([*lines, "# EOF"]) + "\n")
+    create_blocks(find_binary("promtool"), path, tsdb_dir)
 
 
 def panel_targets() -> list[tuple[str, str, str, str]]:
@@ -79,6 +180,29 @@ def panel_targets() -> list[tuple[str, str, str, str]]:
                     (path.name, panel["title"], target["refId"], target["expr"])
                 )
     return found
+
+
+def describe(missing: dict[tuple[str, str, str], str]) -> str:
+    return "panels without data:\n" + "\n".join(
+        f"  {file} / {title!r} / {ref}: {expr}"
+        for (file, title, ref), expr in sorted(missing.items())
+    )
+
+
+def open_report_link(stack: Stack, alertname: str, instance: str) -> requests.Response:
+    """GET the incidents dashboard's report link of a firing alert's row, as
+    Grafana fills it in, from the running receiver."""
+    panels = json.loads((JSON_DIR / "incidents.json").read_text())["panels"]
+    panel = next(p for p in panels if p["title"] == "Firing alerts")
+    url = panel["fieldConfig"]["defaults"]["links"][0]["url"]
+    for name, value in (
+        ("${receiver}", stack.url("webhook")),
+        ("${__data.fields.alertname}", alertname),
+        ("${__data.fields.instance}", instance),
+    ):
+        url = url.replace(name, value)
+    headers = {"Authorization": f"Bearer {stack.token}"}
+    return requests.get(url, headers=headers, timeout=30)
 
 
 def substitute(expr: str) -> str:
@@ -95,26 +219,40 @@ class Pusher(threading.Thread):
     window, rather than for one point.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, gpu_hosts: tuple[GpuHost, ...]) -> None:
         super().__init__(daemon=True)
         self.url = url
+        self.gpu_hosts = gpu_hosts
         self.stop = threading.Event()
         self.errors: list[Exception] = []
-        self._noise = np.random.default_rng(8).normal(0.0, 0.05, size=10_000)
+        self._noise = np.random.default_rng(8).normal(0.0, 0.05, size=(10_000, 3))
 
     def run(self) -> None:
         started = time.monotonic()
-        labels = {"__name__": PUSHED, "instance": "panel-check:0", "job": "panel-check"}
+        host = {"instance": PUSHED_HOST, "job": "panel-check"}
+        series = (
+            {"__name__": PUSHED, **host},
+            {"__name__": GROUPS, **host, "command": "leaky", "user": "panel"},
+            {"__name__": GROUPS, **host, "command": "steady", "user": "panel"},
+        )
         with requests.Session() as session:
             for noise in self._noise:
                 if self.stop.is_set():
                     break
                 jumped = time.monotonic() - started > JUMP_AFTER_SECONDS
-                sample = ((int(time.time() * 1000), (5.0 if jumped else 1.0) + noise),)
+                now_ms = int(time.time() * 1000)
+                # GiB: the host holds both groups; leaky grows by 4 GiB.
+                levels = (7.0, 5.0, 2.0) if jumped else (3.0, 1.0, 2.0)
+                samples = [
+                    TimeSeries(labels, ((now_ms, (level + n) * GIB),))
+                    for labels, level, n in zip(series, levels, noise, strict=True)
+                ]
                 try:
-                    push(session, self.url, [TimeSeries(labels, sample)])
+                    push(session, self.url, samples)
                 except Exception as exc:  # reported by the test, not lost
                     self.errors.append(exc)
+                for gpu_host in self.gpu_hosts:
+                    gpu_host.sample_kernels(now_ms * 1000)
                 # The series' own clock: one sample a second, as a scrape would.
                 self.stop.wait(1.0)
 
@@ -128,11 +266,11 @@ def query(session: requests.Session, base: str, expr: str) -> list:
 
 def test_every_panel_query_returns_data(tmp_path):
     targets = panel_targets()
-    stack = Stack(
+    stack = PanelStack(
         run_dir=tmp_path / "run",
         timing=Timing(query_delay_seconds=2.0, detector_history_seconds=120),
         detector_queries=[
-            {"name": "panel_check", "promql": PUSHED, "step_seconds": 1.0}
+            {"name": "host_memory", "promql": PUSHED, "step_seconds": 1.0}
         ],
         detector_model={"window": 60, "min_points": 5, "threshold": 6.0},
         # Planned in dry-run by the worker, as the demo's CPU cap is, so the
@@ -140,7 +278,7 @@ def test_every_panel_query_returns_data(tmp_path):
         webhook_policies=[
             {
                 "name": "panel-check",
-                "match": {"alertname": "AiopsSeriesAnomaly", "query": "panel_check"},
+                "match": {"alertname": "AiopsSeriesAnomaly", "query": "host_memory"},
                 "action": "command",
                 "argv": ["true"],
             }
@@ -153,8 +291,10 @@ def test_every_panel_query_returns_data(tmp_path):
         stack,
     ):
         stack.extra_targets = {"aiops-exporter": [h100.target, h200.target]}
-        stack.start()
-        pusher = Pusher(stack.url("prometheus") + "/api/v1/write")
+        tsdb_dir = tmp_path / "prometheus-data"
+        backfill_gpu_history(h200.target, tsdb_dir, tmp_path)
+        stack.start(tsdb_dir)
+        pusher = Pusher(stack.url("prometheus") + "/api/v1/write", (h100, h200))
         pusher.start()
 
         seen: set[tuple[str, str, str]] = set()
@@ -176,8 +316,11 @@ def test_every_panel_query_returns_data(tmp_path):
                 time.sleep(1.0)
         pusher.stop.set()
         pusher.join(5)
+        report = open_report_link(stack, "AiopsSeriesAnomaly", PUSHED_HOST)
 
     assert pusher.errors == []
-    assert missing == {}
+    assert not missing, describe(missing)
+    assert report.status_code == 200, report.text[:500]
+    assert report.headers["Content-Type"].startswith("text/html")
     # An exemption that gets data is out of date: say so rather than keep it.
     assert seen & NO_DATA_HERE.keys() == set()
