@@ -72,6 +72,9 @@ class Stack(AbstractContextManager):
     timing: Timing = field(default_factory=Timing)
     detector_queries: list[dict[str, Any]] = field(default_factory=list)
     detector_model: dict[str, Any] = field(default_factory=dict)
+    # Whole detector sections to replace, e.g. {"optimizer": {...}}: a caller
+    # that needs other diagnosis or optimizer settings than the deployed ones.
+    detector_settings: dict[str, Any] = field(default_factory=dict)
     with_exporter: bool = True
     # More targets per scrape job, e.g. {"aiops-exporter": ["127.0.0.1:9100"]}:
     # exporters a caller runs itself, such as one over a fake NVML.
@@ -265,6 +268,7 @@ class Stack(AbstractContextManager):
             query["step_seconds"] = self.timing.scrape_seconds
         config["queries"] = queries + self.detector_queries
         config.setdefault("model", {}).update(self.detector_model)
+        config.update(self.detector_settings)
         return config
 
     def _start_service(self, name: str, module: str, config: dict[str, Any]) -> None:

@@ -24,7 +24,6 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -133,19 +132,6 @@ OPTIMIZER = {
         "window_seconds": 60,
     },
 }
-
-
-class PanelStack(Stack):
-    """The stack with the diagnosis and optimizer settings of this test."""
-
-    def _detector_config(self) -> dict[str, Any]:
-        # TODO: Stack has no hook for detector settings besides the model, so
-        # this overrides its private builder; a `detector_settings` field like
-        # `webhook_settings` would be the right fix.
-        config = super()._detector_config()
-        config["diagnosis"] = {**DIAGNOSIS, "miner_names": [own_command()]}
-        config["optimizer"] = OPTIMIZER
-        return config
 
 
 def own_command() -> str:
@@ -266,13 +252,17 @@ def query(session: requests.Session, base: str, expr: str) -> list:
 
 def test_every_panel_query_returns_data(tmp_path):
     targets = panel_targets()
-    stack = PanelStack(
+    stack = Stack(
         run_dir=tmp_path / "run",
         timing=Timing(query_delay_seconds=2.0, detector_history_seconds=120),
         detector_queries=[
             {"name": "host_memory", "promql": PUSHED, "step_seconds": 1.0}
         ],
         detector_model={"window": 60, "min_points": 5, "threshold": 6.0},
+        detector_settings={
+            "diagnosis": {**DIAGNOSIS, "miner_names": [own_command()]},
+            "optimizer": OPTIMIZER,
+        },
         # Planned in dry-run by the worker, as the demo's CPU cap is, so the
         # action latencies have a sample.
         webhook_policies=[
