@@ -248,9 +248,13 @@ class DetectorConfig:
     queries: tuple[QueryConfig, ...] = ()
     model: ModelConfig = field(default_factory=ModelConfig)
     entities: tuple[EntityConfig, ...] = ()
-    # Empty: family models live in memory only and are retrained after a
-    # restart.
+    # Empty: family models and each series' model live in memory only, and
+    # are learnt again after a restart.
     state_dir: str = ""
+    # How often each series' model is saved to state_dir (and at shutdown).
+    # After a crash the engine catches up from the last save through
+    # Prometheus, so a longer interval only makes that first query longer.
+    checkpoint_interval_seconds: float = 3600.0
     shard: str = "0/1"
     shard_by: tuple[str, ...] = ()
     # Root causes, GPU fault classes and security findings, each cycle.
@@ -274,6 +278,7 @@ class DetectorConfig:
             ("query_delay_seconds", 0, False),
             ("history_seconds", 0, True),
             ("query_timeout_seconds", 0, True),
+            ("checkpoint_interval_seconds", 0, True),
             ("max_series", 1, False),
         ):
             value = getattr(self, key)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from detector.checkpoint import FILE_NAME, Checkpoint, CheckpointStatus
 from detector.config import DetectorConfig, QueryConfig
 from detector.entities import EntityGroup
 from detector.family import Batch, Family, LabelKey, Track
@@ -88,6 +89,16 @@ class Engine:
         self._cap_warned = False
         self._failing: set[str] = set()
 
+        self._checkpoint: Checkpoint | None = None
+        self._unsaved = False
+        self._saving = False
+        if store is not None:
+            self._checkpoint = Checkpoint(store.root / FILE_NAME, config, clock)
+            # Restored cursors make the first query ask only for the gap.
+            self._checkpoint.restore(
+                self._families, self._groups, self._cursor, self._shard.owns
+            )
+
         # Replaced whole, never mutated: a scrape in another thread reads it
         # without a lock because rebinding an attribute is atomic.
         self.snapshot = Snapshot(query_errors=dict(self._errors))
@@ -124,6 +135,30 @@ class Engine:
             sleep(delay)
 
         log.info("detector loop stopped")
+        if self._unsaved:
+            self.save_checkpoint()
+
+    @property
+    def checkpoint_status(self) -> CheckpointStatus:
+        if self._checkpoint is None:
+            return CheckpointStatus()
+        return self._checkpoint.status
+
+    @property
+    def saving(self) -> bool:
+        """True while a checkpoint is being written."""
+        return self._saving
+
+    def save_checkpoint(self) -> None:
+        """Write every series' model to state_dir; a no-op without one."""
+        if self._checkpoint is None:
+            return
+        self._saving = True
+        try:
+            self._checkpoint.save(self._families, self._groups, self._cursor)
+        finally:
+            self._saving = False
+        self._unsaved = False
 
     def run_cycle(self) -> bool:
         """Run every query once; return False when Prometheus could not be used."""
@@ -151,6 +186,7 @@ class Engine:
                 answered = True
 
         self._score_entities()
+        self._unsaved = True
 
         up = down is None or answered
         self._set_up(up, down)
@@ -158,6 +194,10 @@ class Engine:
             self._last_success = self._clock()
 
         self._publish(duration=max(0.0, self._clock() - started))
+
+        if self._checkpoint is not None and self._checkpoint.due(self._clock()):
+            # Between cycles, in the loop's thread: no model changes mid-write.
+            self.save_checkpoint()
         return up
 
     def _run_query(self, query: QueryConfig, now: float) -> None:

@@ -16,6 +16,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from detector.checkpoint import STAGES, CheckpointStatus
 from detector.model import Score
 from detector.snapshot import SeriesState, Snapshot
 
@@ -65,8 +66,8 @@ SERIES_GAUGES: tuple[tuple[str, str, Callable[[Score], float]], ...] = (
 
 POINTS_SEEN = (
     "aiops_anomaly_model_points",
-    "Points the model of this series has learnt from since it was created; "
-    "its warm-up progress.",
+    "Points the model of this series has learnt from since it was created, "
+    "across restarts when restored from state_dir; its warm-up progress.",
 )
 
 QUERY_ERRORS = "aiops_detector_query_errors_total"
@@ -109,6 +110,47 @@ HEALTH_GAUGES: tuple[tuple[str, str, Callable[[Snapshot], float]], ...] = (
         "Series of the last cycle's answers left to other replicas by --shard.",
         lambda s: s.series_other_shards,
     ),
+    (
+        "aiops_detector_series_warm",
+        "Series and entities with a current score whose model is warm enough to "
+        "decide; after a restart from state_dir, the restored ones at once.",
+        lambda s: sum(1 for state in s.series if state.score.warm),
+    ),
+)
+# The per-series state saved to state_dir (detector.checkpoint).
+CHECKPOINT_GAUGES: tuple[tuple[str, str, Callable[[CheckpointStatus], float]], ...] = (
+    (
+        "aiops_detector_checkpoint_last_success_timestamp_seconds",
+        "Unix time the series' models were last written to state_dir, by this "
+        "process or, once restored, by the one before it; 0 if never.",
+        lambda c: c.last_success_timestamp_seconds,
+    ),
+    (
+        "aiops_detector_checkpoint_duration_seconds",
+        "Time the last write of the series' models to state_dir took.",
+        lambda c: c.duration_seconds,
+    ),
+    (
+        "aiops_detector_checkpoint_size_bytes",
+        "Size of the last file of series' models written to state_dir.",
+        lambda c: c.size_bytes,
+    ),
+    (
+        "aiops_detector_checkpoint_series",
+        "Series whose model the last write to state_dir held.",
+        lambda c: c.series_saved,
+    ),
+    (
+        "aiops_detector_series_restored",
+        "Series whose model was read back from state_dir at start, so that they "
+        "did not warm up again.",
+        lambda c: c.series_restored,
+    ),
+)
+CHECKPOINT_ERRORS = (
+    "aiops_detector_checkpoint_errors_total",
+    "Checkpoint files of state_dir that could not be written or were refused on "
+    "reading, by stage (read, write).",
 )
 HEALTH_COUNTERS: tuple[tuple[str, str, Callable[[Snapshot], float]], ...] = (
     (
@@ -127,12 +169,20 @@ HEALTH_COUNTERS: tuple[tuple[str, str, Callable[[Snapshot], float]], ...] = (
 class DetectorCollector(Collector):
     """Exposes whichever Snapshot `current` returns at scrape time."""
 
-    def __init__(self, current: Callable[[], Snapshot]) -> None:
+    def __init__(
+        self,
+        current: Callable[[], Snapshot],
+        checkpoint: Callable[[], CheckpointStatus] = CheckpointStatus,
+    ) -> None:
         self._current = current
+        self._checkpoint = checkpoint
 
     def describe(self) -> Iterator[Metric]:
         for name, doc, _ in SERIES_GAUGES + HEALTH_GAUGES:
             yield GaugeMetricFamily(name, doc)
+        for name, doc, _ in CHECKPOINT_GAUGES:
+            yield GaugeMetricFamily(name, doc)
+        yield CounterMetricFamily(*CHECKPOINT_ERRORS)
         yield GaugeMetricFamily(*POINTS_SEEN)
         for name, doc, _ in HEALTH_COUNTERS:
             yield CounterMetricFamily(name, doc)
@@ -159,6 +209,14 @@ class DetectorCollector(Collector):
             yield GaugeMetricFamily(name, doc, value=float(read(snapshot)))
         for name, doc, read in HEALTH_COUNTERS:
             yield CounterMetricFamily(name, doc, value=float(read(snapshot)))
+
+        checkpoint = self._checkpoint()
+        for name, doc, read_status in CHECKPOINT_GAUGES:
+            yield GaugeMetricFamily(name, doc, value=float(read_status(checkpoint)))
+        checkpoint_errors = CounterMetricFamily(*CHECKPOINT_ERRORS, labels=["stage"])
+        for stage in STAGES:
+            checkpoint_errors.add_metric([stage], checkpoint.errors.get(stage, 0))
+        yield checkpoint_errors
 
         errors = CounterMetricFamily(
             QUERY_ERRORS, "Failed queries by query name.", labels=["query"]

@@ -22,14 +22,9 @@ class StoreError(Exception):
 class ModelStore:
     """Paths and metadata for the models of each family.
 
-    Only the shared models are kept here (weights and normalization).
+    Only the shared models are kept here (weights and normalization); each
+    series' own model goes to one file beside them (detector.checkpoint).
     """
-
-    # TODO: the per-series state (each ensemble's references, seasonal profile
-    # and SPOT peaks) is not saved, so after a restart every series learns
-    # again from the history_seconds of data its first query returns; the fix
-    # is an npz per family holding every series' arrays, written at shutdown
-    # and every few hours, read back by Family.new_track.
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
