@@ -24,6 +24,8 @@ class ExporterConfig:
     gpu_processes_per_pid: one GPU-process series per PID instead of per group.
     expected_gpus: GPUs this host should have; None exports no expectation.
     kmsg_path: kernel log to read Xids from; empty to read none.
+    kubelet_pod_resources_socket: the kubelet's PodResources socket, to name the
+    pod and container of each GPU; empty to ask no kubelet.
     web_config_file: TLS and basic auth, in Prometheus' web config format.
     """
 
@@ -40,6 +42,7 @@ class ExporterConfig:
     expected_gpus: int | None = None
     kmsg_path: str = "/dev/kmsg"
     nvml_xid_events: bool = True
+    kubelet_pod_resources_socket: str = "/var/lib/kubelet/pod-resources/kubelet.sock"
     web_config_file: str = ""
 
     def __post_init__(self) -> None:

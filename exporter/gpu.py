@@ -1,7 +1,8 @@
 """Reads every GPU through the shared NVML session: state, health and identity.
 
-A GPU that is lost or needs a reset is reported as such while the other GPUs
-keep reporting; without NVML the sample says so and holds no GPUs.
+A GPU that is lost, needs a reset or hangs in an NVML call is reported as such
+while the other GPUs keep reporting; without NVML the sample says so and holds
+no GPUs.
 """
 
 from __future__ import annotations
@@ -11,7 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from exporter.gpu_device import DeviceReader, GpuReading
-from exporter.nvml_session import HEALTHY, GpuGone, GpuIdentity, NvmlSession
+from exporter.gpu_workers import GpuWorkers, Outcome
+from exporter.nvml_session import (
+    HEALTHY,
+    NOT_RESPONDING,
+    GpuGone,
+    GpuIdentity,
+    NvmlSession,
+)
 from exporter.once import Once
 
 log = logging.getLogger(__name__)
@@ -46,11 +54,22 @@ class GpuSample:
 
 
 class GpuReader:
-    """Reads all GPUs once per call; call read() from one thread at a time."""
+    """Reads all GPUs once per call; call read() from one thread at a time.
 
-    def __init__(self, session: NvmlSession, expected_count: int | None = None) -> None:
+    Each GPU is read in its own thread; one that has not answered within
+    `timeout_seconds` is reported not responding and its values are left out.
+    """
+
+    def __init__(
+        self,
+        session: NvmlSession,
+        expected_count: int | None = None,
+        timeout_seconds: float = 2.0,
+    ) -> None:
         self._session = session
         self._devices = DeviceReader(session)
+        self._workers = GpuWorkers("gpu", timeout_seconds)
+        self._timeout = timeout_seconds
         self._expected = expected_count
         self._errors: dict[int, int] = {}
         self._once = Once(log)
@@ -63,32 +82,30 @@ class GpuReader:
 
         driver = session.call("nvmlSystemGetDriverVersion") or ""
         count = session.device_count()
+        outcomes = self._workers.run(self._devices.read, range(count))
+
         gpus, states = [], []
         known = dict(session.identities)
-        for index in range(count):
+        for index, outcome in outcomes.items():
             previous = known.get(index)
-            try:
-                reading = self._devices.read(index)
-            except GpuGone as exc:
-                uuid = previous.uuid if previous else ""
-                states.append(GpuState(index, uuid, exc.state))
-                self._once.log(
-                    logging.WARNING,
-                    ("gone", index),
-                    "GPU not answering, reporting it unhealthy gpu=%s uuid=%s "
-                    "state=%s error=%s",
-                    index,
-                    uuid,
-                    exc.state,
-                    exc,
-                )
+            uuid = previous.uuid if previous else ""
+            state = self._state_of(index, uuid, outcome)
+            if state is not None:
+                states.append(state)
                 continue
 
+            reading = outcome.value
+            assert reading is not None
             if self._once.forget(("gone", index)):
                 log.info("GPU answers again gpu=%s uuid=%s", index, reading.uuid)
             gpus.append(reading)
             states.append(GpuState(index, reading.uuid, HEALTHY))
-            known[index] = GpuIdentity(index, reading.uuid, reading.pci_bus_id)
+            known[index] = GpuIdentity(
+                index,
+                reading.uuid,
+                reading.pci_bus_id,
+                tuple(mig.uuid for mig in reading.mig if mig.uuid),
+            )
             self._count_errors(reading)
 
         session.identities = known
@@ -103,9 +120,46 @@ class GpuReader:
             errors={s.index: self._errors.get(s.index, 0) for s in states},
         )
 
+    def join(self, timeout: float) -> bool:
+        """Wait up to `timeout` for reads hung in the driver; True when none is."""
+        return self._workers.join(timeout)
+
     def close(self) -> None:
         """End the NVML session, if one was started."""
         self._session.close()
+
+    def _state_of(
+        self, index: int, uuid: str, outcome: Outcome[GpuReading]
+    ) -> GpuState | None:
+        """The unhealthy state of a GPU that gave no reading; None if it gave one."""
+        if outcome.hung:
+            self._once.log(
+                logging.WARNING,
+                ("gone", index),
+                "GPU call hung, reporting it not responding and dropping its "
+                "values gpu=%s uuid=%s timeout_seconds=%s",
+                index,
+                uuid,
+                self._timeout,
+            )
+            return GpuState(index, uuid, NOT_RESPONDING)
+        if isinstance(outcome.error, GpuGone):
+            self._once.log(
+                logging.WARNING,
+                ("gone", index),
+                "GPU not answering, reporting it unhealthy gpu=%s uuid=%s "
+                "state=%s error=%s",
+                index,
+                uuid,
+                outcome.error.state,
+                outcome.error,
+            )
+            return GpuState(index, uuid, outcome.error.state)
+        if outcome.error is not None:
+            # Not a GPU fault NVML names (a failed handle lookup, a bug): the
+            # source fails and counts it, as it did before GPUs were read apart.
+            raise outcome.error
+        return None
 
     def _count_errors(self, reading: GpuReading) -> None:
         for error in reading.errors:

@@ -38,7 +38,6 @@ _SCALARS: tuple[tuple[str, str, tuple[Any, ...], float], ...] = (
     ("pcie_replays", "nvmlDeviceGetPcieReplayCounter", (), 1),
     ("pcie_link_generation", "nvmlDeviceGetCurrPcieLinkGeneration", (), 1),
     ("pcie_link_width", "nvmlDeviceGetCurrPcieLinkWidth", (), 1),
-    ("fan_speed_ratio", "nvmlDeviceGetFanSpeed", (), 0.01),
     ("persistence_mode_enabled", "nvmlDeviceGetPersistenceMode", (), 1),
     (
         "ecc_corrected_errors",
@@ -134,6 +133,7 @@ class GpuReading:
     nvlink_errors: Mapping[str, float] = field(default_factory=dict)
     retired_pages: Mapping[str, int] = field(default_factory=dict)
     remapped_rows: Mapping[str, int] = field(default_factory=dict)
+    fans: Mapping[int, float] = field(default_factory=dict)
     mig: tuple[MigInstance, ...] = ()
     recovery_action: str | None = None
     errors: tuple[NvmlCallError, ...] = ()
@@ -199,6 +199,7 @@ class _Read:
             nvlink_errors=fields["nvlink"],
             retired_pages=self._retired_pages(handle),
             remapped_rows=self._remapped_rows(handle),
+            fans=self._fans(handle),
             mig=self._mig(handle) if mig_mode and mig_mode[0] else (),
             recovery_action=(
                 None if action is None else RECOVERY_ACTIONS.get(int(action), "other")
@@ -216,6 +217,20 @@ class _Read:
             self.values["memory_used_bytes"] = memory.used
             self.values["memory_free_bytes"] = memory.free
             self.values["memory_total_bytes"] = memory.total
+
+    def _fans(self, handle: Any) -> dict[int, float]:
+        # NVML gives a fan's intended speed in percent of its maximum; nvml.h
+        # warns it may exceed 100, so it is passed on as it comes.
+        count = self.get("nvmlDeviceGetNumFans", handle)
+        if count is None:
+            # Drivers without nvmlDeviceGetNumFans know only the first fan.
+            speed = self.get("nvmlDeviceGetFanSpeed", handle)
+            return {} if speed is None else {0: speed / 100}
+        speeds = {
+            fan: self.get("nvmlDeviceGetFanSpeed_v2", handle, fan)
+            for fan in range(count)
+        }
+        return {fan: speed / 100 for fan, speed in speeds.items() if speed is not None}
 
     def _clock_reasons(self, handle: Any) -> dict[str, int]:
         active = self.get("nvmlDeviceGetCurrentClocksEventReasons", handle)

@@ -8,11 +8,11 @@ from prometheus_client.core import Metric
 from exporter.gpu import GpuSample
 from exporter.gpu_device import GpuReading
 from exporter.metrics import Spec, non_empty
-from exporter.nvml_session import HEALTHY, LOST, RESET_REQUIRED
+from exporter.nvml_session import HEALTHY, LOST, NOT_RESPONDING, RESET_REQUIRED
 
 GPU = ("gpu", "uuid")
 MIG = (*GPU, "gpu_instance", "compute_instance")
-HEALTH_STATES = (HEALTHY, LOST, RESET_REQUIRED)
+HEALTH_STATES = (HEALTHY, LOST, RESET_REQUIRED, NOT_RESPONDING)
 
 NVML_AVAILABLE = Spec(
     "aiops_nvml_available",
@@ -31,7 +31,8 @@ GPU_DEVICES_EXPECTED = Spec(
 GPU_HEALTH = Spec(
     "aiops_gpu_health_state",
     "1 for the state a GPU is in: healthy (answers NVML), lost (fallen off the "
-    "bus or otherwise gone) or reset_required; 0 for the others.",
+    "bus or otherwise gone), reset_required or not_responding (an NVML call "
+    "hung past its time limit); 0 for the others.",
     (*GPU, "state"),
 )
 GPU_RECOVERY = Spec(
@@ -68,6 +69,12 @@ REMAPPED_ROWS = Spec(
     "aiops_gpu_remapped_rows",
     "GPU memory rows remapped, by cause (correctable, uncorrectable).",
     (*GPU, "cause"),
+)
+FAN_SPEED = Spec(
+    "aiops_gpu_fan_speed_ratio",
+    "Speed a GPU's fan is set to, as a share of its maximum (NVML may report "
+    "above 1); one series per fan, none on passively cooled GPUs.",
+    (*GPU, "fan"),
 )
 MIG_INFO = Spec(
     "aiops_gpu_mig_instance_info", "A MIG device; always 1.", (*MIG, "mig_uuid")
@@ -220,11 +227,6 @@ _SCALARS = (
         "Performance state, 0 (P0, most performance) to 15 (least).",
     ),
     _gauge(
-        "fan_speed_ratio",
-        "aiops_gpu_fan_speed_ratio",
-        "Fan speed as a share of its maximum, 0-1; absent on passively cooled GPUs.",
-    ),
-    _gauge(
         "persistence_mode_enabled",
         "aiops_gpu_persistence_mode_enabled",
         "1 when persistence mode is on.",
@@ -289,11 +291,12 @@ def _identity_and_health(sample: GpuSample) -> list[Metric]:
 
 
 def _labelled(sample: GpuSample) -> list[Metric]:
-    reasons, nvlink, retired, remapped = (
+    reasons, nvlink, retired, remapped, fans = (
         CLOCK_REASON.gauge(),
         NVLINK_ERRORS.counter(),
         RETIRED_PAGES.gauge(),
         REMAPPED_ROWS.gauge(),
+        FAN_SPEED.gauge(),
     )
     mig_info, mig_used, mig_total = (
         MIG_INFO.gauge(),
@@ -310,6 +313,8 @@ def _labelled(sample: GpuSample) -> list[Metric]:
             retired.add_metric([*labels, cause], count)
         for cause, count in gpu.remapped_rows.items():
             remapped.add_metric([*labels, cause], count)
+        for fan, speed in gpu.fans.items():
+            fans.add_metric([*labels, str(fan)], speed)
         for mig in gpu.mig:
             mig_labels = [*labels, str(mig.gpu_instance), str(mig.compute_instance)]
             mig_info.add_metric([*mig_labels, mig.uuid], 1)
@@ -317,7 +322,16 @@ def _labelled(sample: GpuSample) -> list[Metric]:
                 mig_used.add_metric(mig_labels, mig.memory_used_bytes)
             if mig.memory_total_bytes is not None:
                 mig_total.add_metric(mig_labels, mig.memory_total_bytes)
-    return [reasons, nvlink, retired, remapped, mig_info, mig_used, mig_total]
+    return [
+        reasons,
+        nvlink,
+        retired,
+        remapped,
+        fans,
+        mig_info,
+        mig_used,
+        mig_total,
+    ]
 
 
 def _labels(gpu: GpuReading) -> list[str]:

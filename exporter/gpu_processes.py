@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from exporter.gpu_workers import GpuWorkers
 from exporter.identity import IdentityCache
 from exporter.nvml_session import GpuGone, NvmlCallError, NvmlSession
 from exporter.once import Once
@@ -47,6 +48,10 @@ class GpuProcessSample:
     groups: tuple[GpuProcessGroup, ...] = ()
 
 
+# One process: its group's labels, its GPU memory and its SM share.
+_Process = tuple[tuple[Any, ...], int | None, float | None]
+
+
 @dataclass
 class _Group:
     processes: int = 0
@@ -64,12 +69,14 @@ class GpuProcessReader:
         identities: IdentityCache,
         per_pid: bool = False,
         known: Callable[[], Mapping[int, tuple[int, str]]] = dict,
+        timeout_seconds: float = 2.0,
     ) -> None:
         self._session = session
         self._procfs = procfs
         self._identities = identities
         self._per_pid = per_pid
         self._known = known
+        self._workers = GpuWorkers("gpu-processes", timeout_seconds)
         # NVML returns only samples newer than the timestamp it is given; the
         # newest one seen per GPU, so that no sample is counted twice.
         self._last_sample: dict[int, int] = {}
@@ -80,13 +87,25 @@ class GpuProcessReader:
         if session.start() is None:
             return GpuProcessSample(available=False)
 
+        outcomes = self._workers.run(self._read_gpu, range(session.device_count()))
         groups: dict[tuple[Any, ...], _Group] = {}
-        for index in range(session.device_count()):
-            try:
-                self._read_gpu(index, groups)
-            except GpuGone:
-                # The GPU reader reports the state; its processes are unknown.
+        for outcome in outcomes.values():
+            # A GPU lost or hung: the GPU reader reports its state, and its
+            # processes are unknown.
+            if outcome.hung or isinstance(outcome.error, GpuGone):
                 continue
+            if outcome.error is not None:
+                raise outcome.error
+            for key, memory, share in outcome.value or ():
+                group = groups.get(key)
+                if group is None:
+                    group = groups[key] = _Group()
+                group.processes += 1
+                # On some platforms NVML cannot say a process's memory: None.
+                if memory is not None:
+                    group.memory = (group.memory or 0) + memory
+                if share is not None:
+                    group.sm = (group.sm or 0.0) + share
 
         return GpuProcessSample(
             available=True,
@@ -101,28 +120,30 @@ class GpuProcessReader:
             ),
         )
 
-    def _read_gpu(self, index: int, groups: dict[tuple[Any, ...], _Group]) -> None:
+    def join(self, timeout: float) -> bool:
+        """Wait up to `timeout` for reads hung in the driver; True when none is."""
+        return self._workers.join(timeout)
+
+    def _read_gpu(self, index: int) -> list[_Process]:
+        """(labels, GPU memory, SM share) of each compute process on a GPU."""
         session = self._session
         handle = session.handle(index)
         known = session.identities.get(index)
         uuid = known.uuid if known else session.call("nvmlDeviceGetUUID", handle)
         processes = session.call("nvmlDeviceGetComputeRunningProcesses", handle)
         if not processes:
-            return
+            return []
         shares = self._sm_shares(index, handle)
 
-        known = self._known()
-        for process in processes:
-            key = (index, uuid or "", *self._labels(process.pid, known))
-            group = groups.get(key)
-            if group is None:
-                group = groups[key] = _Group()
-            group.processes += 1
-            # On some platforms NVML cannot say a process's memory: None.
-            if process.usedGpuMemory is not None:
-                group.memory = (group.memory or 0) + process.usedGpuMemory
-            if shares is not None:
-                group.sm = (group.sm or 0.0) + shares.get(process.pid, 0.0)
+        started = self._known()
+        return [
+            (
+                (index, uuid or "", *self._labels(process.pid, started)),
+                process.usedGpuMemory,
+                None if shares is None else shares.get(process.pid, 0.0),
+            )
+            for process in processes
+        ]
 
     def _sm_shares(self, index: int, handle: Any) -> dict[int, float] | None:
         """SM share per pid since the last call; None where NVML has none."""

@@ -16,7 +16,7 @@ HOST_CPU_USAGE = Spec(
     "Share of the host's CPU time spent busy (not idle or iowait) over the last "
     "collection interval, 0-1.",
 )
-HOST_CPU_COUNT = Spec("aiops_host_cpu_count", "Logical CPUs of the host.")
+HOST_LOGICAL_CPUS = Spec("aiops_host_logical_cpus", "Logical CPUs of the host.")
 HOST_MEMORY_TOTAL = Spec(
     "aiops_host_memory_total_bytes", "Physical memory of the host, in bytes."
 )
@@ -90,7 +90,7 @@ def process_families(sample: ProcessSample) -> list[Metric]:
     families: list[Metric] = []
     if host.cpu_ratio is not None:
         families.append(HOST_CPU_USAGE.single(host.cpu_ratio))
-    families.append(HOST_CPU_COUNT.single(host.cpu_count))
+    families.append(HOST_LOGICAL_CPUS.single(host.cpu_count))
     families.append(HOST_MEMORY_TOTAL.single(host.memory_total_bytes))
     families.append(HOST_MEMORY_AVAILABLE.single(host.memory_available_bytes))
     if host.oom_kills is not None:

@@ -31,6 +31,8 @@ from exporter.loop import CollectionLoop
 from exporter.metrics import AuthFailures
 from exporter.nvml_session import NvmlSession, import_pynvml
 from exporter.own_process import OwnProcess
+from exporter.pod_resources import GpuPodReader, PodResourcesClient
+from exporter.pod_resources_metrics import gpu_pod_families
 from exporter.processes import ProcessSampler
 from exporter.procfs import ProcFs
 from exporter.server import MetricsServer, make_app
@@ -144,13 +146,21 @@ def build_snapshot(
         grouping=config.process_grouping,
     )
     session = NvmlSession(load_nvml)
-    gpus = GpuReader(session, expected_count=config.expected_gpus)
+    # Half the source's limit per GPU: a hung GPU is given up on while its
+    # source still has time to serve the other GPUs.
+    per_gpu_timeout = config.source_timeout_seconds / 2
+    gpus = GpuReader(
+        session,
+        expected_count=config.expected_gpus,
+        timeout_seconds=per_gpu_timeout,
+    )
     gpu_processes = GpuProcessReader(
         session,
         procfs,
         identities,
         per_pid=config.gpu_processes_per_pid,
         known=lambda: sampler.started,
+        timeout_seconds=per_gpu_timeout,
     )
     xids = XidCollector(
         session,
@@ -158,19 +168,36 @@ def build_snapshot(
         NvmlXidEvents(session) if config.nvml_xid_events else None,
     )
 
+    sources = [
+        Source("processes", lambda: process_families(sampler.sample())),
+        Source("gpu", lambda: gpu_families(gpus.read())),
+        Source("gpu_processes", lambda: gpu_process_families(gpu_processes.read())),
+        Source("xid", lambda: xid_families(xids.collect())),
+    ]
+    if config.kubelet_pod_resources_socket:
+        pods = GpuPodReader(
+            PodResourcesClient(
+                config.kubelet_pod_resources_socket,
+                # Well inside the source's limit, so a slow kubelet shows as
+                # the call's own deadline error rather than a source timeout.
+                timeout_seconds=config.source_timeout_seconds / 2,
+            ),
+            lambda: session.identities,
+        )
+        sources.append(Source("pod_resources", lambda: gpu_pod_families(pods.read())))
+
     snapshot = Snapshot(
-        [
-            Source("processes", lambda: process_families(sampler.sample())),
-            Source("gpu", lambda: gpu_families(gpus.read())),
-            Source("gpu_processes", lambda: gpu_process_families(gpu_processes.read())),
-            Source("xid", lambda: xid_families(xids.collect())),
-        ],
+        sources,
         timeout_seconds=config.source_timeout_seconds,
         stale_after_seconds=config.stale_after_seconds,
     )
 
     def close() -> None:
-        session.close()
+        # Likewise for a single GPU's read hung in the driver (see serve()).
+        if gpus.join(_STOP_TIMEOUT_SECONDS) and gpu_processes.join(
+            _STOP_TIMEOUT_SECONDS
+        ):
+            session.close()
         host_procfs.close()
 
     return snapshot, close
@@ -212,6 +239,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "overrides web_config_file from the config",
     )
     parser.add_argument(
+        "--kubelet.pod-resources-socket",
+        dest="kubelet_pod_resources_socket",
+        metavar="PATH",
+        help="the kubelet's PodResources socket, to name each GPU's pod; '' to "
+        "ask none; overrides kubelet_pod_resources_socket from the config",
+    )
+    parser.add_argument(
         "--log.level",
         dest="log_level",
         choices=LEVELS,
@@ -229,6 +263,7 @@ def _load_config(args: argparse.Namespace) -> ExporterConfig:
             ("listen_address", args.listen_address),
             ("log_level", args.log_level),
             ("web_config_file", args.web_config_file),
+            ("kubelet_pod_resources_socket", args.kubelet_pod_resources_socket),
         )
         if value is not None
     }

@@ -18,6 +18,8 @@ from exporter.once import Once
 log = logging.getLogger(__name__)
 
 HEALTHY, LOST, RESET_REQUIRED = "healthy", "lost", "reset_required"
+# A GPU whose read did not return within its time limit: hung in the driver.
+NOT_RESPONDING = "not_responding"
 
 # Codes that mean "this GPU, driver or caller cannot give this value": the
 # field is left out, as unsupported fields must be, rather than failing.
@@ -54,6 +56,7 @@ class GpuIdentity:
     index: int
     uuid: str
     pci_bus_id: str
+    mig_uuids: tuple[str, ...] = ()
 
 
 def import_pynvml() -> ModuleType:

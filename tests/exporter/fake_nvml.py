@@ -46,7 +46,8 @@ class FakeNvml:
     missing: nvmlInit raises NVMLError_LibraryNotFound. errors: function name ->
     NVML error code for every GPU, or (function, index) -> code for one. lost
     and reset_required: GPU indices whose every call fails so. hang: function
-    name -> Event the call waits on before answering.
+    name, or (function, index) for one GPU, -> Event the call waits on before
+    answering.
     """
 
     NVMLError = pynvml.NVMLError
@@ -67,7 +68,7 @@ class FakeNvml:
         self.errors = dict(errors or {})
         self.lost = set(lost)
         self.reset_required = set(reset_required)
-        self.hang = dict(hang or {})
+        self.hang: dict[Any, threading.Event] = dict(hang or {})
         self.processes: dict[int, list[tuple[int, int | None]]] = {}
         self.samples: dict[int, list[tuple[int, int, int]]] = {}
         self.process_names: dict[int, str] = {}
@@ -210,8 +211,9 @@ class FakeNvml:
 
     def _check(self, function: str, index: int | None = None) -> None:
         self.calls += 1
-        if function in self.hang:
-            self.hang[function].wait(HANG_LIMIT)
+        hang = self.hang.get((function, index), self.hang.get(function))
+        if hang is not None:
+            hang.wait(HANG_LIMIT)
         if not self.initialized:
             raise pynvml.NVMLError(pynvml.NVML_ERROR_UNINITIALIZED)
         code = self.errors.get((function, index), self.errors.get(function))

@@ -1,22 +1,25 @@
 """GpuReader and the GPU families through the fake NVML and its H100 and H200
-fixtures: every field, unsupported fields absent, MIG, no driver, lost GPUs,
-GPUs needing a reset, failing calls and the expected GPU count."""
+fixtures: every field, unsupported fields absent, fans, MIG, no driver, lost
+GPUs, GPUs needing a reset, a GPU hung in a call, failing calls and the expected
+GPU count."""
 
 from __future__ import annotations
 
 import logging
+import threading
 
 import pynvml
 import pytest
 
 from exporter.gpu import GpuReader
 from exporter.gpu_metrics import gpu_families
-from exporter.nvml_session import NvmlSession
+from exporter.nvml_session import NvmlCallError, NvmlSession
 from tests.exporter.exposition import names, series, value
 from tests.exporter.fake_nvml import H100, H200, FakeNvml, load_fixture
 
 H100_UUID = "GPU-3b4c6a9e-5f21-8d07-c2e4-71a0f9d3b600"
 GPU0 = {"gpu": "0", "uuid": H100_UUID}
+WAIT = 10.0
 
 EVERY_H100_SERIES = {
     "aiops_nvml_available",
@@ -299,3 +302,95 @@ def test_close_shuts_nvml_down_once():
     reader.close()
 
     assert not nvml.initialized
+
+
+def hung_reads(gpu):
+    return [t for t in threading.enumerate() if t.name == f"aiops-gpu-gpu{gpu}"]
+
+
+def test_a_gpu_hung_in_nvml_is_not_responding_while_the_others_stay_fresh(caplog):
+    release = threading.Event()
+    nvml = FakeNvml(load_fixture(H100), count=3)
+    reader = GpuReader(NvmlSession(lambda: nvml), timeout_seconds=0.5)
+    reader.read()
+    hung = {"gpu": "1", "uuid": H100_UUID[:-2] + "01"}
+
+    nvml.hang[("nvmlDeviceGetPowerUsage", 1)] = release
+    nvml.set(0, "nvmlDeviceGetPowerUsage()", 250_000)
+    try:
+        with caplog.at_level(logging.WARNING):
+            first = series(gpu_families(reader.read()))
+            second = series(gpu_families(reader.read()))
+        # Still hung on the second cycle: no second thread piles up behind it.
+        assert len(hung_reads(1)) == 1
+    finally:
+        release.set()
+    assert reader.join(WAIT)
+
+    for parsed in (first, second):
+        assert value(parsed, "aiops_gpu_power_watts", **GPU0) == 250
+        assert value(parsed, "aiops_gpu_health_state", **hung, state="not_responding")
+        assert value(parsed, "aiops_gpu_health_state", **hung, state="healthy") == 0
+        # Its last values are dropped, not served as if current.
+        assert value(parsed, "aiops_gpu_temperature_celsius", **hung) is None
+        assert ("gpu", "1") not in {
+            label
+            for name, labels in parsed
+            if name == "aiops_gpu_info"
+            for label in labels
+        }
+        other = {"gpu": "2", "uuid": H100_UUID[:-2] + "02"}
+        assert value(parsed, "aiops_gpu_temperature_celsius", **other) == 34
+    messages = [r.getMessage() for r in caplog.records]
+    assert len([m for m in messages if "GPU call hung" in m]) == 1
+
+    with caplog.at_level(logging.INFO):
+        parsed = series(gpu_families(reader.read()))
+    assert value(parsed, "aiops_gpu_health_state", **hung, state="healthy") == 1
+    assert value(parsed, "aiops_gpu_power_watts", **hung) == pytest.approx(69.876)
+    assert "GPU answers again gpu=1" in caplog.text
+
+
+def test_a_failed_handle_lookup_still_fails_the_read():
+    nvml = FakeNvml(
+        load_fixture(H100),
+        count=2,
+        errors={("nvmlDeviceGetHandleByIndex", 1): pynvml.NVML_ERROR_UNKNOWN},
+    )
+
+    with pytest.raises(NvmlCallError, match="nvmlDeviceGetHandleByIndex"):
+        reader_for(nvml).read()
+
+
+def test_every_fan_is_read_and_an_unsupported_one_is_absent():
+    nvml = FakeNvml(load_fixture(H100), count=2)
+    nvml.set(0, "nvmlDeviceGetNumFans()", 3)
+    nvml.set(0, "nvmlDeviceGetFanSpeed_v2(0)", 45)
+    nvml.set(0, "nvmlDeviceGetFanSpeed_v2(1)", 60)
+    nvml.devices[0]["device"]["nvmlDeviceGetFanSpeed_v2(2)"] = {
+        "error": "NVML_ERROR_NOT_SUPPORTED"
+    }
+
+    parsed = scrape_gpus(nvml)
+
+    fans = {
+        dict(labels)["fan"]: speed
+        for (name, labels), speed in parsed.items()
+        if name == "aiops_gpu_fan_speed_ratio"
+    }
+    assert fans == {"0": pytest.approx(0.45), "1": pytest.approx(0.6)}
+    assert value(parsed, "aiops_gpu_fan_speed_ratio", **GPU0, fan="1") == 0.6
+
+
+def test_a_driver_without_fan_count_reports_its_first_fan():
+    nvml = FakeNvml(
+        load_fixture(H100),
+        count=1,
+        errors={"nvmlDeviceGetNumFans": pynvml.NVML_ERROR_FUNCTION_NOT_FOUND},
+    )
+    nvml.set(0, "nvmlDeviceGetFanSpeed()", 30)
+
+    parsed = scrape_gpus(nvml)
+
+    assert value(parsed, "aiops_gpu_fan_speed_ratio", **GPU0, fan="0") == 0.3
+    assert value(parsed, "aiops_gpu_nvml_errors_total", **GPU0) == 0

@@ -1,7 +1,10 @@
 """GpuProcessReader: GPU memory and SM share per container and command or per
-PID, named from a /proc tree, with NVML's sample timestamps honoured."""
+PID, named from a /proc tree, with NVML's sample timestamps honoured and a GPU
+hung in NVML left out."""
 
 from __future__ import annotations
+
+import threading
 
 import pytest
 
@@ -162,3 +165,27 @@ def test_pids_the_host_sampler_named_are_not_read_again(tmp_path):
 
     pod = labels(container_id=CONTAINER, pod_uid=POD_UID)
     assert value(parsed, "aiops_gpu_processes", **pod) == 1
+
+
+def test_a_gpu_hung_in_nvml_leaves_only_its_processes_out(tmp_path):
+    setup = Setup(tmp_path)
+    setup.tree.add(11, "python3", uid=1000)
+    setup.tree.add(12, "python3", uid=1000)
+    setup.nvml.processes = {0: [(11, GIB)], 1: [(12, 2 * GIB)]}
+    release = threading.Event()
+    setup.nvml.hang[("nvmlDeviceGetComputeRunningProcesses", 1)] = release
+    procfs = setup.tree.procfs()
+    reader = GpuProcessReader(
+        setup.session, procfs, IdentityCache(procfs, {1000: "alice"}.get),
+        timeout_seconds=0.5,
+    )  # fmt: skip
+
+    try:
+        parsed = series(gpu_process_families(reader.read()))
+    finally:
+        release.set()
+    assert reader.join(10.0)
+
+    assert value(parsed, "aiops_gpu_process_memory_used_bytes", **labels()) == GIB
+    gpu1 = labels(gpu="1", uuid=UUID0[:-2] + "01")
+    assert value(parsed, "aiops_gpu_process_memory_used_bytes", **gpu1) is None

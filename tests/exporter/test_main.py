@@ -91,7 +91,11 @@ class Exporter:
 @pytest.fixture
 def config_file(tmp_path):
     path = tmp_path / "exporter.yml"
-    path.write_text("interval_seconds: 3600\nstale_after_seconds: 7200\n")
+    # A kubelet socket that is not there: the pod source stays quiet.
+    path.write_text(
+        "interval_seconds: 3600\nstale_after_seconds: 7200\n"
+        f"kubelet_pod_resources_socket: {tmp_path / 'kubelet.sock'}\n"
+    )
     return path
 
 
@@ -108,6 +112,7 @@ def test_serves_and_stops_on_signal(config_file, signum):
     try:
         address = exporter.wait_for("msg=listening").rpartition("address=")[2]
         exporter.wait_for("source collected source=processes")
+        exporter.wait_for("source collected source=pod_resources")
         base = f"http://{address}"
 
         parsed = parse(requests.get(f"{base}/metrics", timeout=WAIT).text)
@@ -121,9 +126,10 @@ def test_serves_and_stops_on_signal(config_file, signum):
 
     assert address.startswith("127.0.0.1:")
     assert healthy.status_code == 200
-    assert value(parsed, "aiops_host_cpu_count") == os.cpu_count()
+    assert value(parsed, "aiops_host_logical_cpus") == os.cpu_count()
     assert value(parsed, "aiops_exporter_source_errors_total", source="processes") == 0
     assert value(parsed, "aiops_host_memory_total_bytes") > 0
+    assert value(parsed, "aiops_kubelet_pod_resources_available") == 0
 
 
 def test_address_in_use_exits_1(config_file):
