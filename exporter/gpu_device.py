@@ -179,6 +179,7 @@ class _Read:
             value = self.get(function, handle, *resolved)
             if value is not None:
                 self.values[key] = value * factor
+        self._power_limit_range(handle)
         pstate = self.get("nvmlDeviceGetPerformanceState", handle)
         if pstate is not None and pstate != _PSTATE_UNKNOWN:
             self.values["performance_state"] = pstate
@@ -217,6 +218,16 @@ class _Read:
             self.values["memory_used_bytes"] = memory.used
             self.values["memory_free_bytes"] = memory.free
             self.values["memory_total_bytes"] = memory.total
+
+    def _power_limit_range(self, handle: Any) -> None:
+        # The range a power limit may be set to, one call for both ends, in
+        # milliwatts; the optimizer keeps its recommendations inside it.
+        limits = self.get("nvmlDeviceGetPowerManagementLimitConstraints", handle)
+        if limits is None:
+            return
+        low, high = limits
+        self.values["power_limit_min_watts"] = low * 1e-3
+        self.values["power_limit_max_watts"] = high * 1e-3
 
     def _fans(self, handle: Any) -> dict[int, float]:
         # NVML gives a fan's intended speed in percent of its maximum; nvml.h

@@ -146,6 +146,16 @@ _SCALARS = (
         "aiops_gpu_power_limit_watts",
         "GPU power limit in force, in watts.",
     ),
+    _gauge(
+        "power_limit_min_watts",
+        "aiops_gpu_power_limit_min_watts",
+        "Lowest power limit the GPU accepts, in watts.",
+    ),
+    _gauge(
+        "power_limit_max_watts",
+        "aiops_gpu_power_limit_max_watts",
+        "Highest power limit the GPU accepts, in watts.",
+    ),
     _counter(
         "energy_joules",
         "aiops_gpu_energy_joules_total",

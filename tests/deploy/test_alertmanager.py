@@ -187,3 +187,26 @@ def test_a_lost_gpu_silences_its_own_other_alerts(alertmanager):
         ("AiopsDetectorQueriesFailing", "detector:9843", ""): "suppressed",
     }
     assert states(alertmanager, expected) == expected
+
+
+@pytest.mark.integration
+def test_a_hung_gpu_silences_its_own_other_alerts_but_not_a_lost_one(alertmanager):
+    post(
+        alertmanager,
+        alert("AiopsGpuNotResponding", "gpu-1:9842", "0"),
+        alert("AiopsGpuXidRecoveryNeeded", "gpu-1:9842", "0"),
+        alert("AiopsGpuNotResponding", "gpu-1:9842", "1"),
+        alert("AiopsGpuLost", "gpu-1:9842", "1"),
+        alert("AiopsGpuThermalThrottling", "gpu-1:9842", "2"),
+    )
+
+    # GPU 1 is a hang turning into a lost GPU: both stay visible, neither
+    # explains the other away.
+    expected = {
+        ("AiopsGpuNotResponding", "gpu-1:9842", "0"): "active",
+        ("AiopsGpuXidRecoveryNeeded", "gpu-1:9842", "0"): "suppressed",
+        ("AiopsGpuNotResponding", "gpu-1:9842", "1"): "active",
+        ("AiopsGpuLost", "gpu-1:9842", "1"): "active",
+        ("AiopsGpuThermalThrottling", "gpu-1:9842", "2"): "active",
+    }
+    assert states(alertmanager, expected) == expected

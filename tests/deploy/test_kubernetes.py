@@ -140,6 +140,26 @@ def test_receiver_reads_its_token_from_the_secret():
     assert named("Deployment", "aiops-webhook")["spec"]["replicas"] == 1
 
 
+def test_exporter_reaches_the_kubelet_socket_through_a_read_only_host_mount():
+    pod = named("DaemonSet", "aiops-exporter")["spec"]["template"]["spec"]
+    config = yaml.safe_load(
+        named("ConfigMap", "aiops-exporter")["data"]["exporter.yml"]
+    )
+    socket = Path(from_mapping(ExporterConfig, config).kubelet_pod_resources_socket)
+    volumes = {v["name"]: v for v in pod["volumes"]}
+
+    (mount,) = [
+        m
+        for m in pod["containers"][0]["volumeMounts"]
+        if socket.is_relative_to(m["mountPath"])
+    ]
+
+    host_path = volumes[mount["name"]]["hostPath"]["path"]
+    assert mount["readOnly"] is True
+    # Same path inside and out, so the default config works on the node too.
+    assert host_path == mount["mountPath"] == str(socket.parent)
+
+
 @pytest.mark.parametrize(
     ("name", "key", "cls"),
     [

@@ -36,6 +36,8 @@ EVERY_H100_SERIES = {
     "aiops_gpu_memory_temperature_celsius",
     "aiops_gpu_power_watts",
     "aiops_gpu_power_limit_watts",
+    "aiops_gpu_power_limit_min_watts",
+    "aiops_gpu_power_limit_max_watts",
     "aiops_gpu_energy_joules_total",
     "aiops_gpu_sm_clock_hertz",
     "aiops_gpu_memory_clock_hertz",
@@ -85,6 +87,8 @@ def test_h100_reports_every_field_in_base_units():
     # NVML reports milliwatts, millijoules and megahertz.
     assert value(parsed, "aiops_gpu_power_watts", **GPU0) == pytest.approx(69.876)
     assert value(parsed, "aiops_gpu_power_limit_watts", **GPU0) == 700
+    assert value(parsed, "aiops_gpu_power_limit_min_watts", **GPU0) == 200
+    assert value(parsed, "aiops_gpu_power_limit_max_watts", **GPU0) == 700
     assert value(parsed, "aiops_gpu_energy_joules_total", **GPU0) == pytest.approx(
         1843027615.042
     )
@@ -207,6 +211,27 @@ def test_field_made_unsupported_disappears():
 
     assert "aiops_gpu_power_watts" not in names(parsed)
     assert value(parsed, "aiops_gpu_power_limit_watts", **GPU0) == 700
+
+
+def test_power_limit_range_unsupported_is_absent_and_not_an_error():
+    nvml = FakeNvml(
+        load_fixture(H100),
+        count=1,
+        errors={
+            "nvmlDeviceGetPowerManagementLimitConstraints": (
+                pynvml.NVML_ERROR_NOT_SUPPORTED
+            )
+        },
+    )
+
+    parsed = scrape_gpus(nvml)
+
+    assert not {
+        "aiops_gpu_power_limit_min_watts",
+        "aiops_gpu_power_limit_max_watts",
+    } & names(parsed)
+    assert value(parsed, "aiops_gpu_power_limit_watts", **GPU0) == 700
+    assert value(parsed, "aiops_gpu_nvml_errors_total", **GPU0) == 0
 
 
 def test_lost_gpu_is_unhealthy_while_the_others_report(caplog):
