@@ -97,8 +97,6 @@ DIAGNOSIS = {
 EARLIER_USER = "earlier-user"
 
 # Allocations in force where nothing sets a limit: the whole host or GPU.
-# The exporter exports no NVML power limit range, so the recommended range is
-# read as 30% to 100% of the limit in force.
 ALLOCATIONS = {
     "cpu_cores": "* 0 + on (instance) group_left () "
     "max by (instance) (aiops_host_logical_cpus)",
@@ -125,8 +123,6 @@ OPTIMIZER = {
         for r in DEFAULT_RESOURCES
     ],
     "power": {
-        "min_limit": "0.3 * aiops_gpu_power_limit_watts",
-        "max_limit": "aiops_gpu_power_limit_watts",
         "step_seconds": 1,
         "warmup_seconds": 10,
         "window_seconds": 60,
