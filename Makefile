@@ -68,7 +68,7 @@ bench-detector: deps
 
 # Replays the four usage files under ../shared/data/ALLOCATION-PROTOCOL.md.
 eval-optimizer: deps
-	$(BIN)/python benchmarks/eval_optimizer.py --data $(DATA)
+	$(BIN)/python -m benchmarks.eval_optimizer --data $(DATA)
 
 # 60 labelled root-cause scenarios on real pod series and this host's /proc.
 eval-diagnosis: deps

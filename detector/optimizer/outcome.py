@@ -99,6 +99,10 @@ def held_once(
     if short.size == 0:
         return float((value - readings).sum()), 0.0, value * readings.size
     j = int(short[0])
+    # TODO: the Sizer also carries a climb across the raise (sizer.climb_rate);
+    # here a raise is the short reading plus the margin only, so holding looks
+    # worse than it is on a climbing series. Passing the history before the
+    # short reading in would let both agree.
     raised = max(value, float(readings[j]) * (1 + react_margin))
     before, after = readings[: j + 1], readings[j + 1 :]
     slack = np.maximum(value - before, 0).sum() + np.maximum(raised - after, 0).sum()

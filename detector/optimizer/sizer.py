@@ -3,14 +3,17 @@
 The Sizer turns a policy's estimates into changes that a resize can follow:
 no decision before the warm-up is over, at most one change per update period
 (the first one a period after the warm-up), a raise as soon as the period
-allows once the series has run short, never a memory size below a reading that
-ran short (an OOM kill), never above the resource's full size.
+allows once the series has run short (carrying a climb over the period that
+raise locks), never a memory size below a reading that ran short (an OOM
+kill), never above the resource's full size.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+import numpy as np
 
 from detector.optimizer.estimate import Estimate, Estimator
 from detector.optimizer.history import History
@@ -25,6 +28,9 @@ class Rules:
     # A reaction locks the allocation for a period: it leaves this much room
     # above the reading that ran short, as usage that grew once grows on.
     react_margin: float = 0.2
+    # A raise also carries the rise of the last `trend_window` periods across
+    # the period it locks; 0 turns the projection off.
+    trend_window: float = 0.5
     oom_floor: bool = True
     cap_at_scale: bool = True
 
@@ -117,10 +123,7 @@ class Sizer:
 
         value = self._propose(now)
         if reacting:
-            value = max(
-                value,
-                self._bounded(self._violation_peak * (1 + self._rules.react_margin)),
-            )
+            value = max(value, self._bounded(self._reaction(now)))
         # Decisions keep to a grid of whole periods from the warm-up's end, so
         # that sampling jitter does not drift them; a reaction restarts it.
         due = now + period if reacting else self._due + period
@@ -141,6 +144,21 @@ class Sizer:
         self._violation_peak = max(self._violation_peak, value)
         if self._spec.kind == "memory" and self._rules.oom_floor:
             self._oom_floor = max(self._oom_floor, value)
+
+    def _reaction(self, now: float) -> float:
+        # A raise locks the allocation for a period. Usage that ran short while
+        # climbing (a model loading, a leak) climbs on, and a raise to its peak
+        # alone runs short for the rest of the period, reading after reading.
+        raised = self._violation_peak * (1 + self._rules.react_margin)
+        window = self._rules.trend_window * self._spec.period_seconds
+        if window <= 0:
+            return raised
+        t, u = self._history.t, self._history.u
+        lo = int(np.searchsorted(t, now - window))
+        rise = climb_rate(t[lo:], u[lo:]) * self._spec.period_seconds
+        # A fast load (GPU memory filling in seconds) extrapolates to any size;
+        # at most doubling keeps one reaction from sizing a series for ten.
+        return max(raised, self._violation_peak + min(rise, self._violation_peak))
 
     def _propose(self, now: float) -> float:
         self._estimate = self._estimator.estimate(self, now)
@@ -171,3 +189,16 @@ class Sizer:
         self._due = due
         self._violations = 0
         self._violation_peak = 0.0
+
+
+def climb_rate(t: np.ndarray, u: np.ndarray) -> float:
+    """How fast readings climb, per second: the median step between readings.
+
+    The median, not a fitted line, so that one jump to a new level (a step,
+    which the reaction's margin covers) does not read as a climb; only a rise
+    that most readings share does. 0 when falling or flat.
+    """
+    if t.size < 3:
+        return 0.0
+    rate = float(np.median(np.diff(u) / np.diff(t)))
+    return max(rate, 0.0)

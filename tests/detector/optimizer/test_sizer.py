@@ -3,10 +3,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pytest
 
 from detector.optimizer.estimate import Estimate
 from detector.optimizer.resources import HOUR
-from detector.optimizer.sizer import PLAIN, Rules, Sizer
+from detector.optimizer.sizer import PLAIN, Rules, Sizer, climb_rate
 from tests.detector.optimizer.usage import CPU, MEMORY, STEP, steps
 
 
@@ -101,6 +102,55 @@ def test_a_reaction_raises_as_soon_as_a_change_is_allowed() -> None:
 
     first_short = float(t[np.argmax(u > 12.0)])
     assert rows[1] == (first_short + STEP, 45.0)
+
+
+def ramp(level: float, per_hour: float, hours: float):
+    """Flat at `level` for 4 h, then climbing `per_hour` every hour."""
+    t = np.arange(0.0, hours * HOUR, STEP)
+    u = level + per_hour * np.maximum(t - 4 * HOUR, 0.0) / HOUR
+    return t, u
+
+
+def short_after_the_raise(rows: list[tuple[float, float]], t, u) -> int:
+    """Short readings in the period the first raise locks."""
+    raised_at, value = rows[1]
+    locked = (t >= raised_at) & (t < raised_at + HOUR)
+    return int((u[locked] > value).sum())
+
+
+def test_a_reaction_to_a_climb_carries_the_climb_over_the_period() -> None:
+    t, u = ramp(10.0, per_hour=6.0, hours=8)
+    projected = play(Sizer(MEMORY, Fixed(12.0), 0.0, Rules(react_margin=0.0)), t, u)
+    peak_only = play(
+        Sizer(MEMORY, Fixed(12.0), 0.0, Rules(react_margin=0.0, trend_window=0.0)),
+        t,
+        u,
+    )
+
+    # The raise to the peak alone runs short again at once, for the whole
+    # locked period; the projected one holds for the period.
+    assert projected[1][1] == pytest.approx(12.1 + 6.0, rel=0.01)
+    assert short_after_the_raise(projected, t, u) <= 1  # float dust at the end
+    assert short_after_the_raise(peak_only, t, u) > 50
+
+
+def test_a_fast_climb_at_most_doubles_the_raise() -> None:
+    # Ten units a minute for half an hour before it runs short: the climb
+    # carried over an hour would be 600 more.
+    t, u = ramp(10.0, per_hour=600.0, hours=5)
+    sizer = Sizer(MEMORY, Fixed(300.0), 0.0, Rules(react_margin=0.0))
+
+    rows = play(sizer, t, u)
+
+    assert rows[1][1] == pytest.approx(2 * u[np.argmax(u > 300.0)])
+
+
+def test_a_climb_is_what_most_readings_share_not_one_jump() -> None:
+    t = np.arange(0.0, 15 * STEP, STEP)
+
+    assert climb_rate(t, np.where(t < 14 * STEP, 10.0, 30.0)) == 0.0
+    assert climb_rate(t, 10.0 + t / 60.0) == pytest.approx(1 / 60.0)
+    assert climb_rate(t, 10.0 - t / 60.0) == 0.0
 
 
 def test_plain_rules_leave_the_policy_alone() -> None:

@@ -1,0 +1,142 @@
+"""Hindsight bounds on the allocation protocol: how low a cost each rule family reaches.
+
+A rule here is causal: every U from T0 it sets the allocation to a percentile
+of the last H periods' readings, grown by a margin. The bounds pick rules with
+hindsight: one rule for every series (what a fixed configuration can reach),
+one rule per series, one rule per series and period (close to look-ahead),
+and each period's best allocation outright (the look-ahead trade-off). Needs
+only numpy; reads the usage as `detector.optimizer.usage` loads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from detector.optimizer.resources import ResourceSpec
+
+PERCENTILES = np.array([0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 1.0])
+MARGINS = np.array([0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.8])
+# Windows in update periods; None is the whole history.
+WINDOWS = (0.25, 0.5, 1.0, 2.0, 3.0, 6.0, 14.0, None)
+
+
+@dataclass
+class Unit:
+    """Per candidate allocation over some readings: slack, allocation, short."""
+
+    slack: np.ndarray
+    allocated: np.ndarray
+    short: np.ndarray
+    readings: int
+
+
+def _outcome(values: np.ndarray, readings: np.ndarray) -> Unit:
+    ordered = np.sort(readings)
+    cumulative = np.concatenate(([0.0], np.cumsum(ordered)))
+    covered = np.searchsorted(ordered, values, side="right")
+    return Unit(
+        values * covered - cumulative[covered],
+        values * ordered.size,
+        (ordered.size - covered).astype(float),
+        ordered.size,
+    )
+
+
+def units(usage: dict, spec: ResourceSpec) -> tuple[list[list[Unit]], list[list[Unit]]]:
+    """Per series, per period: every rule's outcome, and every allocation's."""
+    rules, lookahead = [], []
+    period = spec.period_seconds
+    for t, u in usage.values():
+        start = t[0] + spec.warmup_seconds
+        if t[-1] < start:
+            continue
+        edges = start + period * np.arange(int((t[-1] - start) // period) + 2)
+        cut = np.searchsorted(t, edges)
+        by_rule, by_value = [], []
+        for lo, hi, at in zip(cut[:-1], cut[1:], edges[:-1], strict=True):
+            if hi == lo:
+                continue
+            parts = []
+            for window in WINDOWS:
+                first = (
+                    0 if window is None else np.searchsorted(t, at - window * period)
+                )
+                past = u[first:lo] if lo > first else u[:lo]
+                q = np.quantile(past, PERCENTILES, method="inverted_cdf")
+                parts.append(q[:, None] * (1 + MARGINS[None, :]))
+            values = np.concatenate(parts).ravel()
+            if spec.scale is not None:
+                values = np.minimum(values, spec.scale)
+            by_rule.append(_outcome(values, u[lo:hi]))
+            by_value.append(_outcome(np.unique(u[lo:hi]), u[lo:hi]))
+        rules.append(by_rule)
+        lookahead.append(by_value)
+    return rules, lookahead
+
+
+def pooled(picked: list[Unit]) -> tuple[float, float]:
+    """Pooled slack% and violation% of one candidate picked per unit."""
+    slack = sum(float(x.slack[0]) for x in picked)
+    allocated = sum(float(x.allocated[0]) for x in picked)
+    short = sum(float(x.short[0]) for x in picked)
+    readings = sum(x.readings for x in picked)
+    return 100 * slack / max(allocated, 1e-300), 100 * short / readings
+
+
+def best(groups: list[Unit], weight: float, rounds: int = 50) -> tuple[float, float]:
+    """Pick one candidate per group to minimise slack% + weight x violation%.
+
+    Pooled slack is a ratio, so the pick is Dinkelbach's: fix the slack share
+    s, minimise slack - s x allocation + the violations, update s, repeat.
+    """
+    readings = sum(g.readings for g in groups)
+    share, scale = 0.5, sum(float(np.median(g.allocated)) for g in groups)
+    picks: list[int] = []
+    for _ in range(rounds):
+        fresh = [
+            int(
+                np.argmin(
+                    (g.slack - share * g.allocated) / scale
+                    + weight * g.short / readings
+                )
+            )
+            for g in groups
+        ]
+        if fresh == picks:
+            break
+        picks = fresh
+        slack = sum(g.slack[k] for g, k in zip(groups, picks, strict=True))
+        scale = sum(g.allocated[k] for g, k in zip(groups, picks, strict=True))
+        share = slack / max(scale, 1e-300)
+    chosen = [
+        Unit(g.slack[[k]], g.allocated[[k]], g.short[[k]], g.readings)
+        for g, k in zip(groups, picks, strict=True)
+    ]
+    return pooled(chosen)
+
+
+def _sum(parts: list[Unit]) -> Unit:
+    return Unit(
+        np.sum([p.slack for p in parts], axis=0),
+        np.sum([p.allocated for p in parts], axis=0),
+        np.sum([p.short for p in parts], axis=0),
+        sum(p.readings for p in parts),
+    )
+
+
+def bounds(usage: dict, spec: ResourceSpec, weight: float) -> dict[str, float]:
+    """Cost (slack% + weight x violation%) of each hindsight pick."""
+    rules, lookahead = units(usage, spec)
+    picks = {
+        "one_rule": [_sum([p for series in rules for p in series])],
+        "rule_per_series": [_sum(series) for series in rules],
+        "rule_per_period": [p for series in rules for p in series],
+        "lookahead": [p for series in lookahead for p in series],
+    }
+    out = {}
+    for name, groups in picks.items():
+        slack, violation = best(groups, weight)
+        out[name] = round(slack + weight * violation, 2)
+    return out

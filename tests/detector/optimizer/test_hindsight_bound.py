@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks.optimizer_bound import bounds
+from tests.detector.optimizer.usage import CPU, steps, wave
+
+
+def test_a_flat_series_costs_nothing_under_every_pick() -> None:
+    usage = {"flat": steps([40.0], minutes_each=10 * 60)}
+
+    out = bounds(usage, CPU, 10.0)
+
+    assert out == pytest.approx(dict.fromkeys(out, 0.0), abs=1e-9)
+
+
+def test_more_hindsight_never_costs_more() -> None:
+    usage = {k: wave(12, level=20.0 * (k + 1), seed=k) for k in range(3)}
+
+    out = bounds(usage, CPU, 10.0)
+
+    assert out["lookahead"] <= out["rule_per_period"] + 1e-9
+    assert out["rule_per_period"] <= out["rule_per_series"] + 1e-9
+    assert out["rule_per_series"] <= out["one_rule"] + 1e-9
+    assert out["one_rule"] > 0
+
+
+def test_a_step_up_costs_a_causal_rule_but_not_the_lookahead() -> None:
+    # Four flat hours, then a level twice as high: no rule that reads only the
+    # past sees it coming; the look-ahead pick sizes each period exactly.
+    t, u = steps([10.0, 20.0], minutes_each=5 * 60)
+
+    out = bounds({"step": (t, u)}, CPU, 10.0)
+
+    assert out["lookahead"] == pytest.approx(0.0, abs=1e-9)
+    assert out["rule_per_series"] > 1.0
+    assert np.isfinite(out["one_rule"])
