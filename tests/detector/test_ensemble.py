@@ -73,6 +73,31 @@ def test_no_decision_before_the_model_is_warm() -> None:
     assert all(s.decision == 0 for s in scores[:first_warm])
 
 
+def test_the_evidence_waits_for_every_core_view_to_calibrate() -> None:
+    t, x = daily_series(6)
+    x[400] += 200.0
+
+    scores = model().update(x, t)
+
+    # At point 400 only shift and discord have calibrated; value and burst
+    # need two days of 5-minute points. A spike then must not reach SPOT's
+    # first batch, which fixes its initial threshold.
+    first = next(i for i, s in enumerate(scores) if s.score > 0)
+    assert scores[400].score == 0.0
+    assert 2 * DAY <= first < 3 * DAY
+
+
+def test_a_short_step_does_not_wait_a_day_for_the_seasonal_view() -> None:
+    step = 15.0
+    t = 1_700_000_000.0 + step * np.arange(3000)
+    x = 50.0 + np.random.default_rng(SEED).normal(0.0, 1.0, t.size)
+
+    scores = EnsembleModel(ModelConfig(), step).update(x, t)
+
+    # A day is 5,760 points at this step; the seasonal view joins later.
+    assert any(s.warm for s in scores)
+
+
 def test_a_spike_on_a_daily_cycle_is_decided_and_calm_days_are_not() -> None:
     t, x = daily_series(10)
     x[2600] += 40.0
