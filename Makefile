@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DATA ?= ../shared/data
 DEBIAN_PACKAGES := prometheus prometheus-alertmanager victoria-metrics docker-compose chromium
 
-.PHONY: deps system-deps test lint demo clean bench-receiver bench-exporter eval-diagnosis eval-optimizer eval-detector bench-detector generate dashboards reference k8s-rules
+.PHONY: deps system-deps test lint demo clean bench-receiver bench-exporter eval-diagnosis eval-optimizer train-optimizer eval-detector bench-detector generate dashboards reference k8s-rules
 
 deps: system-deps $(VENV)/.installed
 
@@ -66,9 +66,14 @@ eval-detector: deps
 bench-detector: deps
 	$(BIN)/python benchmarks/bench_detector.py
 
-# Replays the four usage files under ../shared/data/ALLOCATION-PROTOCOL.md.
+# Replays the four usage files under ../shared/data/ALLOCATION-PROTOCOL.md,
+# and scores a learnt prior on series it did not learn from (cross-fitting).
 eval-optimizer: deps
 	$(BIN)/python -m benchmarks.eval_optimizer --data $(DATA)
+
+# Learns the `bandit-prior` policy's weights from every usage file's series.
+train-optimizer: deps
+	$(BIN)/python -m benchmarks.train_optimizer --data $(DATA)
 
 # 60 labelled root-cause scenarios on real pod series and this host's /proc.
 eval-diagnosis: deps

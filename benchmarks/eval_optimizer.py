@@ -4,8 +4,12 @@ Replays every recorded resource under the allocation protocol with the
 learning policy and the reference policies (VPA-style, KRR-style, moving-window
 max), builds the look-ahead oracle, scores each with the shared
 score-allocation tool, adds the hindsight bounds of optimizer_bound.py (how
-low a window-percentile rule can go with its choice made in hindsight), prints
-the table and one `RESULT {...}` line. Needs
+low a window-percentile rule can go with its choice made in hindsight), then
+cross-fits the learnt prior of train_optimizer.py: the series are split in two
+halves by a stable hash of their id, a prior learnt on one half of every
+resource sizes the other half, both ways, and the two held-out halves are
+scored together, next to the policy without a prior on the same halves.
+Prints the tables and one `RESULT {...}` line. Needs
 `<repo>/../shared/data` and `<repo>/../shared/tools/score-allocation`; exits 0
 with a note when they are absent.
 """
@@ -24,10 +28,13 @@ import numpy as np
 import torch
 
 from benchmarks.optimizer_bound import bounds
+from benchmarks.train_optimizer import collect, fit, half
+from detector.optimizer.agent import AgentConfig, BanditPolicy
 from detector.optimizer.backtest import write_allocations
 from detector.optimizer.fleet import Fleet, Row
 from detector.optimizer.policies import make_policy
 from detector.optimizer.resources import RECORDED, ResourceSpec
+from detector.optimizer.sizer import DEFAULT
 from detector.optimizer.usage import load_usage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,6 +115,51 @@ def evaluate(resource: str, data: Path, workdir: Path) -> dict[str, dict]:
     return results
 
 
+def cross_fit(
+    resources: list[str], data: Path, workdir: Path
+) -> dict[str, dict[str, dict]]:
+    """Held-out scores: each half sized by a prior learnt on the other half."""
+    usages = {r: load_usage(data / RECORDED[r].path, RECORDED[r]) for r in resources}
+    halves = {
+        r: [{k: v for k, v in u.items() if half(k) == h} for h in (0, 1)]
+        for r, u in usages.items()
+    }
+    # A prior learns across every resource, as `make train-optimizer` does.
+    priors = [fit(collect(halves[r][1 - h], r) for r in resources) for h in (0, 1)]
+    results: dict[str, dict[str, dict]] = {}
+    for resource in resources:
+        spec, path = RECORDED[resource].spec, data / RECORDED[resource].path
+        results[resource] = {}
+        for name, chosen in (("none", [None, None]), ("prior", priors)):
+            rows: list[Row] = []
+            for h in (0, 1):
+                policy = BanditPolicy(AgentConfig(), prior=chosen[h])
+                rows += Fleet(spec, policy, DEFAULT).feed(halves[resource][h])
+            out = workdir / f"{resource}.held-out.{name}.csv"
+            write_allocations(out, rows)
+            results[resource][name] = score(path, resource, out, lookahead=False)
+            print(
+                f"  {resource} held out, {name}: {results[resource][name]}",
+                file=sys.stderr,
+            )
+    return results
+
+
+def held_out_table(held: dict[str, dict[str, dict]]) -> str:
+    lines = [
+        "| resource (held-out halves) | no prior: slack / viol. / cost "
+        "| learnt prior: slack / viol. / cost |",
+        "|---|---|---|",
+    ]
+    for resource, r in held.items():
+        cells = [
+            f"{r[n]['slack']:.1f} / {r[n]['violation']:.3f} / {r[n]['cost']:.1f}"
+            for n in ("none", "prior")
+        ]
+        lines.append(f"| {resource} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines)
+
+
 def table(all_results: dict[str, dict[str, dict]]) -> str:
     def pair(r: dict) -> str:
         return f"{r['slack']:.1f} / {r['violation']:.2f}"
@@ -148,9 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     np.seterr(all="ignore")
 
     all_results = {}
+    resources = args.resource or list(RECORDED)
     with tempfile.TemporaryDirectory(prefix="eval-optimizer-") as tmp:
-        for resource in args.resource or list(RECORDED):
+        for resource in resources:
             all_results[resource] = evaluate(resource, args.data, Path(tmp))
+        held = cross_fit(resources, args.data, Path(tmp))
     print(table(all_results))
     print(
         "hindsight: the cost of a causal rule (a percentile of the last H "
@@ -158,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         "series, per series, and each period's best allocation (look-ahead); "
         "no reactions, no violation cap."
     )
+    print(held_out_table(held))
     summary = {
         resource: {
             "cost": r[OURS]["cost"],
@@ -169,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             "best_anchor_cost": min(r[a]["cost"] for a in ANCHORS),
             "oracle_slack": r["oracle"]["slack"],
             "hindsight_bounds": r["bounds"],
+            "held_out": held[resource],
         }
         for resource, r in all_results.items()
     }

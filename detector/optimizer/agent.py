@@ -7,11 +7,14 @@ of every arm over it is known (full-information feedback): slack and short
 readings under the pooled cost, plus a cost per change. Holding is scored as
 the Sizer plays it: a short reading is met with a raise at once.
 
-Each workload keeps a decayed record of every arm's cost, shrunk towards the
-fleet's running average (the per-job model selection of Google's Autopilot);
-its warm-up is replayed at its first decision, so that it starts with a
-record of its own. Optionally a small PyTorch network learns, from context
-features (burstiness, trend, recent violations...), how far a record is off.
+Each workload keeps a decayed record of every arm's cost, shrunk towards a
+prior (the per-job model selection of Google's Autopilot); its warm-up is
+replayed at its first decision, so that it starts with a record of its own.
+The prior is what a network learnt offline (prior.py) expects of each arm in
+the workload's context, or, without one, the fleet's running average.
+The prior's error on the fleet is corrected online as periods settle.
+Optionally a small PyTorch network learns online, from context features
+(burstiness, trend, recent violations...), how far a record is off.
 Learning is online and causal: a period's outcome is used only once its end
 has passed, and only what came before a decision enters it.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import count
 from typing import TYPE_CHECKING
@@ -30,12 +34,13 @@ from detector.optimizer.arms import ArmGrid
 from detector.optimizer.estimate import Estimate, SeriesView
 from detector.optimizer.features import NAMES, context, recent
 from detector.optimizer.outcome import Outcome, Period, Record, score
+from detector.optimizer.prior import SLACK_CAP, ArmPrior
 from detector.optimizer.resources import ResourceSpec
 
 if TYPE_CHECKING:
     from detector.optimizer.correction import Correction
 
-ARM_FEATURES = 11
+ARM_FEATURES = 12
 
 
 @dataclass(frozen=True)
@@ -107,8 +112,16 @@ class BanditPolicy:
 
     name = "bandit"
 
-    def __init__(self, config: AgentConfig = AgentConfig()) -> None:
+    def __init__(
+        self,
+        config: AgentConfig = AgentConfig(),
+        prior: ArmPrior | None = None,
+        listener: Callable[[Outcome], None] | None = None,
+    ) -> None:
         self.config = config
+        self.prior = prior
+        # Hears every settled period, to collect training data offline.
+        self._listener = listener
         grid = config.arms
         self._grid = grid
         self._descriptors = grid.descriptors()
@@ -146,6 +159,19 @@ class BanditPolicy:
             )
         self._records_cost = 0.0
         self._network_cost = 0.0
+        if prior is not None and prior.inputs != len(NAMES) + ARM_FEATURES:
+            raise ValueError(
+                f"the prior takes {prior.inputs} inputs, the policy gives "
+                f"{len(NAMES) + ARM_FEATURES}"
+            )
+        # How far the prior has been off on this fleet, per arm: a resource
+        # it learnt little of is corrected online as its periods settle.
+        self._prior_slack_error = np.zeros(self.n_arms)
+        self._prior_short_error = np.zeros(self.n_arms)
+        self._prior_readings = 0.0
+        self._with_inputs = (
+            self._correction is not None or prior is not None or listener is not None
+        )
 
     def estimator(self, spec: ResourceSpec, key: str) -> _BanditEstimator:
         if spec.kind == "memory":
@@ -176,7 +202,7 @@ class BanditPolicy:
             self._backfill(view, now, record)
 
         values, inputs, reference = self._arms(view, now, record)
-        base = self._record_costs(reference, record, spec)
+        base = self._record_costs(values, inputs, reference, record, spec)
         penalty = np.where(np.isnan(values), np.inf, 0.0)
         if view.allocation is not None:
             per_period = max(spec.period_seconds / spec.step_seconds, 1.0)
@@ -236,8 +262,8 @@ class BanditPolicy:
         # Sizes are compared with the long peak, so that records of a series
         # whose level moved stay comparable.
         reference = max(float(recent(t, u, now - 16 * period).max()), 1e-12)
-        if self._correction is None:
-            # Only the network reads the inputs.
+        if not self._with_inputs:
+            # Only the networks read the inputs.
             return values, np.empty((0, 0), dtype=np.float32), reference
         small = reference * 1e-3
         safe = np.maximum(np.nan_to_num(values, nan=reference), small)
@@ -252,6 +278,7 @@ class BanditPolicy:
             arm[:, 8] = record.violated / record.readings
             arm[:, 9] = record.slack / record.readings
         arm[:, 10] = math.log1p(record.readings / max(period / spec.step_seconds, 1.0))
+        arm[:, 11] = float(spec.kind == "memory")
         ctx = context(view, now)  # type: ignore[arg-type]
         inputs = np.concatenate(
             [np.broadcast_to(ctx, (self.n_arms, len(ctx))), arm], axis=1
@@ -259,10 +286,15 @@ class BanditPolicy:
         return values, inputs, reference
 
     def _record_costs(
-        self, reference: float, record: Record, spec: ResourceSpec
+        self,
+        values: np.ndarray,
+        inputs: np.ndarray,
+        reference: float,
+        record: Record,
+        spec: ResourceSpec,
     ) -> np.ndarray:
-        """Expected cost per reading: the fleet's average, shrunk to the record."""
-        fleet = self._fleet_average()
+        """Expected cost per reading: the prior, shrunk to the record."""
+        fleet = self._prior_costs(values, inputs, reference)
         if record.readings == 0:
             return fleet
         share, mean = self._pooled()
@@ -274,6 +306,27 @@ class BanditPolicy:
             spec.period_seconds / spec.step_seconds, 1.0
         )
         return (fleet * prior + own * record.readings) / (prior + record.readings)
+
+    def _prior_costs(
+        self, values: np.ndarray, inputs: np.ndarray, reference: float
+    ) -> np.ndarray:
+        """What the learnt prior expects of each arm, or the fleet's average."""
+        if self.prior is None:
+            return self._fleet_average()
+        # TODO: on memory a short share off by 0.001 moves an arm's cost by
+        # 4 points, more than the slack between neighbouring margins; the
+        # prior is not that sharp, so held out it trades slack for short
+        # readings and stays opt-in. A prior over the next period's readings
+        # (quantiles of size over peak) would give every arm from one model.
+        slack, short = self.prior.predict(inputs)
+        if self._prior_readings:
+            slack = slack + self._prior_slack_error / self._prior_readings
+            short = short + self._prior_short_error / self._prior_readings
+        allocated = np.nan_to_num(values, nan=0.0) / reference
+        share, mean = self._pooled()
+        # Before any outcome the fleet's mean size is unknown: this series is it.
+        size = reference / mean if self._allocated > 0 else 1.0
+        return 100.0 * (slack - share * allocated) * size + 100.0 * self._weight * short
 
     def _corrected(self, inputs: np.ndarray, base: np.ndarray) -> np.ndarray | None:
         if self._correction is None:
@@ -341,6 +394,16 @@ class BanditPolicy:
         outcome = score(period)
         if outcome is None:
             return
+        if self._listener is not None:
+            self._listener(outcome)
+        if self.prior is not None:
+            slack, short = self.prior.predict(outcome.inputs)
+            # Clipped as in training: an idle series' slack is in the millions
+            # of its near-zero reference.
+            slack_share = np.minimum(outcome.slack / outcome.readings, SLACK_CAP)
+            self._prior_slack_error += (slack_share - slack) * outcome.readings
+            self._prior_short_error += outcome.violated - short * outcome.readings
+            self._prior_readings += outcome.readings
         if period.by_network >= 0:
             cost = self._cost(outcome) * outcome.readings
             d = self.config.series_decay

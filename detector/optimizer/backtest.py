@@ -17,6 +17,7 @@ from pathlib import Path
 from aiops_cli.progress import ProgressBar
 from detector.optimizer.fleet import Fleet, Row
 from detector.optimizer.policies import POLICY_NAMES, make_policy
+from detector.optimizer.prior import PriorError
 from detector.optimizer.resources import RECORDED
 from detector.optimizer.usage import UsageFileError, load_usage
 
@@ -71,7 +72,11 @@ def run(args: argparse.Namespace) -> int:
 
     # The policy's network is tiny; more threads than one only contend.
     torch.set_num_threads(1)
-    policy, rules = make_policy(args.policy)
+    try:
+        policy, rules = make_policy(args.policy)
+    except PriorError as exc:
+        print(f"aiops {COMMAND}: {exc}; run `make train-optimizer`", file=sys.stderr)
+        return 1
     fleet = Fleet(layout.spec, policy, rules)
     bar = ProgressBar(f"{args.resource} ({args.policy})", 1.0)
     began = time.monotonic()

@@ -9,15 +9,28 @@ from __future__ import annotations
 from detector.optimizer.estimate import Policy
 from detector.optimizer.sizer import DEFAULT, PLAIN, Rules
 
-POLICY_NAMES = ("bandit", "bandit-network", "vpa-style", "krr-style", "window-max")
+POLICY_NAMES = (
+    "bandit",
+    "bandit-prior",
+    "bandit-network",
+    "vpa-style",
+    "krr-style",
+    "window-max",
+)
 
 
 def make_policy(name: str) -> tuple[Policy, Rules]:
     """A fresh policy and the rules it runs under; KeyError names the choices.
 
     The reference policies run as users run them: on the period grid, without
-    reactions or floors.
+    reactions or floors. "bandit-prior" needs the weights that
+    `make train-optimizer` writes; PriorError says so when they are missing.
     """
+    if name == "bandit-prior":
+        from detector.optimizer.agent import AgentConfig, BanditPolicy
+        from detector.optimizer.prior import SHIPPED, load
+
+        return BanditPolicy(AgentConfig(), prior=load(SHIPPED)), DEFAULT
     if name in ("bandit", "bandit-network"):
         from detector.optimizer.agent import AgentConfig, BanditPolicy
 
