@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client.core import Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from exporter.metrics import Spec, non_empty
 from exporter.processes import GroupUsage, ProcessSample
@@ -76,6 +76,36 @@ GROUP_WRITTEN_BYTES = Spec(
     "(/proc/<pid>/io write_bytes; needs the exporter to run as root).",
     GROUP,
 )
+# Limits are of the group's own cgroup: one a parent sets (a pod's, a slice's)
+# is not inherited here, as it is shared with the parent's other children.
+_OWN_CGROUP = (
+    "the cgroup a process group owns (a container's, a unit's, or one that holds "
+    "exactly the processes of one command)"
+)
+GROUP_CPU_LIMIT = Spec(
+    "aiops_process_group_cpu_limit_cores",
+    f"CPU limit of {_OWN_CGROUP}, in cores: cgroup v2 cpu.max or v1 "
+    "cpu.cfs_quota_us over cpu.cfs_period_us. Absent when unlimited or unknown.",
+    GROUP,
+)
+GROUP_MEMORY_LIMIT = Spec(
+    "aiops_process_group_memory_limit_bytes",
+    f"Memory limit of {_OWN_CGROUP}, in bytes: cgroup v2 memory.max or v1 "
+    "memory.limit_in_bytes. Absent when unlimited or unknown.",
+    GROUP,
+)
+GROUP_MEMORY_HIGH = Spec(
+    "aiops_process_group_memory_high_bytes",
+    f"Memory above which the kernel throttles and reclaims {_OWN_CGROUP}, in "
+    "bytes (cgroup v2 memory.high). Absent when unset or unknown.",
+    GROUP,
+)
+GROUP_OOM_KILLS = Spec(
+    "aiops_process_group_oom_kills_total",
+    f"Processes the OOM killer ended in {_OWN_CGROUP} and below since it was "
+    "created (cgroup v2 memory.events or v1 memory.oom_control oom_kill).",
+    GROUP,
+)
 GROUP_INFO = Spec(
     "aiops_process_group_info",
     "The command line of a group's oldest process, secrets redacted; only "
@@ -111,6 +141,12 @@ def process_families(sample: ProcessSample) -> list[Metric]:
         GROUP_READ_BYTES.counter(),
         GROUP_WRITTEN_BYTES.counter(),
     )
+    cpu_limit, memory_limit, memory_high, oom_kills = (
+        GROUP_CPU_LIMIT.gauge(),
+        GROUP_MEMORY_LIMIT.gauge(),
+        GROUP_MEMORY_HIGH.gauge(),
+        GROUP_OOM_KILLS.counter(),
+    )
     info = GROUP_INFO.gauge()
     for group in sample.groups:
         labels = _labels(group)
@@ -125,14 +161,35 @@ def process_families(sample: ProcessSample) -> list[Metric]:
         written.add_metric(labels, group.written_bytes_total)
         if group.cmdline:
             info.add_metric([*labels, group.cmdline], 1)
+        _add_limits(group, labels, cpu_limit, memory_limit, memory_high, oom_kills)
 
     families.extend(
         non_empty(
             [cpu, cpu_seconds, resident, processes, threads, open_files, read, written]
         )
     )
+    families.extend(non_empty([cpu_limit, memory_limit, memory_high, oom_kills]))
     families.extend(non_empty([info]))
     return families
+
+
+def _add_limits(
+    group: GroupUsage,
+    labels: list[str],
+    cpu: GaugeMetricFamily,
+    memory: GaugeMetricFamily,
+    high: GaugeMetricFamily,
+    oom_kills: CounterMetricFamily,
+) -> None:
+    limits = group.limits
+    if limits.cpu_cores is not None:
+        cpu.add_metric(labels, limits.cpu_cores)
+    if limits.memory_bytes is not None:
+        memory.add_metric(labels, limits.memory_bytes)
+    if limits.memory_high_bytes is not None:
+        high.add_metric(labels, limits.memory_high_bytes)
+    if limits.oom_kills is not None:
+        oom_kills.add_metric(labels, limits.oom_kills)
 
 
 def _labels(group: GroupUsage) -> list[str]:

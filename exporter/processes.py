@@ -1,6 +1,7 @@
 """Host CPU, memory and OOM kills, and processes summed into groups: by user and
 command, by container, or by systemd unit. Needs a /proc tree (see procfs); a
-process that exits while it is being read is skipped and counted.
+process that exits while it is being read is skipped and counted. A group that
+owns a cgroup carries its limits (see cgroup_limits).
 """
 
 from __future__ import annotations
@@ -8,8 +9,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from exporter.cgroup_limits import NO_LIMITS, CgroupLimitReader, CgroupLimits
 from exporter.identity import Identity, IdentityCache
 from exporter.procfs import ProcFs
 
@@ -50,6 +52,7 @@ class GroupUsage:
     read_bytes_total: float = 0.0
     written_bytes_total: float = 0.0
     cmdline: str = ""
+    limits: CgroupLimits = NO_LIMITS
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,8 @@ class _Totals:
     processes: int = 0
     threads: int = 0
     open_files: int = 0
+    # (pid, start ticks) of each process, to find the group's cgroup.
+    members: list[tuple[int, int]] = field(default_factory=list)
 
 
 def boottime() -> float:
@@ -96,6 +101,7 @@ class ProcessSampler:
         identities: IdentityCache,
         grouping: str = "command",
         clock: Callable[[], float] = boottime,
+        cgroups: CgroupLimitReader | None = None,
     ) -> None:
         if grouping not in GROUPINGS:
             raise ValueError(f"grouping must be one of {GROUPINGS}, got {grouping!r}")
@@ -104,6 +110,7 @@ class ProcessSampler:
         self._identities = identities
         self._grouping = grouping
         self._clock = clock
+        self._cgroups = cgroups or CgroupLimitReader(procfs)
         self._last_at: float | None = None
         self._last_host: tuple[float, float] | None = None
         self._last: dict[tuple[int, int], tuple[float, float, float]] = {}
@@ -199,6 +206,7 @@ class ProcessSampler:
                 entry.written += now[2] - before[2]
             entry.resident += stat.resident_bytes
             entry.processes += 1
+            entry.members.append(key)
             entry.threads += stat.threads
             if not kernel:
                 entry.open_files += files_of(pid) or 0
@@ -238,12 +246,13 @@ class ProcessSampler:
         )
         kept, rest = order[: self._top], order[self._top :]
 
+        limits = self._cgroups.read([(key, entry.members) for key, entry in kept])
         counters: dict[_Key, tuple[float, float, float]] = {}
         groups = []
-        for key, entry in kept:
+        for (key, entry), limit in zip(kept, limits, strict=True):
             counters[key] = self._advance(key, entry.cpu, entry.read, entry.written)
             labels = self._labels(key, entry)
-            groups.append(_usage(entry, labels, capacity, counters[key]))
+            groups.append(_usage(entry, labels, capacity, counters[key], limit))
 
         # The rest's counters keep counting across cycles even while every group
         # fits, so that the (other) series never goes backwards.
@@ -277,6 +286,7 @@ def _usage(
     labels: dict[str, str],
     capacity: float | None,
     counters: tuple[float, float, float],
+    limits: CgroupLimits = NO_LIMITS,
 ) -> GroupUsage:
     return GroupUsage(
         command=labels["command"],
@@ -293,6 +303,7 @@ def _usage(
         cpu_seconds_total=counters[0],
         read_bytes_total=counters[1],
         written_bytes_total=counters[2],
+        limits=limits,
     )
 
 

@@ -144,14 +144,20 @@ def _by(labels: tuple[str, ...]) -> str:
 
 
 DEFAULT_RESOURCES = (
+    # The exporter sends a group's limits only where it owns a cgroup that has
+    # one, so an unlimited group has no allocation rather than a made-up one.
     ResourceQuery(
         "cpu_cores",
         f"sum by ({_by(GROUP_LABELS)}) "
         "(rate(aiops_process_group_cpu_seconds_total[5m]))",
+        allocation=f"sum by ({_by(GROUP_LABELS)}) "
+        "(aiops_process_group_cpu_limit_cores)",
     ),
     ResourceQuery(
         "memory_bytes",
         f"sum by ({_by(GROUP_LABELS)}) (aiops_process_group_resident_memory_bytes)",
+        allocation=f"sum by ({_by(GROUP_LABELS)}) "
+        "(aiops_process_group_memory_limit_bytes)",
     ),
     ResourceQuery(
         "gpu_memory_bytes",
