@@ -123,6 +123,23 @@ def test_a_lasting_level_shift_becomes_the_new_normal() -> None:
     assert settled[-1].expected == pytest.approx(new_level, abs=3.0)
 
 
+def test_the_shape_views_are_not_scaled_by_the_last_days_spread() -> None:
+    # A departure that lasts widens the last day's spread; dividing the
+    # seasonal and discord distances by it let such a departure shrink its
+    # own score. Two models fed the same points, told of spreads ten times
+    # apart, must give those views the same raw scores.
+    t, x = daily_series(3)
+    calm, wide = model(), model()
+    ones = np.ones(x.size)
+
+    a = calm._raw_scores(t, x, ones, None)
+    b = wide._raw_scores(t, x, 10.0 * ones, None)
+
+    for view in ("seasonal", "discord"):
+        assert np.isfinite(a[view]).any()
+        np.testing.assert_array_equal(a[view], b[view])
+
+
 def test_the_band_is_centred_on_the_seasonal_expectation() -> None:
     t, x = daily_series(3)
 
