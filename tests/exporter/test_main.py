@@ -72,7 +72,12 @@ class Exporter:
         self.lines.put("")
 
     def wait_for(self, fragment):
-        """The first stderr line containing `fragment`; fails on EOF or timeout."""
+        """The first stderr line containing `fragment`, also among lines read
+        while waiting for another one (the sources log in no fixed order);
+        fails on EOF or timeout."""
+        for line in self.seen:
+            if fragment in line:
+                return line
         while True:
             line = self.lines.get(timeout=WAIT)
             self.seen.append(line)

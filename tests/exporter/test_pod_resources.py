@@ -246,7 +246,11 @@ def test_no_socket_is_quiet_and_logged_once(socket_dir, caplog):
     assert series(gpu_pod_families(samples[0])) == {
         ("aiops_kubelet_pod_resources_available", frozenset()): 0
     }
-    infos = [r for r in caplog.records if r.levelno >= logging.INFO]
+    infos = [
+        r
+        for r in caplog.records
+        if r.name == "exporter.pod_resources" and r.levelno >= logging.INFO
+    ]
     assert len(infos) == 1
     assert "no kubelet PodResources socket" in infos[0].getMessage()
 
