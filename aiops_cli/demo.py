@@ -25,8 +25,8 @@ from aiops_cli.cpu_hog import CpuHog
 from aiops_cli.datasets import DatasetError
 from aiops_cli.progress import ProgressBar
 from aiops_cli.replay import LivePusher, create_blocks, write_backfill
-from aiops_cli.scenario import build_tracks, detector_queries
-from aiops_cli.stack import Stack, StackError, find_binary
+from aiops_cli.scenario import build_tracks, detector_models, detector_queries
+from aiops_cli.stack import Stack, StackError, Timing, find_binary
 from aiops_cli.summary import score_tracks
 
 log = logging.getLogger(__name__)
@@ -127,9 +127,18 @@ def run_demo(
     create_blocks(find_binary("promtool"), openmetrics, tsdb_dir)
     say(f"backfilled {samples} samples into Prometheus' TSDB with promtool")
 
+    timing = Timing()
+    models = detector_models(tracks, timing.detector_history_seconds)
+    say(
+        "  models: robust for "
+        + ", ".join(sorted(models))
+        + "; the ensemble (as deployed) for the rest"
+    )
     stack = Stack(
         run_dir=run_dir,
+        timing=timing,
         detector_queries=[q.as_config() for q in detector_queries(tracks)],
+        detector_query_models=models,
         # Only the hog the demo starts is capped for real; an alert naming any
         # other process group is planned in dry-run, as deployed.
         webhook_policies=[

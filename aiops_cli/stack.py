@@ -71,7 +71,11 @@ class Stack(AbstractContextManager):
     run_dir: Path
     timing: Timing = field(default_factory=Timing)
     detector_queries: list[dict[str, Any]] = field(default_factory=list)
+    # Keys of the global `model` section to replace, e.g. {"kind": "robust"}.
     detector_model: dict[str, Any] = field(default_factory=dict)
+    # Whole `model` sections of single queries, deployed ones or the caller's,
+    # by query name: e.g. {"host_cpu": {"kind": "robust"}} for a fresh host.
+    detector_query_models: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Whole detector sections to replace, e.g. {"optimizer": {...}}: a caller
     # that needs other diagnosis or optimizer settings than the deployed ones.
     detector_settings: dict[str, Any] = field(default_factory=dict)
@@ -266,7 +270,14 @@ class Stack(AbstractContextManager):
         queries = [q for q in config["queries"] if self.with_exporter]
         for query in queries:
             query["step_seconds"] = self.timing.scrape_seconds
-        config["queries"] = queries + self.detector_queries
+        # Copies: a query's model section goes in below, not into the caller's.
+        config["queries"] = queries + [dict(q) for q in self.detector_queries]
+        by_name = {q["name"]: q for q in config["queries"]}
+        unknown = sorted(set(self.detector_query_models) - set(by_name))
+        if unknown:
+            raise StackError(f"detector_query_models names no query: {unknown!r}")
+        for name, model in self.detector_query_models.items():
+            by_name[name]["model"] = dict(model)
         config.setdefault("model", {}).update(self.detector_model)
         config.update(self.detector_settings)
         return config

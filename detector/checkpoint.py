@@ -86,7 +86,10 @@ class Checkpoint:
         self._clock = clock
         self._owner = owner
         self._queries = {
-            q.name: query_fingerprint(q, config.model) for q in config.queries
+            # Each query's own model: changing one query's model section
+            # makes only that query learn again.
+            q.name: query_fingerprint(q, config.model_for(q))
+            for q in config.queries
         }
         self._entities = {
             e.name: entity_fingerprint(e, config.model) for e in config.entities

@@ -30,6 +30,10 @@ class QueryConfig:
     name: str
     promql: str
     step_seconds: float = 15.0
+    # This query's own `model` section, for series that the global one does
+    # not suit (too little history for the ensemble, say). It is read whole:
+    # keys it leaves out take the built-in defaults, not the global section's.
+    model: ModelConfig | None = None
 
     def __post_init__(self) -> None:
         check(
@@ -154,7 +158,7 @@ class EnsembleConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Which model scores every series, and its settings.
+    """Which model scores a query's series, and its settings.
 
     `kind: ensemble` runs the suite of detector.ensemble; `kind: robust` the
     single rolling median/MAD model. `window`, `min_points` and `threshold`
@@ -327,3 +331,22 @@ class DetectorConfig:
                 f"with several shards, shard_by {list(self.shard_by)!r} must be a "
                 f"non-empty subset of join {list(entity.join)!r}",
             )
+            # An entity reads its members' scores back in robust units through
+            # the global model's threshold (detector.entities), so a member
+            # with a threshold of its own would be misread.
+            odd = [
+                q.name
+                for q in self.queries
+                if q.name in entity.queries
+                and self.model_for(q).threshold != self.model.threshold
+            ]
+            check(
+                not odd,
+                key,
+                f"queries {odd!r} have a model.threshold of their own; an "
+                f"entity's queries need the global one ({self.model.threshold!r})",
+            )
+
+    def model_for(self, query: QueryConfig) -> ModelConfig:
+        """The model settings of `query`'s series: its own, else the global ones."""
+        return self.model if query.model is None else query.model

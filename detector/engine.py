@@ -72,7 +72,8 @@ class Engine:
         store = ModelStore(Path(config.state_dir)) if config.state_dir else None
         executor = executor or background_executor()
         self._families = {
-            q.name: Family(q, config.model, executor, store) for q in config.queries
+            q.name: Family(q, config.model_for(q), executor, store)
+            for q in config.queries
         }
         self._groups = [
             EntityGroup(e, config.model, executor, store) for e in config.entities

@@ -1,4 +1,4 @@
-"""Builds the model of one series from the config's `model.kind`."""
+"""Builds the model of one series from its query's model section (`kind`)."""
 
 from __future__ import annotations
 

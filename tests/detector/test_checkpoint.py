@@ -249,6 +249,41 @@ def test_only_the_queries_whose_settings_changed_learn_again(
     assert client.calls == [("sum(power_q)", end - 600.0, end)]
 
 
+def test_a_query_given_its_own_model_learns_again_alone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    scored_then_saved(config(tmp_path, "temp", "power"), FakeClient({"gpu": "0"}))
+    own = dataclasses.replace(ROBUST, threshold=4.0)
+    queries = (
+        QueryConfig("temp", "temp_q", STEP),
+        QueryConfig("power", "power_q", STEP, model=own),
+    )
+    client = FakeClient({"gpu": "0"})
+
+    with caplog.at_level(logging.WARNING, logger="detector"):
+        engine = Engine(config(tmp_path, queries=queries), client, clock=FakeClock())
+
+    assert "changed=power" in caplog.text
+    assert engine.checkpoint_status.series_restored == 1
+    engine.run_cycle()
+    end = end_at(T0)
+    assert client.calls == [("power_q", end - 600.0, end)]
+
+
+def test_an_override_equal_to_the_global_model_keeps_the_saved_series(
+    tmp_path: Path,
+) -> None:
+    scored_then_saved(config(tmp_path, "temp", "power"), FakeClient({"gpu": "0"}))
+    queries = (
+        QueryConfig("temp", "temp_q", STEP),
+        QueryConfig("power", "power_q", STEP, model=ROBUST),
+    )
+
+    engine = Engine(config(tmp_path, queries=queries), FakeClient(), clock=FakeClock())
+
+    assert engine.checkpoint_status.series_restored == 2
+
+
 def test_restores_the_newest_series_up_to_max_series(tmp_path: Path) -> None:
     class Staggered(FakeClient):
         # gpu "0" falls silent one step before the others.

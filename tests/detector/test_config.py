@@ -161,3 +161,54 @@ def test_bad_suite_values_are_refused_naming_the_key(
 ) -> None:
     with pytest.raises(ConfigError, match=re.escape(key)):
         load(tmp_path, text)
+
+
+PER_QUERY = GOOD.replace(
+    "model:",
+    """  - name: host_cpu
+    promql: aiops_host_cpu_usage_ratio
+    model:
+      kind: robust
+      window: 60
+model:
+  kind: ensemble
+""",
+)
+
+
+def test_a_query_may_carry_its_own_model(tmp_path: Path) -> None:
+    config = load(tmp_path, PER_QUERY)
+    temp, cpu = config.queries
+
+    assert temp.model is None
+    assert config.model_for(temp) is config.model
+    assert config.model_for(temp).kind == "ensemble"
+    assert config.model_for(cpu).kind == "robust"
+    assert config.model_for(cpu).window == 60
+    # The section is read whole: what it leaves out is the built-in default,
+    # not the global section's.
+    assert config.model_for(cpu).threshold == 6.0
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key"),
+    [
+        ("kind: robust", "kind: forest", "queries[1].model.kind"),
+        ("window: 60", "window: 2", "queries[1].model.window"),
+        ("window: 60", "surprise: 1", "queries[1].model: unknown key 'surprise'"),
+    ],
+)
+def test_a_bad_query_model_is_refused_naming_the_key(
+    tmp_path: Path, old: str, new: str, key: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        load(tmp_path, PER_QUERY.replace(old, new))
+
+
+def test_an_entity_refuses_a_query_with_its_own_threshold(tmp_path: Path) -> None:
+    text = PER_QUERY.replace("window: 60", "threshold: 4") + (
+        "entities: [{name: g, queries: [gpu_temp, host_cpu], join: [instance]}]\n"
+    )
+
+    with pytest.raises(ConfigError, match=r"entities\[0\]: queries \['host_cpu'\]"):
+        load(tmp_path, text)

@@ -9,6 +9,8 @@ import pytest
 
 from detector.config import DetectorConfig, ModelConfig, QueryConfig
 from detector.engine import Engine
+from detector.ensemble import EnsembleModel
+from detector.model import RobustModel
 from detector.prometheus import (
     BadResponse,
     PrometheusHTTPError,
@@ -334,6 +336,34 @@ def test_anomalies_in_the_warm_up_history_are_not_exported() -> None:
     (state,) = engine.snapshot.series
     assert engine.snapshot.points_scored_total > 500
     assert state.score.decision == 0
+
+
+def test_a_query_model_applies_to_its_series_and_the_global_one_to_others() -> None:
+    queries = (
+        QueryConfig("temp", "temp_q"),
+        QueryConfig("cpu", "cpu_q", model=ModelConfig(kind="robust", min_points=10)),
+    )
+    client = FakeClient(
+        {"temp_q": [({"gpu": "0"}, steady)], "cpu_q": [({"host": "a"}, steady)]}
+    )
+    engine = Engine(
+        config(queries=queries, model=ModelConfig(kind="ensemble")),
+        client,
+        clock=FakeClock(),
+    )
+
+    engine.run_cycle()
+
+    # 41 points of history: past the robust model's 10, far short of the
+    # ensemble's warm-up.
+    warm = {s.query: s.score.warm for s in engine.snapshot.series}
+    assert {s.points_seen for s in engine.snapshot.series} == {41}
+    assert warm == {"temp": False, "cpu": True}
+    kinds = {
+        name: {type(t.model) for t in family.tracks.values()}
+        for name, family in engine._families.items()
+    }
+    assert kinds == {"temp": {EnsembleModel}, "cpu": {RobustModel}}
 
 
 def test_work_after_each_cycle_sees_the_new_snapshot_and_cannot_stop_it(

@@ -254,7 +254,14 @@ def test_every_panel_query_returns_data(tmp_path):
         detector_queries=[
             {"name": "host_memory", "promql": PUSHED, "step_seconds": 1.0}
         ],
-        detector_model={"window": 60, "min_points": 5, "threshold": 6.0},
+        # The robust model decides within seconds, so the decision and band
+        # panels have data; the ensemble would still be warming up.
+        detector_model={
+            "kind": "robust",
+            "window": 60,
+            "min_points": 5,
+            "threshold": 6.0,
+        },
         detector_settings={
             "diagnosis": {**DIAGNOSIS, "miner_names": [own_command()]},
             "optimizer": OPTIMIZER,

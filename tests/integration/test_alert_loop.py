@@ -80,7 +80,14 @@ def test_anomalous_series_alerts_and_normal_series_does_not(tmp_path):
         run_dir=tmp_path / "run",
         timing=Timing(query_delay_seconds=2.0, detector_history_seconds=120),
         detector_queries=queries,
-        detector_model={"window": 96, "min_points": 30, "threshold": 6.0},
+        # The robust model: HISTORY + LIVE points are far short of the ~1,150
+        # the ensemble (deploy/detector.yml's default) needs to decide.
+        detector_model={
+            "kind": "robust",
+            "window": 96,
+            "min_points": 30,
+            "threshold": 6.0,
+        },
     )
 
     with stack:
