@@ -55,7 +55,7 @@ k8s-rules: deps
 
 # Benchmarks and evaluations: outside `make test`; each ends with `RESULT <json>`.
 bench-receiver: deps
-	$(BIN)/python -m benchmarks.bench_receiver $(if $(BENCH_SECONDS),--seconds $(BENCH_SECONDS))
+	$(BIN)/python -m benchmarks.bench_receiver $(if $(BENCH_SECONDS),--seconds $(BENCH_SECONDS)) $(if $(BENCH_SYNC),--sync $(BENCH_SYNC))
 
 # Backtest over ../shared/data/nab, scored with ../shared/tools/score-detection.
 eval-detector: deps

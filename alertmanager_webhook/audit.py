@@ -1,8 +1,9 @@
 """The hash-chained audit log: append inside the caller's transaction, verify.
 
 Each record carries the hash of the one before it, so an edited record breaks
-its own hash and a removed one breaks the chain. Triggers refuse UPDATE and
-DELETE; verify also compares the mutable tables with their last audit record.
+its own hash and a removed one breaks the chain; records cut from the end show
+against the head file (audit_head.py). Triggers refuse UPDATE and DELETE;
+verify also compares the mutable tables with their last audit record.
 """
 
 from __future__ import annotations
@@ -11,10 +12,14 @@ import hashlib
 import json
 import sqlite3
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from alertmanager_webhook.audit_head import Head
+
 GENESIS = "0" * 64
+# The subject of the record written when a head file had to be made anew.
+REANCHOR = "audit:head"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
@@ -85,6 +90,12 @@ def append(
     )
 
 
+def last(conn: sqlite3.Connection) -> Head | None:
+    """The chain's head as the table holds it; None while it is empty."""
+    row = conn.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+    return None if row is None else Head(row[0], row[1])
+
+
 def append_action(conn: sqlite3.Connection, at: str, action_id: int) -> None:
     """Record an action's current state; call inside its write transaction."""
     row = conn.execute("SELECT * FROM actions WHERE id = ?", (action_id,)).fetchone()
@@ -97,11 +108,16 @@ def action_state(row: Mapping[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Verdict:
-    """What verify found: the record count, the chain head, the first problem."""
+    """What verify found: the record count, the chain head, the first problem.
+
+    `notes` are facts a reader should weigh that are not tampering by
+    themselves, such as a head file made anew.
+    """
 
     records: int
     head: str
     problem: str | None
+    notes: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -121,6 +137,7 @@ def verify(
     ).fetchall()
     prev_id, prev_hash = 0, GENESIS
     latest: dict[str, tuple[int, dict[str, Any]]] = {}
+    notes = []
     for record_id, at, kind, subject, detail, prev, digest in rows:
         if record_id != prev_id + 1:
             return Verdict(
@@ -140,12 +157,15 @@ def verify(
                 f"record {prev_id} replaced: record {record_id} does not follow it",
             )
         latest[subject] = (record_id, json.loads(detail))
+        if subject == REANCHOR:
+            notes.append(
+                f"the head file was made anew at record {record_id} ({at}): a tail "
+                "cut before then cannot be ruled out"
+            )
         prev_id, prev_hash = record_id, digest
 
-    # TODO: records cut from the end show only through SQLite's sequence
-    # table, which whoever holds the file can edit too. Publishing the head
-    # (count and hash) outside the database, as a metric or to a remote log,
-    # would anchor it; until then a tail removed along with it goes unseen.
+    # A cut tail shows here only if SQLite's sequence row was left alone;
+    # check_head() catches the rest against the head file.
     seq = conn.execute(
         "SELECT seq FROM sqlite_sequence WHERE name = 'audit'"
     ).fetchone()
@@ -158,7 +178,31 @@ def verify(
         )
 
     problem = _compare_tables(conn, latest, notification_digest)
-    return Verdict(len(rows), prev_hash, problem)
+    return Verdict(len(rows), prev_hash, problem, tuple(notes))
+
+
+def check_head(conn: sqlite3.Connection, verdict: Verdict, head: Head) -> Verdict:
+    """Compare an intact chain with the head file written beside it."""
+    if head.records > verdict.records:
+        return replace(
+            verdict,
+            problem=f"records {verdict.records + 1} to {head.records} removed from "
+            f"the end: the head file says the log held {head.records}",
+        )
+
+    row = conn.execute(
+        "SELECT hash FROM audit WHERE id = ?", (head.records,)
+    ).fetchone()
+    found = row[0] if row else GENESIS
+    if found != head.hash:
+        return replace(
+            verdict,
+            problem=f"head mismatch: record {head.records} hashes to {found[:16]}, "
+            f"the head file says {head.hash[:16]}",
+        )
+    # A head behind the chain is a receiver killed between its commit and the
+    # head's update; the records after it are checked by the chain alone.
+    return verdict
 
 
 def _compare_tables(

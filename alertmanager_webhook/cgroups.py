@@ -25,6 +25,8 @@ NEUTRAL = {
     "memory.high": "max",
     "memory.soft_limit_in_bytes": "-1",
 }
+# At or above this, a v1 byte or quota limit file means "no limit".
+UNLIMITED_V1 = 2**62
 
 
 class CgroupError(Exception):
@@ -44,13 +46,28 @@ class Hierarchy:
     controller: str
 
 
-# TODO: under v2 one process sits in one cgroup for all controllers, so a
-# memory_high on processes that a cpu_cap already holds moves them out of the
-# CPU cap's group. A shared group per target, released when its last setting
-# is lifted, is the fix; v1 keeps one hierarchy per controller and is not hit.
 def group_name(prefix: str, target: str) -> str:
     """A fixed, path-safe cgroup name for a target; label text never reaches it."""
     return f"{prefix}-{hashlib.sha256(target.encode()).hexdigest()[:16]}"
+
+
+def target_group(target: str) -> str:
+    """The one group every cgroup action on `target` shares.
+
+    Under v2 a process sits in one cgroup for all controllers, so a CPU cap
+    and a memory mark on the same processes must set their limits on the
+    same group, or the second move would take them out of the first's.
+    """
+    return group_name("target", target)
+
+
+def _in_force(path: Path) -> bool:
+    """Tell whether a limit file holds a limit rather than its "none" value."""
+    words = _words(path)
+    if not words or words[0] in ("max", "-1"):
+        return False
+    # v1 reads "no limit" back as the largest page-aligned count, not as -1.
+    return not (words[0].isdigit() and int(words[0]) >= UNLIMITED_V1)
 
 
 class Cgroups:
@@ -144,7 +161,11 @@ class Cgroups:
         }
 
     def release(self, undo: Mapping[str, Any]) -> str:
-        """Move every process in the group back to where it came from, remove it."""
+        """Lift the undo's limits; the last one lifted moves the processes back.
+
+        The group is removed once no limit is left in it, with every process
+        in it moved back to where it came from.
+        """
         hierarchy = self.find(str(undo["controller"]))
         if hierarchy is None or hierarchy.version != undo["cgroup"]:
             raise CgroupError(f"the v{undo['cgroup']} hierarchy is gone")
@@ -153,6 +174,23 @@ class Cgroups:
         if not path.is_dir():
             return f"{self.managed}/{undo['group']} was already removed"
 
+        for name in undo["settings"]:
+            if name in NEUTRAL:
+                _write_quietly(path / name, NEUTRAL[name])
+        # Another action's limit on the same target holds the group together.
+        still = sorted(name for name in NEUTRAL if _in_force(path / name))
+        if still:
+            lifted = " ".join(n for n in undo["settings"] if n in NEUTRAL)
+            return (
+                f"lifted {lifted or 'the limit'} in {self.managed}/{undo['group']}; "
+                f"the processes stay for {' '.join(still)}"
+            )
+
+        # TODO: a second action on a target whose processes already sit in
+        # the shared group records their origin as the root (see _origin), so
+        # when it is the last lifted they go back to the root rather than to
+        # the cgroup they came from. Keeping the first origins beside the
+        # group (a cgroupfs xattr, or a row in the database) would fix it.
         origins = {int(k): str(v) for k, v in undo["origins"].items()}
         fallback = next(iter(origins.values()), "/")
         # Children forked while capped are in the group too; they follow a parent.
@@ -160,9 +198,6 @@ class Cgroups:
         for pid in members:
             self._move_back(hierarchy, pid, origins.get(pid, fallback))
 
-        for name in undo["settings"]:
-            if name in NEUTRAL:
-                _write_quietly(path / name, NEUTRAL[name])
         try:
             self._rmdir(path)
         except OSError as exc:

@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 from alertmanager_webhook.jobs import ApprovalError, Jobs
-from alertmanager_webhook.store import Store, StoreError
+from alertmanager_webhook.store import DatabaseDamaged, Store, StoreError
 
 DEFAULT_DATABASE = "aiops-webhook.db"
 
@@ -52,12 +52,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _verify(database: str) -> int:
-    store = Store.open_existing(database, readonly=True)
     try:
-        verdict = store.verify()
-    finally:
-        store.close()
+        store = Store.open_existing(database, readonly=True)
+        try:
+            verdict = store.verify()
+        finally:
+            store.close()
+    except DatabaseDamaged as exc:
+        # A truncated or overwritten file is tampering evidence, not a usage error.
+        print(f"audit log broken: {exc}", file=sys.stderr)
+        return 1
 
+    for note in verdict.notes:
+        print(f"note: {note}", file=sys.stderr)
     if verdict.ok:
         print(f"audit log intact: {verdict.records} records, head {verdict.head[:16]}")
         return 0

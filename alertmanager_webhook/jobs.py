@@ -86,15 +86,16 @@ class Jobs:
 
     def in_force(self) -> int:
         """Changes that hold now: applied, undoable and not yet restored, or running."""
-        # Two counts rather than one OR, so that each can use its index.
-        running = self.store.query(
-            "SELECT count(*) FROM actions WHERE result = 'running' AND kind = 'act'"
+        # Two counts rather than one OR, so that each can use its index; in
+        # one statement, so that an action moving from running to applied
+        # between them is not counted twice.
+        rows = self.store.query(
+            "SELECT (SELECT count(*) FROM actions WHERE result = 'running'"
+            " AND kind = 'act') + (SELECT count(*) FROM actions"
+            " WHERE result = 'applied' AND kind = 'act' AND undo IS NOT NULL"
+            " AND restored_at IS NULL)"
         )
-        held = self.store.query(
-            "SELECT count(*) FROM actions WHERE result = 'applied' AND kind = 'act'"
-            " AND undo IS NOT NULL AND restored_at IS NULL"
-        )
-        return running[0][0] + held[0][0]
+        return rows[0][0]
 
     def changed_since(self, target: str, since: float) -> bool:
         rows = self.store.query(

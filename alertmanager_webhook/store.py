@@ -1,13 +1,16 @@
 """The receiver's SQLite database: connection, transactions, reads for the API.
 
-WAL mode; a notification's transaction is synced to disk before the sender
-hears 2xx. What a notification writes is in intake.py, the audit chain in
-audit.py, the queue's state changes in jobs.py.
+WAL mode; a notification's transaction is committed (and, with sync FULL,
+synced to disk) before the sender hears 2xx. What a notification writes is in
+intake.py, the audit chain in audit.py and its head file in audit_head.py, the
+queue's state changes in jobs.py.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -18,17 +21,34 @@ from typing import Any
 from urllib.parse import quote
 
 from alertmanager_webhook import audit, intake
+from alertmanager_webhook.audit_head import Head, HeadError, HeadFile
+from alertmanager_webhook.commits import GroupCommit
 from alertmanager_webhook.gate import WriteGate
 from alertmanager_webhook.intake import Intent, Saved
 from alertmanager_webhook.payload import Notification
 from alertmanager_webhook.report.storage import SCHEMA as REPORT_SCHEMA
 from alertmanager_webhook.schema import SCHEMA, SCHEMA_VERSION
 
+log = logging.getLogger(__name__)
+
 Clock = Callable[[], datetime]
 
 
 class StoreError(Exception):
     """The database could not be read or written; the request may be retried."""
+
+
+class DatabaseDamaged(StoreError):
+    """The file is not a sound SQLite database: truncated, overwritten, corrupt."""
+
+
+def _store_error(message: str, exc: sqlite3.Error) -> StoreError:
+    # OperationalError (locked, disk full) passes; any other DatabaseError
+    # means the file itself is bad.
+    damaged = isinstance(exc, sqlite3.DatabaseError) and not isinstance(
+        exc, sqlite3.OperationalError
+    )
+    return (DatabaseDamaged if damaged else StoreError)(f"{message}: {exc}")
 
 
 def _utc_now() -> datetime:
@@ -44,9 +64,16 @@ class Store:
         clock: Clock = _utc_now,
         gate: WriteGate | None = None,
         urgent: bool = True,
+        head: HeadFile | None = None,
     ) -> None:
         self._conn = conn
         self._clock = clock
+        self._head = head
+        # Another delivery of the same notification won the race.
+        self._group: GroupCommit[Saved] = GroupCommit(
+            self.transaction,
+            lambda exc: "notifications.dedupe_key" in str(exc),
+        )
         # The connection is shared across threads; sqlite3 needs the calls apart.
         self._lock = threading.Lock()
         # Shared by the stores of one process, so that their writers queue here
@@ -62,6 +89,7 @@ class Store:
         gate: WriteGate | None = None,
         autocheckpoint: bool = True,
         sync: str = "FULL",
+        urgent: bool = True,
     ) -> Store:
         """Open or create the database at `path` and make sure the schema exists.
 
@@ -69,8 +97,8 @@ class Store:
         (the slow part of some commits); checkpoint() must then be called.
         `sync` NORMAL skips the fsync of each commit: such a commit survives the
         process being killed, and a power cut only once a later FULL commit or
-        a checkpoint has synced the WAL it shares. A NORMAL store also gives
-        way to FULL ones at the write gate: it is the worker's.
+        a checkpoint has synced the WAL it shares. A store that is not `urgent`
+        gives way to urgent ones at the write gate: it is the worker's.
         """
         try:
             conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -96,8 +124,37 @@ class Store:
             if not autocheckpoint:
                 conn.execute("PRAGMA wal_autocheckpoint = 0")
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot open database {path!r}: {exc}") from exc
-        return cls(conn, clock, gate, urgent=sync != "NORMAL")
+            raise _store_error(f"cannot open database {path!r}", exc) from exc
+
+        store = cls(conn, clock, gate, urgent, HeadFile(path, fsync=sync != "NORMAL"))
+        store._anchor()
+        return store
+
+    def _anchor(self) -> None:
+        """Make the head file if it is missing, saying so in the chain itself."""
+        assert self._head is not None
+        if self._head.exists():
+            return
+        with self.transaction() as conn:
+            top = audit.last(conn)
+            if top is None:
+                # A new database: the head says so until the first record.
+                self._write_head(Head(0, audit.GENESIS))
+                return
+            # Either a database from before head files, or the file was
+            # removed; verify shows this record as a note, not as intact.
+            log.warning(
+                "audit head file missing path=%s records=%d; making it anew",
+                self._head.path,
+                top.records,
+            )
+            audit.append(
+                conn,
+                self._clock().isoformat(),
+                "audit",
+                audit.REANCHOR,
+                {"head_file": self._head.path.name, "records_before": top.records},
+            )
 
     @classmethod
     def open_existing(cls, path: str, readonly: bool = False) -> Store:
@@ -116,25 +173,34 @@ class Store:
             conn.execute("PRAGMA busy_timeout = 5000")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot open database {path!r}: {exc}") from exc
+            raise _store_error(f"cannot open database {path!r}", exc) from exc
         if version != SCHEMA_VERSION:
             conn.close()
             raise StoreError(
                 f"database {path!r} has schema {version}, not {SCHEMA_VERSION}"
             )
-        return cls(conn)
+        return cls(conn, head=HeadFile(path))
 
     def verify(self) -> audit.Verdict:
-        """Check the audit chain and the tables against it."""
+        """Check the audit chain, the tables against it, and the head file."""
         with self._lock:
             try:
-                return audit.verify(self._conn, self.notification_digest)
+                verdict = audit.verify(self._conn, self.notification_digest)
+                if not verdict.ok or self._head is None:
+                    return verdict
+                try:
+                    head = self._head.read()
+                except HeadError as exc:
+                    return dataclasses.replace(verdict, problem=str(exc))
+                return audit.check_head(self._conn, verdict, head)
             except sqlite3.Error as exc:
-                raise StoreError(f"cannot read database: {exc}") from exc
+                raise _store_error("cannot read database", exc) from exc
 
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+        if self._head is not None:
+            self._head.close()
 
     def now(self) -> datetime:
         return self._clock()
@@ -151,12 +217,25 @@ class Store:
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:
                     yield self._conn
+                    top = audit.last(self._conn) if self._head else None
                 except BaseException:
                     self._conn.execute("ROLLBACK")
                     raise
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot write database: {exc}") from exc
+            # Still under the gate, so that heads are written in commit order.
+            self._write_head(top)
+
+    def _write_head(self, top: Head | None) -> None:
+        if self._head is None or top is None:
+            return
+        try:
+            self._head.write(top)
+        except OSError as exc:
+            # The commit stands; verify checks records past a stale head by
+            # the chain alone.
+            log.warning("cannot write audit head path=%s err=%s", self._head.path, exc)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -178,18 +257,22 @@ class Store:
         intents: Sequence[Intent],
         kept_policies: frozenset[str] = frozenset(),
     ) -> Saved | None:
-        """Store a notification and queue its actions; None if a duplicate."""
+        """Store a notification and queue its actions; None if a duplicate.
+
+        Notifications saved at the same time share one commit (commits.py).
+        """
         now = self._clock()
         try:
-            with self.transaction() as conn:
-                return intake.insert(
+            return self._group.run(
+                lambda conn: intake.insert(
                     conn, notification, key, intents, now, kept_policies
                 )
+            )
         except StoreError as exc:
-            # Another delivery of the same notification won the race.
-            if "notifications.dedupe_key" in str(exc.__cause__):
-                return None
-            raise
+            # A fresh error per request: the group's commit failed for all.
+            raise StoreError(str(exc)) from exc
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write database: {exc}") from exc
 
     def append_action_audit(self, conn: sqlite3.Connection, action_id: int) -> None:
         audit.append_action(conn, self._clock().isoformat(), action_id)

@@ -1,9 +1,10 @@
 """The background worker: plans, gates and applies queued actions, and restores.
 
-One thread works the queue in arrival order. An action is marked running in
-the database before its actuator is called, so after a crash it is never run
-twice: an idempotent one is queued again, any other is recorded as failed
-with its outcome unknown.
+A few threads (`workers` in the config) take actions in arrival order. No two
+actions of one alert episode, nor two changes to one target, run at once. An
+action is marked running in the database before its actuator is called, so
+after a crash it is never run twice: an idempotent one is queued again, any
+other is recorded as failed with its outcome unknown.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from sqlite3 import Row
 from typing import Any
 
@@ -29,15 +31,16 @@ log = logging.getLogger(__name__)
 RETRY_BASE_SECONDS = 5.0
 # The longest an action waits for notifications in flight to be answered.
 YIELD_SECONDS = 0.05
+# Ready actions read per look at the queue. The read sorts every ready action,
+# so it is done per batch rather than per action: a backlog would make each
+# look slower, and the worker fall further behind.
+BATCH = 50
+# How often the queue depth is published while a backlog is worked off.
+DEPTH_EVERY_SECONDS = 0.5
 
 
 class Worker:
     """Takes ready actions from the queue; `drain()` runs it inline for tests."""
-
-    # TODO: one thread applies every action, so a slow command (up to its
-    # policy's timeout) holds up the queue behind it. Applying on a small pool,
-    # one action per target at a time, would fix it; the limits already count
-    # running actions, so they would hold across the pool.
 
     def __init__(
         self,
@@ -60,24 +63,48 @@ class Worker:
         self._poll = poll_seconds
         self._checkpoint_every = checkpoint_seconds
         self._checkpointed = 0.0
-        self._wake = threading.Event()
+        self._published = 0.0
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        # Guards what the threads share: the actions and targets in hand, and
+        # a counter that moves whenever new work may have become ready. Held
+        # only briefly, never over the database: notify() runs in requests.
+        self._busy = threading.Condition()
+        # Held over a look at the queue and the claim that follows, and by a
+        # thread letting an action go, so that no look sees it still queued.
+        self._taking = threading.Lock()
+        # Ready actions read by the last look and not yet taken, oldest first.
+        # One may have been cancelled since; its move then finds it so.
+        self._batch: list[Row] = []
+        self._in_hand: dict[int, tuple[str, str]] = {}
+        self._targets: set[str] = set()
+        self._generation = 0
+        self._idle = False
+        # The limit checks and the mark as running are one step, so that two
+        # threads cannot both pass a cap that has room for one.
+        self._admitting = threading.Lock()
 
     def start(self) -> None:
         self.recover()
-        self._thread = threading.Thread(target=self._loop, name="actions", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"actions-{i}", daemon=True)
+            for i in range(self._config.workers)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self.notify()
+        for thread in self._threads:
+            thread.join(timeout)
 
     def notify(self) -> None:
-        """Tell the worker that something was queued or approved."""
-        self._wake.set()
+        """Tell the worker that something was queued, approved or let go."""
+        with self._busy:
+            self._generation += 1
+            self._idle = False
+            self._busy.notify_all()
 
     def recover(self) -> None:
         """Settle actions a crash left running, before any new work."""
@@ -107,25 +134,94 @@ class Worker:
                 )
 
     def drain(self) -> int:
-        """Process every ready action; return how many were taken."""
+        """Process every ready action in this thread; return how many were taken."""
         done = 0
-        while True:
-            self._checkpoint()
-            # Published per batch, so that a backlog shows while it is worked off.
-            self._publish_depth()
-            rows = self._jobs.ready(self._clock())
-            if not rows:
-                break
-            for row in rows:
-                # Actions wait; a notification waiting behind them would be
-                # answered late and resent.
-                self._jobs.store.gate.let_requests_pass(YIELD_SECONDS)
-                self._process(row)
-                done += 1
-        self._metrics.worker_last_success.set(self._clock())
+        while self._work_one():
+            done += 1
         return done
 
-    def _publish_depth(self) -> None:
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until a look at the queue found nothing ready and nothing in hand."""
+        with self._busy:
+            return self._busy.wait_for(lambda: self._idle, timeout)
+
+    def _work_one(self) -> bool:
+        """Take one ready action and process it; False when none is ready."""
+        with self._busy:
+            seen = self._generation
+        row = self._take()
+        if row is None:
+            self._publish_depth(force=True)
+            self._metrics.worker_last_success.set(self._clock())
+            with self._busy:
+                # Idle only if nothing was queued or let go while it looked.
+                if self._generation == seen and not self._in_hand:
+                    self._idle = True
+                    self._busy.notify_all()
+            return False
+
+        try:
+            # Actions wait; a notification waiting behind them would be
+            # answered late and resent.
+            self._jobs.store.gate.let_requests_pass(YIELD_SECONDS)
+            self._process(row)
+        finally:
+            self._let_go(row["id"])
+        return True
+
+    def _take(self) -> Row | None:
+        """Claim the oldest ready action whose alert episode no thread holds."""
+        with self._taking:
+            self._checkpoint()
+            # Published while a backlog is worked off, not only once it is gone.
+            self._publish_depth()
+            row = self._claim()
+            if row is None:
+                # What the batch holds waits on other threads; look again.
+                self._batch = self._jobs.ready(
+                    self._clock(), len(self._in_hand) + BATCH
+                )
+                row = self._claim()
+        return row
+
+    def _claim(self) -> Row | None:
+        with self._busy:
+            # Those another thread took since the batch was read are its own.
+            self._batch = [r for r in self._batch if r["id"] not in self._in_hand]
+            episodes = set(self._in_hand.values())
+            for i, row in enumerate(self._batch):
+                episode = (row["alert_fingerprint"], row["alert_starts_at"])
+                if episode not in episodes:
+                    del self._batch[i]
+                    self._in_hand[row["id"]] = episode
+                    return row
+        return None
+
+    def _let_go(self, action_id: int) -> None:
+        with self._taking, self._busy:
+            del self._in_hand[action_id]
+            # An action of the same episode may now be taken.
+            self._generation += 1
+            self._busy.notify_all()
+
+    @contextmanager
+    def _holding(self, target: str) -> Iterator[None]:
+        """Wait until no other thread changes `target`, and keep it for this one."""
+        with self._busy:
+            self._busy.wait_for(lambda: target not in self._targets)
+            self._targets.add(target)
+        try:
+            yield
+        finally:
+            with self._busy:
+                self._targets.discard(target)
+                self._busy.notify_all()
+
+    def _publish_depth(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._published < DEPTH_EVERY_SECONDS:
+            return
+        self._published = now
         for state, count in self._jobs.depth().items():
             self._metrics.queue_depth.labels(state).set(count)
 
@@ -138,14 +234,23 @@ class Worker:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            with self._busy:
+                seen = self._generation
             try:
-                self.drain()
+                if self._work_one():
+                    continue
             except StoreError as exc:
                 # The loop boundary: count, log, and try again on the next round.
                 self._metrics.worker_errors.labels("store").inc()
                 log.error("queue unavailable err=%s", exc)
-            self._wake.wait(self._poll)
-            self._wake.clear()
+            self._wait_for_work(seen)
+
+    def _wait_for_work(self, seen: int) -> None:
+        """Sleep until notified, an action is let go, or the poll interval ends."""
+        with self._busy:
+            self._busy.wait_for(
+                lambda: self._generation != seen or self._stop.is_set(), self._poll
+            )
 
     def _process(self, row: Row) -> None:
         try:
@@ -208,22 +313,36 @@ class Worker:
         before = row["result"] if row["result"] == "approved" else "queued"
         planned = planned or {}
 
-        refusal = self._limit(row, policy, target)
-        if refusal:
-            self._finish(row, "skipped", (before,), reason=refusal, **planned)
-            return
+        with self._holding(target):
+            self._gated_apply(row, policy, actuator, target, spec, before, planned)
 
-        now = self._clock()
-        attempts = row["attempts"] + 1
-        if not self._jobs.move(
-            row["id"],
-            (before,),
-            result="running",
-            started_unix=now,
-            attempts=attempts,
-            **planned,
-        ):
-            return
+    def _gated_apply(
+        self,
+        row: Row,
+        policy: PolicyConfig,
+        actuator: Actuator,
+        target: str,
+        spec: Mapping[str, Any],
+        before: str,
+        planned: Mapping[str, Any],
+    ) -> None:
+        with self._admitting:
+            refusal = self._limit(row, policy, target)
+            if refusal:
+                self._finish(row, "skipped", (before,), reason=refusal, **planned)
+                return
+
+            now = self._clock()
+            attempts = row["attempts"] + 1
+            if not self._jobs.move(
+                row["id"],
+                (before,),
+                result="running",
+                started_unix=now,
+                attempts=attempts,
+                **planned,
+            ):
+                return
 
         try:
             outcome = actuator.apply(spec)
@@ -289,6 +408,11 @@ class Worker:
             self._finish(row, "failed", reason="the original action is gone")
             return
 
+        with self._holding(original["target"]):
+            # Read again: another change to the target may have finished meanwhile.
+            self._restore_held(row, self._jobs.get(row["restores"]) or original)
+
+    def _restore_held(self, row: Row, original: Row) -> None:
         if original["result"] in ("pending", "queued", "approved"):
             self._finish(
                 original,

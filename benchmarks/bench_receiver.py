@@ -224,7 +224,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def receiver_config(work: Path, marks: Path, port: int) -> Path:
+def receiver_config(work: Path, marks: Path, port: int, sync: str = "normal") -> Path:
     token = work / "token"
     token.write_text(TOKEN)
     mktemp = shutil.which("mktemp")
@@ -234,6 +234,7 @@ def receiver_config(work: Path, marks: Path, port: int) -> Path:
         "listen_address": f"127.0.0.1:{port}",
         "bearer_token_file": str(token),
         "database": str(work / "webhook.db"),
+        "database_sync": sync,
         "mode": "apply",
         "log_level": "warn",
         # Bounded to a second so that the check stays cheap at 200 per second.
@@ -402,6 +403,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=200.0, help="notifications/s")
     parser.add_argument("--crash-seconds", type=float, help="default: seconds / 3")
     parser.add_argument("--fuzz-examples", type=int, default=500)
+    parser.add_argument(
+        "--sync",
+        choices=("normal", "full"),
+        default="normal",
+        help="the receiver's database_sync",
+    )
     parser.add_argument("--serve-bare", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_bare:
@@ -412,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     marks = work / "marks"
     marks.mkdir()
     port, bare_port = free_port(), free_port()
-    config = receiver_config(work, marks, port)
+    config = receiver_config(work, marks, port, args.sync)
     python = sys.executable
     receiver = Server(
         [python, "-m", "alertmanager_webhook", "--config.file", str(config)],
@@ -443,7 +450,7 @@ def run(args, work: Path, marks: Path, receiver: Server, bare: Server) -> int:
     run_load(lambda: bare.port, rate, seconds, 0, base)
     bare.stop()
 
-    print(f"receiver: {rate:g}/s for {seconds:g}s", flush=True)
+    print(f"receiver: {rate:g}/s for {seconds:g}s, sync {args.sync}", flush=True)
     receiver.start()
     load = Load()
     next_seq = run_load(lambda: receiver.port, rate, seconds, 1, load)

@@ -22,7 +22,7 @@ from alertmanager_webhook.cgroups import (
     Cgroups,
     CgroupUnavailable,
     Hierarchy,
-    group_name,
+    target_group,
 )
 from alertmanager_webhook.config import PolicyConfig
 from alertmanager_webhook.processes import ProcessFinder
@@ -65,7 +65,7 @@ class CpuCap:
 
         cores = float(params["cpu_cores"])
         nice = int(float(params.get("fallback_nice", 10.0)))
-        group = group_name("cpu", targets.description)
+        group = target_group(targets.description)
         try:
             hierarchy = self._cgroups.usable("cpu")
             how = self._cgroups.describe(
@@ -126,7 +126,7 @@ class MemoryHigh:
             return targets
 
         limit = int(float(params["memory_bytes"]))
-        group = group_name("mem", targets.description)
+        group = target_group(targets.description)
         try:
             hierarchy = self._cgroups.usable("memory")
         except CgroupUnavailable as exc:

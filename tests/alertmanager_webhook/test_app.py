@@ -53,7 +53,7 @@ def test_worker_plans_what_was_queued(
     assert cap["plan"].startswith(
         "cap 2 processes command='aiops-testcap' user='root' (pids 4211, 4212) "
         "to 0.5 CPU cores with cgroup v1 cpu.cfs_period_us=100000 "
-        "cpu.cfs_quota_us=50000 in aiops-webhook/cpu-"
+        "cpu.cfs_quota_us=50000 in aiops-webhook/target-"
     )
     assert none["plan"] == "no action"
     sample = receiver.sample(

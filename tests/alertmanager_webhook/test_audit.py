@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from alertmanager_webhook import cli
+from alertmanager_webhook.store import Store
 
 from .conftest import Receiver
 
@@ -154,3 +156,133 @@ def test_cli_approves_and_lists(
     assert "action 1 is approved, not pending approval" in out.err
     assert receiver.actions()[0]["approved_by"].startswith("cli:")
     assert _verify(tmp_path / "webhook.db", capsys)[0] == 0
+
+
+def _head(db: Path) -> Path:
+    return db.with_name(db.name + ".audit-head")
+
+
+def _snapshot(db: Path, to: Path) -> None:
+    # SQLite's backup API: a consistent copy of a database in WAL mode.
+    with sqlite3.connect(db) as source, sqlite3.connect(to) as copy:
+        source.backup(copy)
+
+
+def test_head_file_follows_each_commit(db: Path) -> None:
+    with sqlite3.connect(db) as conn:
+        last = conn.execute("SELECT id, hash FROM audit ORDER BY id DESC").fetchone()
+
+    head = json.loads(_head(db).read_text())
+
+    assert (head["records"], head["hash"]) == tuple(last)
+
+
+def test_tail_cut_with_its_sequence_row_is_caught(db: Path, capsys) -> None:
+    # The rows the cut records vouched for are still there; the rollback test
+    # below takes them back too.
+    _tamper(
+        db,
+        "DELETE FROM audit WHERE id >= 6",
+        "UPDATE sqlite_sequence SET seq = 5 WHERE name = 'audit'",
+    )
+
+    status, out = _verify(db, capsys)
+
+    assert status == 1
+    assert out.startswith("audit log broken: action 3 has no audit record")
+
+
+def test_database_rolled_back_to_an_older_copy_is_caught_by_the_head(
+    receiver: Receiver, firing, resolved, tmp_path: Path, capsys
+) -> None:
+    # The sharpest cut: every table and the sequence row agree with the
+    # shorter chain, because they are the database as it was earlier.
+    db = tmp_path / "webhook.db"
+    receiver.post(firing)
+    receiver.worker.drain()
+    _snapshot(db, tmp_path / "older.db")
+    receiver.post(resolved)
+    receiver.worker.drain()
+    _snapshot(tmp_path / "older.db", db)
+
+    status, out = _verify(db, capsys)
+
+    assert status == 1
+    assert out.startswith(
+        "audit log broken: records 5 to 7 removed from the end: the head file "
+        "says the log held 7"
+    )
+
+
+def test_head_of_another_chain_is_a_mismatch(db: Path, capsys) -> None:
+    head = json.loads(_head(db).read_text())
+    _head(db).write_text(json.dumps({"records": head["records"], "hash": "f" * 64}))
+
+    status, out = _verify(db, capsys)
+
+    assert status == 1
+    assert out.startswith("audit log broken: head mismatch: record 7 hashes to ")
+
+
+def test_head_behind_the_chain_is_a_kill_between_commit_and_head(
+    db: Path, capsys
+) -> None:
+    with sqlite3.connect(db) as conn:
+        fifth = conn.execute("SELECT hash FROM audit WHERE id = 5").fetchone()[0]
+    _head(db).write_text(json.dumps({"records": 5, "hash": fifth}))
+
+    status, out = _verify(db, capsys)
+
+    assert (status, out.split(",")[0]) == (0, "audit log intact: 7 records")
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        (lambda head: head.unlink(), "is missing: a cut tail cannot be ruled out"),
+        (
+            lambda head: head.write_bytes(head.read_bytes()[:20]),
+            "is damaged or truncated",
+        ),
+    ],
+    ids=["removed", "truncated"],
+)
+def test_head_file_removed_or_truncated(
+    db: Path, capsys, damage: Callable[[Path], None], problem: str
+) -> None:
+    damage(_head(db))
+
+    status, out = _verify(db, capsys)
+
+    assert status == 1
+    assert out.startswith("audit log broken: head file ")
+    assert problem in out
+
+
+def test_truncated_database_file_is_reported_broken(
+    receiver: Receiver, db: Path, capsys
+) -> None:
+    # Closed first, so that every record is in the main file, not the WAL.
+    receiver.store.close()
+    data = db.read_bytes()
+    db.write_bytes(data[: len(data) // 2])
+
+    status, out = _verify(db, capsys)
+
+    assert status == 1
+    assert out.startswith("audit log broken: ")
+    assert "malformed" in out or "not a database" in out
+
+
+def test_receiver_remakes_a_removed_head_and_says_so_in_the_chain(
+    receiver: Receiver, db: Path, capsys
+) -> None:
+    receiver.store.close()
+    _head(db).unlink()
+
+    Store.open(str(db)).close()
+    status, out = _verify(db, capsys)
+
+    assert status == 0
+    assert "note: the head file was made anew at record 8" in out
+    assert "audit log intact: 8 records" in out

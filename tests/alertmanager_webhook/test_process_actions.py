@@ -59,7 +59,7 @@ def test_cpu_cap_plan_names_v2_cpu_max(tmp_path: Path) -> None:
     assert plan.target == "command='aiops-testcap' user='root'"
     assert plan.text.startswith(
         "cap 2 processes command='aiops-testcap' user='root' (pids 4211, 4212) "
-        "to 0.5 CPU cores with cgroup v2 cpu.max=50000 100000 in aiops-webhook/cpu-"
+        "to 0.5 CPU cores with cgroup v2 cpu.max=50000 100000 in aiops-webhook/target-"
     )
     assert plan.spec["processes"] == [[4211, 1000.0], [4212, 1001.0]]
 
@@ -225,3 +225,38 @@ def test_signal_sends_only_the_named_signal(child: subprocess.Popen[bytes]) -> N
     assert child.wait(timeout=10) == -signal.SIGTERM
     assert outcome.text == "sent SIGTERM to 1 process(es)"
     assert outcome.undo is None
+
+
+@pytest.mark.parametrize("first", ["cpu", "memory"])
+def test_cpu_cap_and_memory_high_share_one_v2_group(
+    tmp_path: Path, child: subprocess.Popen[bytes], first: str
+) -> None:
+    root = _v2_root(tmp_path)
+    cgroups = Cgroups(root, rmdir=shutil.rmtree)
+    cap, high = CpuCap(_real_finder(), cgroups), MemoryHigh(_real_finder(), cgroups)
+    cap_plan = cap.plan(_child_labels(), None, {"cpu_cores": 0.25})
+    high_plan = high.plan(_child_labels(), None, {"memory_bytes": float(2**28)})
+
+    undo = {
+        "cpu": cap.apply(cap_plan.spec).undo,
+        "memory": high.apply(high_plan.spec).undo,
+    }
+
+    # One group holds the process and both limits, whichever was set last.
+    assert cap_plan.spec["group"] == high_plan.spec["group"]
+    group = root / "aiops-webhook" / cap_plan.spec["group"]
+    assert (group / "cgroup.procs").read_text() == str(child.pid)
+    assert (group / "cpu.max").read_text() == "25000 100000"
+    assert (group / "memory.high").read_text() == str(2**28)
+
+    second = "memory" if first == "cpu" else "cpu"
+    actuators = {"cpu": cap, "memory": high}
+    kept = actuators[first].restore(undo[first])
+    left = {"cpu": "memory.high", "memory": "cpu.max"}[first]
+    assert kept.endswith(f"the processes stay for {left}")
+    assert (group / "cgroup.procs").read_text() == str(child.pid)
+    assert (group / left).read_text() != "max"
+
+    done = actuators[second].restore(undo[second])
+    assert done.startswith("moved 1 process(es) back")
+    assert not group.exists()
