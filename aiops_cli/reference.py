@@ -183,18 +183,37 @@ def alert_rows(rules_dir: Path = RULES_DIR) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def config_rows(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
-    """(key, type, default) of `cls` and the dataclasses nested in it."""
-    rows = []
+def config_rows(
+    cls: type, prefix: str = "", sections: dict[type, str] | None = None
+) -> list[tuple[str, str, str]]:
+    """(key, type, default) of `cls` and the dataclasses nested in it.
+
+    A section whose class is already a top-level section (a query's own
+    `model`, say) points to that section rather than listing its keys again.
+    """
     hints = typing.get_type_hints(cls)
+    if sections is None:
+        sections = {}
+        for f in dataclasses.fields(cls):
+            nested = _nested_dataclass(hints[f.name])
+            if nested is not None:
+                sections.setdefault(nested, f.name)
+
+    rows = []
     for f in dataclasses.fields(cls):
         key = prefix + f.name
         hint = hints[f.name]
-        rows.append((key, _type_name(hint), _default(f)))
         nested = _nested_dataclass(hint)
+        shared = sections.get(nested) if nested is not None else None
+        if prefix and shared is not None:
+            rows.append(
+                (key, f"{_type_name(hint)}, the keys of `{shared}`", _default(f))
+            )
+            continue
+        rows.append((key, _type_name(hint), _default(f)))
         if nested is not None:
             many = typing.get_origin(hint) in (tuple, list)
-            rows += config_rows(nested, f"{key}[]." if many else f"{key}.")
+            rows += config_rows(nested, f"{key}[]." if many else f"{key}.", sections)
     return rows
 
 

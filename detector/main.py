@@ -178,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _uses_torch(config: DetectorConfig) -> bool:
-    return uses_forecaster(config.model) or any(
+    models = [config.model, *(config.model_for(q) for q in config.queries)]
+    return any(uses_forecaster(m) for m in models) or any(
         e.method == "autoencoder" for e in config.entities
     )
 
