@@ -5,6 +5,9 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,6 +60,31 @@ def stop(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+@contextmanager
+def prometheus_over(data: Path, work_dir: Path) -> Iterator[str]:
+    """A real Prometheus on loopback serving the TSDB blocks in `data`; its URL."""
+    config = work_dir / "prometheus.yml"
+    config.write_text("global:\n  scrape_interval: 15s\n")
+    url = f"http://127.0.0.1:{free_port()}"
+
+    with open(work_dir / "prometheus.log", "wb") as log_file:
+        proc = subprocess.Popen(
+            [
+                "prometheus",
+                f"--config.file={config}",
+                f"--storage.tsdb.path={data}",
+                f"--web.listen-address={url.removeprefix('http://')}",
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_ready(proc, url + "/-/ready", seconds=30)
+        yield url
+    finally:
+        stop(proc)
 
 
 def score_one_cycle(url: str) -> tuple[Engine, dict[float, int]]:

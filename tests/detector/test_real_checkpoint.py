@@ -17,7 +17,7 @@ import requests
 from detector.config import DetectorConfig, ModelConfig, QueryConfig
 from detector.engine import Engine
 from detector.prometheus import PrometheusClient
-from tests.detector.backends import STEP, free_port, stop, wait_ready
+from tests.detector.backends import STEP, prometheus_over
 
 pytestmark = pytest.mark.integration
 
@@ -69,26 +69,8 @@ def prometheus(tmp_path: Path) -> Iterator[tuple[str, int]]:
         capture_output=True,
         timeout=60,
     )
-    config = tmp_path / "prometheus.yml"
-    config.write_text("global:\n  scrape_interval: 15s\n")
-    url = f"http://127.0.0.1:{free_port()}"
-
-    with open(tmp_path / "prometheus.log", "wb") as log_file:
-        proc = subprocess.Popen(
-            [
-                "prometheus",
-                f"--config.file={config}",
-                f"--storage.tsdb.path={data}",
-                f"--web.listen-address={url.removeprefix('http://')}",
-            ],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_ready(proc, url + "/-/ready", seconds=30)
+    with prometheus_over(data, tmp_path) as url:
         yield url, first
-    finally:
-        stop(proc)
 
 
 def detector_config(url: str, state_dir: Path | None) -> DetectorConfig:

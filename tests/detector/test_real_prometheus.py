@@ -14,11 +14,9 @@ import pytest
 from tests.detector.backends import (
     STEP,
     assert_spike_is_the_only_decision,
-    free_port,
+    prometheus_over,
     score_one_cycle,
     spiky_values,
-    stop,
-    wait_ready,
 )
 
 pytestmark = pytest.mark.integration
@@ -48,26 +46,8 @@ def prometheus(tmp_path: Path) -> Iterator[tuple[str, dict[int, float]]]:
 
     first = math.ceil((time.time() - 3 * 3600) / STEP) * STEP
     samples = backfill(tmp_path / "series.om", tmp_path / "data", first)
-    config = tmp_path / "prometheus.yml"
-    config.write_text("global:\n  scrape_interval: 15s\n")
-    url = f"http://127.0.0.1:{free_port()}"
-
-    with open(tmp_path / "prometheus.log", "wb") as log_file:
-        proc = subprocess.Popen(
-            [
-                "prometheus",
-                f"--config.file={config}",
-                f"--storage.tsdb.path={tmp_path / 'data'}",
-                f"--web.listen-address={url.removeprefix('http://')}",
-            ],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_ready(proc, url + "/-/ready", seconds=30)
+    with prometheus_over(tmp_path / "data", tmp_path) as url:
         yield url, samples
-    finally:
-        stop(proc)
 
 
 def test_a_backfilled_spike_is_the_only_decision(prometheus) -> None:
