@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from typing import Literal
@@ -273,8 +274,17 @@ class WebhookConfig:
 
 
 def is_loopback(host: str) -> bool:
-    """Tell whether `host` is an address only this machine can reach."""
-    return host == "localhost" or host == "::1" or host.startswith("127.")
+    """Tell whether `host` is an address only this machine can reach.
+
+    Only literal loopback addresses (and `localhost`) count: a name such as
+    `127.example.com` may resolve anywhere.
+    """
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def policy_mode(config: WebhookConfig, policy: PolicyConfig) -> Mode:

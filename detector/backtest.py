@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import logging
 import math
 import sys
@@ -114,7 +115,13 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> argparse.Argument
         "--config.file",
         dest="config_file",
         type=Path,
-        help="a detector config whose `model` section to use (default: defaults)",
+        help="a detector config, checked whole, whose `model` section to use "
+        "(default: the built-in model)",
+    )
+    parser.add_argument(
+        "--query",
+        help="with --config.file: use this query's own `model` section, if it "
+        "has one, instead of the top-level one",
     )
     parser.add_argument(
         "--cycle-seconds",
@@ -128,7 +135,11 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> argparse.Argument
 
 def run(args: argparse.Namespace) -> int:
     try:
-        model = _model_config(args.config_file)
+        if args.cycle_seconds <= 0:
+            raise BacktestError(
+                f"--cycle-seconds must be > 0, got {args.cycle_seconds:g}"
+            )
+        model = _model_config(args.config_file, args.query)
         files = sorted(Path(args.data).rglob("*.csv"))
         if not files:
             raise BacktestError(f"no CSV files under {str(args.data)!r}")
@@ -261,16 +272,43 @@ def write_scores(
     temporary.replace(path)
 
 
-def _model_config(path: Path | None) -> ModelConfig:
+def _model_config(path: Path | None, query: str | None) -> ModelConfig:
     if path is None:
+        if query is not None:
+            raise BacktestError("--query needs --config.file")
         return ModelConfig()
+
+    raw = _read_mapping(path)
+    # Every key is checked as the detector checks it, so a typo fails here
+    # too instead of silently scoring with defaults; a file with only a
+    # `model` section is enough for a backtest.
+    known = {f.name for f in dataclasses.fields(DetectorConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        names = ", ".join(sorted(known))
+        raise ConfigError(f"{path}: unknown key {unknown[0]!r}; known keys: {names}")
+    model = from_mapping(ModelConfig, raw.get("model") or {}, where=f"{path}: model")
+    queries = [
+        from_mapping(QueryConfig, q, where=f"{path}: queries[{i}]")
+        for i, q in enumerate(raw.get("queries") or [])
+    ]
+    if query is None:
+        return model
+    for candidate in queries:
+        if candidate.name == query:
+            return candidate.model or model
+    names = ", ".join(q.name for q in queries) or "none"
+    raise BacktestError(f"no query {query!r} in {path} (queries: {names})")
+
+
+def _read_mapping(path: Path) -> dict:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read {str(path)!r}: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
-    return from_mapping(ModelConfig, raw.get("model") or {}, where=f"{path}: model")
+    return raw
 
 
 def _parse_time(text: str, path: Path, line: int) -> float:

@@ -162,6 +162,13 @@ def main(argv: list[str] | None = None) -> int:
         config.model.kind,
         config.shard,
     )
+    for query in config.queries:
+        if query.model is not None:
+            log.info(
+                "query has its own model query=%s model=%s",
+                query.name,
+                query.model.kind,
+            )
     # Blocked before any thread starts, so that every thread inherits the mask
     # and the signal waits for sigwait() below; a Python handler could instead
     # fire while this thread holds the very lock that stop.set() needs.

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from aiops_common.config import ConfigError, load_config
-from alertmanager_webhook.config import ENV_PREFIX, WebhookConfig
+from alertmanager_webhook.config import ENV_PREFIX, WebhookConfig, is_loopback
 from alertmanager_webhook.credentials import read_approvers, read_token
 
 GOOD = """
@@ -195,3 +195,22 @@ def test_empty_token_file_names_the_key(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="^bearer_token_file: .* is empty"):
         read_token(config)
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.3.2.1", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("127.example.com", False),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("", False),
+        ("10.0.0.1", False),
+    ],
+)
+def test_only_literal_loopback_addresses_count_as_loopback(host, loopback):
+    assert is_loopback(host) is loopback

@@ -41,11 +41,11 @@ def five_minute_rows(n: int, spike_at: int | None = None) -> list[tuple[str, str
     return rows
 
 
-def run(data: Path, out: Path, config: Path | None = None) -> int:
+def run(data: Path, out: Path, config: Path | None = None, *more: str) -> int:
     parser = argparse.ArgumentParser()
     commands = parser.add_subparsers(dest="command")
     backtest.add_subcommands(commands)
-    argv = ["backtest", "--data", str(data), "--out", str(out)]
+    argv = ["backtest", "--data", str(data), "--out", str(out), *more]
     if config is not None:
         argv += ["--config.file", str(config)]
     return backtest.run(parser.parse_args(argv))
@@ -74,6 +74,48 @@ def test_the_service_models_decide_as_they_would_live(tmp_path: Path) -> None:
 
     rows = read_scores(tmp_path / "out" / "s.csv")
     assert [i for i, r in enumerate(rows) if r["anomaly"] == "1"] == [400]
+
+
+def test_a_querys_own_model_is_used_when_named(tmp_path: Path) -> None:
+    write_csv(tmp_path / "in" / "s.csv", five_minute_rows(600, spike_at=400))
+    config = tmp_path / "detector.yml"
+    config.write_text(
+        "model: {kind: ensemble}\n"
+        "queries:\n"
+        "  - name: cpu\n"
+        "    promql: up\n"
+        "    model: {kind: robust, window: 100, min_points: 30}\n"
+    )
+
+    assert run(tmp_path / "in", tmp_path / "out", config, "--query", "cpu") == 0
+
+    rows = read_scores(tmp_path / "out" / "s.csv")
+    assert [i for i, r in enumerate(rows) if r["anomaly"] == "1"] == [400]
+
+
+@pytest.mark.parametrize(
+    ("text", "more", "message"),
+    [
+        ("modle: {kind: robust}\n", (), "unknown key 'modle'"),
+        (
+            "queries:\n  - name: cpu\n    promql: up\n    model: {kind: prophet}\n",
+            (),
+            "queries[0].model.kind",
+        ),
+        ("model: {kind: robust}\n", ("--query", "gpu"), "no query 'gpu'"),
+        ("model: {kind: robust}\n", ("--cycle-seconds", "0"), "--cycle-seconds"),
+    ],
+)
+def test_a_bad_config_or_flag_is_refused_naming_it(
+    tmp_path: Path, capsys, text: str, more: tuple[str, ...], message: str
+) -> None:
+    write_csv(tmp_path / "in" / "s.csv", five_minute_rows(50))
+    config = tmp_path / "detector.yml"
+    config.write_text(text)
+
+    assert run(tmp_path / "in", tmp_path / "out", config, *more) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_rows_without_a_value_or_out_of_order_keep_the_score_before(
