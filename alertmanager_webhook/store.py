@@ -174,6 +174,14 @@ class Store:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.Error as exc:
             raise _store_error(f"cannot open database {path!r}", exc) from exc
+        if version == 0:
+            # A receiver's database always carries its schema version; none
+            # means an empty, truncated or foreign file.
+            conn.close()
+            raise StoreError(
+                f"database {path!r} holds no receiver schema: empty, truncated "
+                "or not the receiver's"
+            )
         if version != SCHEMA_VERSION:
             conn.close()
             raise StoreError(

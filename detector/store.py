@@ -28,6 +28,8 @@ class ModelStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreError(f"state_dir {str(root)!r} is not a directory")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

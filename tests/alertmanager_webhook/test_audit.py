@@ -274,6 +274,18 @@ def test_truncated_database_file_is_reported_broken(
     assert "malformed" in out or "not a database" in out
 
 
+def test_an_emptied_database_file_is_named_as_such(
+    receiver: Receiver, db: Path, capsys
+) -> None:
+    receiver.store.close()
+    db.write_bytes(b"")
+
+    status, out = _verify(db, capsys)
+
+    assert status == 2
+    assert "holds no receiver schema: empty, truncated" in out
+
+
 def test_receiver_remakes_a_removed_head_and_says_so_in_the_chain(
     receiver: Receiver, db: Path, capsys
 ) -> None:

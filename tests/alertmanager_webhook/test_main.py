@@ -40,6 +40,11 @@ def _config(tmp_path: Path, text: str) -> str:
             "--web.listen-address: listen address must be HOST:PORT",
         ),
         (
+            "bearer_token: a\n",
+            ["--web.listen-address", "127.0.0.1:99999"],
+            "port must be 0 to 65535",
+        ),
+        (
             "insecure_no_auth: true\n",
             ["--web.listen-address", "0.0.0.0:9844"],
             "insecure_no_auth: only allowed on a loopback listen_address",
