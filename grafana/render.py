@@ -106,6 +106,7 @@ def _semantic_problems(data: dict[str, Any]) -> list[str]:
                     f"panel {panel.get('title')!r}: target lacks refId/expr"
                 )
     problems += _panel_problems(data)
+    problems += _table_problems(data)
     problems += _layout_problems(data)
     problems += _variable_problems(data)
     return problems
@@ -128,6 +129,41 @@ def _panel_problems(data: dict[str, Any]) -> list[str]:
             problems.append(f"panel {title!r}: no unit")
         if not panel.get("description"):
             problems.append(f"panel {title!r}: no description")
+    return problems
+
+
+def _table_problems(data: dict[str, Any]) -> list[str]:
+    """Tables of several queries whose value columns keep Grafana's names.
+
+    Merged, each query's value column is "Value #<refId>"; `organize` must
+    rename it or leave it out, and an override must name it as renamed.
+    """
+    problems = []
+    for panel in data.get("panels", []):
+        targets = panel.get("targets", [])
+        if panel.get("type") != "table" or len(targets) < 2:
+            continue
+        title = panel.get("title")
+        steps = {
+            t.get("id"): t.get("options") or {}
+            for t in panel.get("transformations", [])
+        }
+        if "merge" not in steps:
+            problems.append(f"panel {title!r}: its queries are not merged")
+        renamed = steps.get("organize", {}).get("renameByName", {})
+        excluded = steps.get("organize", {}).get("excludeByName", {})
+        for target in targets:
+            column = f"Value #{target.get('refId')}"
+            if not renamed.get(column) and not excluded.get(column):
+                problems.append(f"panel {title!r}: column {column!r} is not renamed")
+        overrides = panel.get("fieldConfig", {}).get("overrides", [])
+        for override in overrides:
+            matcher = override.get("matcher", {})
+            if matcher.get("id") == "byName" and matcher.get("options") in renamed:
+                problems.append(
+                    f"panel {title!r}: override of {matcher['options']!r} "
+                    "matches nothing once it is renamed"
+                )
     return problems
 
 

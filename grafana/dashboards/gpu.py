@@ -107,12 +107,18 @@ def build() -> Dashboard:
         ),
         table(
             "Recovery action and modes",
-            "The recovery the driver recommends, and persistence and MIG modes.",
+            "The recovery the driver recommends (action), and whether "
+            "persistence and MIG mode are on.",
+            # The recovery series is always 1; its action label is the answer.
             instant(g("aiops_gpu_recovery_action"), table=True),
-            instant(g("aiops_gpu_persistence_mode_enabled"), table=True),
-            instant(g("aiops_gpu_mig_mode_enabled"), table=True),
+            instant(
+                g("aiops_gpu_persistence_mode_enabled"),
+                table=True,
+                column="persistence mode",
+            ),
+            instant(g("aiops_gpu_mig_mode_enabled"), table=True, column="MIG mode"),
             width=12,
-            hide=("Time", "__name__", "job", "uuid"),
+            hide=("Time", "__name__", "job", "uuid", "Value #A"),
         ),
         ts(
             "NVML errors",
@@ -162,13 +168,14 @@ def build() -> Dashboard:
             "Xid errors",
             "Xid errors seen since the exporter started, with the catalog's "
             "severity and recommended action, and when each was last seen.",
-            instant(g("aiops_gpu_xid_errors_total"), table=True),
+            instant(g("aiops_gpu_xid_errors_total"), table=True, column="errors"),
             instant(
                 f"time() - {g('aiops_gpu_xid_last_seen_timestamp_seconds')}",
                 table=True,
+                column="last seen ago",
             ),
             hide=("Time", "__name__", "job", "uuid"),
-            column_units={"Value #B": "s"},
+            column_units={"last seen ago": "s"},
         ),
     )
 
@@ -228,8 +235,14 @@ def build() -> Dashboard:
         table(
             "MIG instances",
             "MIG devices of GPUs in MIG mode, with their memory.",
-            instant(g("aiops_gpu_mig_instance_memory_used_bytes"), table=True),
-            instant(g("aiops_gpu_mig_instance_memory_total_bytes"), table=True),
+            instant(
+                g("aiops_gpu_mig_instance_memory_used_bytes"), table=True, column="used"
+            ),
+            instant(
+                g("aiops_gpu_mig_instance_memory_total_bytes"),
+                table=True,
+                column="total",
+            ),
             unit="bytes",
             hide=("Time", "__name__", "job", "uuid"),
         ),

@@ -112,8 +112,12 @@ def build() -> Dashboard:
         table(
             "GPU readers",
             "Whether NVML and each Xid reader (NVML events, kernel log) work.",
-            instant(sel("aiops_nvml_available", *exporter), table=True),
-            instant(sel("aiops_gpu_xid_reader_available", *exporter), table=True),
+            instant(sel("aiops_nvml_available", *exporter), table=True, column="NVML"),
+            instant(
+                sel("aiops_gpu_xid_reader_available", *exporter),
+                table=True,
+                column="Xid reader",
+            ),
             hide=("Time", "__name__", "job"),
         ),
     )

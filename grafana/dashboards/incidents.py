@@ -64,6 +64,7 @@ def build() -> Dashboard:
     )
     causes = sel("aiops_rootcause_rank", "instance")
     shares = sel("aiops_rootcause_share_ratio", "instance")
+    refusals = sel("aiops_security_auth_failures", "instance")
     faults = sel("aiops_gpu_fault_class", "instance", "gpu")
     # The three GPU finding metrics in one selector, to count them together.
     findings = sel("", "instance", __name__="~" + "|".join(GPU_FINDINGS))
@@ -98,9 +99,11 @@ def build() -> Dashboard:
         stat(
             "Refused requests",
             "Requests refused for bad or missing credentials over the "
-            "diagnosis' auth window, summed over the components.",
+            "diagnosis' auth window, summed over the components of the selected "
+            "hosts. The Host variable does not list the receiver's instance, so "
+            "its refusals count only with All.",
             "short",
-            instant("sum(aiops_security_auth_failures)"),
+            instant(f"sum({refusals})"),
             red_above=30,
         ),
         stat(
@@ -121,10 +124,10 @@ def build() -> Dashboard:
             "For each anomalous series (query, instance, gpu): the causes the "
             "diagnosis ranked, with their share of the series' change. Open the "
             "fault report from a row; act on the rank-1 cause first.",
-            instant(causes, table=True),
-            instant(shares, table=True),
+            instant(causes, table=True, column="rank"),
+            instant(shares, table=True, column="share"),
             hide=("Time", "__name__", "job"),
-            column_units={"Value #B": "percentunit"},
+            column_units={"share": "percentunit"},
             links=[
                 link(
                     "Fault report",
@@ -211,9 +214,10 @@ def build() -> Dashboard:
         ts(
             "Refused requests by component",
             "Requests each component refused for bad or missing credentials over "
-            "the auth window; a lasting rise is a misconfigured sender or a probe.",
+            "the auth window; a lasting rise is a misconfigured sender or a probe. "
+            "The receiver's show only with All.",
             "short",
-            q("aiops_security_auth_failures", "{{job}} {{instance}}"),
+            q(refusals, "{{job}} {{instance}}"),
             width=12,
         ),
     )

@@ -32,24 +32,30 @@ PanelT = TypeVar(
 DATASOURCE = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
 TAGS = ["prom-aiops"]
 DEFAULT_RANGE = ("now-1h", "now")
+# CPU in cores, counted or busy: one unit for every CPU panel.
+CORES = "suffix: cores"
 
 
 @dataclass(frozen=True)
 class Query:
-    """One PromQL target: a range query unless `instant`."""
+    """One PromQL target: a range query unless `instant`; `column` names its
+    value in a table that merges several queries."""
 
     expr: str
     legend: str = ""
     instant: bool = False
     table: bool = False
+    column: str = ""
 
 
 def q(expr: str, legend: str = "") -> Query:
     return Query(expr, legend)
 
 
-def instant(expr: str, legend: str = "", table: bool = False) -> Query:
-    return Query(expr, legend, instant=True, table=table)
+def instant(
+    expr: str, legend: str = "", table: bool = False, column: str = ""
+) -> Query:
+    return Query(expr, legend, instant=True, table=table, column=column)
 
 
 def _targets(panel: PanelT, queries: Sequence[Query]) -> PanelT:
@@ -291,9 +297,11 @@ def table(
 ) -> table_builder.Panel:
     """Instant queries merged into one row per series, `hide` columns left out.
 
-    `unit` is the value columns' unit; `column_units` sets others by column
-    name (merged queries' values are "Value #A", "Value #B", ...).
+    With several queries, each value column ("Value #A", "Value #B", ...) takes
+    its query's `column` as name, unless `hide` leaves it out. `unit` is the
+    value columns' unit; `column_units` sets others by their shown name.
     """
+    renames = _column_names(title, queries, hide)
     panel = (
         table_builder.Panel()
         .title(title)
@@ -306,7 +314,10 @@ def table(
         .with_transformation(
             dm.DataTransformerConfig(
                 id_val="organize",
-                options={"excludeByName": {name: True for name in hide}},
+                options={
+                    "excludeByName": {name: True for name in hide},
+                    "renameByName": renames,
+                },
             )
         )
     )
@@ -317,6 +328,23 @@ def table(
     if links:
         panel = panel.data_links(list(links))
     return _targets(panel, queries)
+
+
+def _column_names(
+    title: str, queries: Sequence[Query], hide: Sequence[str]
+) -> dict[str, str]:
+    """Grafana's value column of each merged query -> the query's `column`."""
+    # One query's value column is plain "Value"; only merged ones are numbered.
+    if len(queries) < 2:
+        return {}
+    renames = {}
+    for ref, query in zip(ascii_uppercase, queries, strict=False):
+        value = f"Value #{ref}"
+        if query.column:
+            renames[value] = query.column
+        elif value not in hide:
+            raise ValueError(f"table {title!r}: query {ref} needs a column name")
+    return renames
 
 
 def states(

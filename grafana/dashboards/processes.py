@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
-from grafana.dashboards.panels import Board, instant, label_variable, q, stat, table
+from grafana.dashboards.panels import (
+    CORES,
+    Board,
+    instant,
+    label_variable,
+    q,
+    stat,
+    table,
+)
 from grafana.dashboards.panels import timeseries as ts
 from grafana.dashboards.promql import increase, rate, sel
 
@@ -40,7 +48,7 @@ def build() -> Dashboard:
         stat(
             "CPUs",
             "Logical CPUs of the selected hosts.",
-            "short",
+            CORES,
             instant(f"sum({h('aiops_host_logical_cpus')})"),
         ),
         stat(
@@ -94,7 +102,7 @@ def build() -> Dashboard:
         ts(
             f"CPU cores, top {TOP} groups",
             "CPU seconds per second (cores busy) of each group, from its counter.",
-            "short",
+            CORES,
             q(top(rate(h("aiops_process_group_cpu_seconds_total"))), GROUP_LEGEND),
             width=8,
         ),
@@ -124,12 +132,18 @@ def build() -> Dashboard:
         table(
             "Process groups now",
             "Every exported group: CPU share, resident memory, processes, threads.",
-            instant(h("aiops_process_group_cpu_usage_ratio"), table=True),
-            instant(h("aiops_process_group_resident_memory_bytes"), table=True),
-            instant(h("aiops_process_group_processes"), table=True),
-            instant(h("aiops_process_group_threads"), table=True),
+            instant(
+                h("aiops_process_group_cpu_usage_ratio"), table=True, column="CPU share"
+            ),
+            instant(
+                h("aiops_process_group_resident_memory_bytes"),
+                table=True,
+                column="resident memory",
+            ),
+            instant(h("aiops_process_group_processes"), table=True, column="processes"),
+            instant(h("aiops_process_group_threads"), table=True, column="threads"),
             hide=("Time", "__name__", "job"),
-            column_units={"Value #A": "percentunit", "Value #B": "bytes"},
+            column_units={"CPU share": "percentunit", "resident memory": "bytes"},
         ),
     )
 
@@ -139,11 +153,19 @@ def build() -> Dashboard:
             "Processes on GPUs",
             "Compute processes per GPU and group, with their GPU memory and "
             "SM share; container_id and pod_uid name the container or pod.",
-            instant(h("aiops_gpu_processes"), table=True),
-            instant(h("aiops_gpu_process_memory_used_bytes"), table=True),
-            instant(h("aiops_gpu_process_sm_utilization_ratio"), table=True),
+            instant(h("aiops_gpu_processes"), table=True, column="processes"),
+            instant(
+                h("aiops_gpu_process_memory_used_bytes"),
+                table=True,
+                column="GPU memory",
+            ),
+            instant(
+                h("aiops_gpu_process_sm_utilization_ratio"),
+                table=True,
+                column="SM share",
+            ),
             hide=("Time", "__name__", "job", "uuid"),
-            column_units={"Value #B": "bytes", "Value #C": "percentunit"},
+            column_units={"GPU memory": "bytes", "SM share": "percentunit"},
         ),
     )
     return board.build()

@@ -8,7 +8,15 @@ from dataclasses import dataclass
 
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
-from grafana.dashboards.panels import Board, band, instant, label_variable, q, stat
+from grafana.dashboards.panels import (
+    CORES,
+    Board,
+    band,
+    instant,
+    label_variable,
+    q,
+    stat,
+)
 from grafana.dashboards.panels import table as table_panel
 from grafana.dashboards.panels import timeseries as ts
 from grafana.dashboards.promql import rate, sel
@@ -31,7 +39,7 @@ class Resource:
 
 
 RESOURCES = (
-    Resource("cpu_cores", "CPU", "short", GROUP_LEGEND),
+    Resource("cpu_cores", "CPU", CORES, GROUP_LEGEND),
     Resource("memory_bytes", "Memory", "bytes", GROUP_LEGEND),
     Resource("gpu_memory_bytes", "GPU memory", "bytes", GPU_GROUP_LEGEND, True),
     Resource("gpu_time_ratio", "GPU time", "percentunit", GPU_GROUP_LEGEND, True),
@@ -39,7 +47,7 @@ RESOURCES = (
 # Fleet-wide savings: (metric, title, unit). GPU time is summed over GPUs, so
 # its unit is GPUs, not a share of one.
 SAVINGS = (
-    ("aiops_recommended_savings_cpu_cores", "CPU to free", "suffix: cores"),
+    ("aiops_recommended_savings_cpu_cores", "CPU to free", CORES),
     ("aiops_recommended_savings_memory_bytes", "Memory to free", "bytes"),
     ("aiops_recommended_savings_gpu_memory_bytes", "GPU memory to free", "bytes"),
     ("aiops_recommended_savings_gpu_time_ratio", "GPU time to free", "suffix: GPUs"),
@@ -132,14 +140,16 @@ def resource_panels(resource: Resource) -> tuple:
             "Per series: the allocation in force, and the recommended lower, "
             "target and upper. A missing allocation means the optimizer does not "
             "know it; its saving is left out of the fleet's.",
+            instant(
+                lined_up(sel(allocated, *variables)), table=True, column="allocated"
+            ),
             *(
-                instant(lined_up(selector), table=True)
-                for selector in (
-                    sel(allocated, *variables),
-                    sel(recommended, *variables, bound="lower"),
-                    sel(recommended, *variables, bound="target"),
-                    sel(recommended, *variables, bound="upper"),
+                instant(
+                    lined_up(sel(recommended, *variables, bound=bound)),
+                    table=True,
+                    column=bound,
                 )
+                for bound in ("lower", "target", "upper")
             ),
             unit=resource.unit,
             hide=("Time", "__name__", "job", "uuid", "pod_uid", "unit"),

@@ -9,6 +9,7 @@ import re
 import pytest
 import yaml
 
+from grafana.dashboards.panels import CORES, instant, table
 from grafana.render import JSON_DIR, main, model_problems, render_all
 
 PROVISIONING = JSON_DIR.parent / "provisioning"
@@ -25,6 +26,8 @@ UIDS = {
     "bundle-health.json": "aiops-bundle-health",
 }
 GRAFANA_VARIABLES = {"__rate_interval", "__range", "__interval"}
+# Series counted in CPU cores: logical CPUs, busy cores, sized cores.
+CPU_CORES = re.compile(r"logical_cpus|cpu_seconds_total|cpu_cores")
 
 
 def committed() -> dict[str, dict]:
@@ -153,3 +156,61 @@ def test_report_links_use_the_receivers_route():
     assert len(links) == 3
     for url in links:
         assert url.startswith("${receiver}/api/v1/incidents/latest/report.html?")
+
+
+def table_panel(dashboard: dict, title: str) -> dict:
+    return next(p for p in dashboard["panels"] if p["title"] == title)
+
+
+def organize(panel: dict) -> dict:
+    return next(t for t in panel["transformations"] if t["id"] == "organize")
+
+
+def test_merged_tables_name_their_value_columns():
+    panel = table_panel(committed()["recommendations.json"], "CPU: recommendations now")
+
+    assert organize(panel)["options"]["renameByName"] == {
+        "Value #A": "allocated",
+        "Value #B": "lower",
+        "Value #C": "target",
+        "Value #D": "upper",
+    }
+
+
+def test_the_table_check_finds_value_columns_left_unnamed():
+    incidents = committed()["incidents.json"]
+    causes = table_panel(incidents, "Ranked causes")
+    del organize(causes)["options"]["renameByName"]["Value #A"]
+    causes["fieldConfig"]["overrides"][0]["matcher"]["options"] = "Value #B"
+    health = committed()["bundle-health.json"]
+    table_panel(health, "GPU readers")["transformations"] = []
+
+    problems = model_problems(incidents) + model_problems(health)
+
+    assert "panel 'Ranked causes': column 'Value #A' is not renamed" in problems
+    assert (
+        "panel 'Ranked causes': override of 'Value #B' matches nothing once it "
+        "is renamed" in problems
+    )
+    assert "panel 'GPU readers': its queries are not merged" in problems
+    assert "panel 'GPU readers': column 'Value #B' is not renamed" in problems
+
+
+def test_a_merged_table_needs_a_name_for_each_value_column():
+    with pytest.raises(ValueError, match="query B needs a column name"):
+        table("t", "d", instant("up", column="up"), instant("up"))
+
+    hidden = table(
+        "t", "d", instant("up"), instant("up", column="b"), hide=["Value #A"]
+    )
+    assert hidden.build().transformations[1].options["renameByName"] == {
+        "Value #B": "b"
+    }
+
+
+@pytest.mark.parametrize("name", sorted(UIDS))
+def test_cpu_panels_count_cores(name):
+    for panel in committed()[name]["panels"]:
+        exprs = " ".join(t["expr"] for t in panel.get("targets", []))
+        if CPU_CORES.search(exprs):
+            assert panel["fieldConfig"]["defaults"]["unit"] == CORES, panel["title"]
