@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.core import Metric as Family
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
@@ -29,9 +30,14 @@ import exporter
 from alertmanager_webhook.config import WebhookConfig
 from alertmanager_webhook.metrics import WebhookMetrics
 from detector.config import DetectorConfig
-from detector.metrics import SERIES_GAUGES, DetectorCollector
-from detector.model import Score
-from detector.snapshot import SeriesState, Snapshot
+from detector.diagnosis.collector import DiagnosisCollector
+from detector.diagnosis.config import DiagnosisConfig
+from detector.diagnosis.service import Diagnoser
+from detector.metrics import POINTS_SEEN, SERIES_GAUGES, DetectorCollector
+from detector.optimizer.collector import OptimizerCollector
+from detector.optimizer.config import OptimizerConfig
+from detector.optimizer.optimizer import Optimizer
+from detector.snapshot import Snapshot
 from exporter.config import ExporterConfig
 from exporter.metrics import Spec
 
@@ -49,10 +55,16 @@ UNITS = (
     ("_watts", "watts"),
     ("_joules", "joules"),
     ("_hertz", "hertz"),
+    ("_cores", "cores"),
     ("_ratio", "ratio 0-1"),
     ("_info", "info (1)"),
 )
 SOURCE_LABELS = "`query` + the scored series' own labels"
+PER_SERIES = {name for name, _, _ in SERIES_GAUGES} | {POINTS_SEEN[0]}
+IDENTITY_LABELS = (
+    "; those but `bound` are the `labels` set for the resource or for "
+    "`optimizer.power` (defaults shown)"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,20 +150,57 @@ def _find_specs(value: Any) -> Iterator[Spec]:
 
 
 def detector_metrics() -> list[MetricDoc]:
-    """The detector's collector over a snapshot with one scored series."""
-    score = Score(1.0, 1.0, 0.0, 2.0, 0.0, 0.0, 0, True)
-    series = SeriesState("q", (("instance", "x"),), 0.0, score)
-    snapshot = Snapshot(series=(series,), query_errors={"q": 0})
-    registry = CollectorRegistry()
-    registry.register(DetectorCollector(lambda: snapshot))
+    """Every family the detector process serves, over the state it starts with.
 
-    per_series = {name for name, _, _ in SERIES_GAUGES}
-    return [
+    The engine's (checkpoints included) and the diagnosis' collectors always;
+    the optimizer's once `optimizer` is configured, here with its defaults after
+    one cycle over an empty Prometheus, which sets each resource's labels.
+    """
+    diagnoser = Diagnoser(DiagnosisConfig(), _no_series)
+    optimizer = Optimizer(OptimizerConfig(), _no_series, clock=lambda: 0.0)
+    optimizer.run_cycle()
+    snapshot = optimizer.snapshot
+    identity = set(snapshot.power_label_names).union(
+        *(state.label_names for state in snapshot.resources)
+    )
+
+    engine = [
         dataclasses.replace(doc, labels_note=SOURCE_LABELS)
-        if doc.name in per_series
+        if doc.name in PER_SERIES
         else doc
-        for doc in parse(registry)
+        for doc in _declared(DetectorCollector(Snapshot))
     ]
+    diagnosis = _declared(DiagnosisCollector(lambda: diagnoser.snapshot))
+    sizes = [
+        dataclasses.replace(doc, labels_note=_label_list(doc.labels) + IDENTITY_LABELS)
+        if identity & set(doc.labels)
+        else doc
+        for doc in _declared(OptimizerCollector(lambda: snapshot))
+    ]
+    return engine + diagnosis + sizes
+
+
+def _no_series(promql: str, start: float, end: float, step: float) -> list:
+    return []
+
+
+def _declared(collector: Collector) -> list[MetricDoc]:
+    """`collector`'s families, each with one sample where its state has none.
+
+    A family without samples still carries the label names it was declared
+    with (prometheus_client keeps them in _labelnames); one sample of them is
+    what lets the exposition show them.
+    """
+    families = []
+    for family in collector.collect():
+        if not family.samples and isinstance(
+            family, GaugeMetricFamily | CounterMetricFamily
+        ):
+            family.add_metric(["x"] * len(family._labelnames), 0.0)
+        families.append(family)
+    registry = CollectorRegistry()
+    registry.register(_Families(families))
+    return parse(registry)
 
 
 def webhook_metrics() -> list[MetricDoc]:
@@ -266,10 +315,14 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _label_list(labels: Iterable[str]) -> str:
+    return ", ".join(f"`{label}`" for label in labels)
+
+
 def metric_table(docs: Sequence[MetricDoc]) -> list[str]:
     lines = ["| metric | type | unit | labels | meaning |", "|---|---|---|---|---|"]
     for doc in docs:
-        labels = doc.labels_note or ", ".join(f"`{x}`" for x in doc.labels) or "—"
+        labels = doc.labels_note or _label_list(doc.labels) or "—"
         lines.append(
             f"| `{doc.name}` | {doc.type} | {doc.unit or '—'} | {labels} "
             f"| {_cell(doc.help)} |"
@@ -294,6 +347,9 @@ def render() -> str:
         "### aiops-detector",
         "",
         *metric_table(detector_metrics()),
+        "",
+        "The `aiops_recommended_*`, `aiops_allocated_*` and `aiops_optimizer_*` "
+        "series are served only when `optimizer` is configured.",
         "",
         "### aiops-webhook",
         "",
