@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -173,7 +174,7 @@ class GpuPodReader:
     def read(self) -> GpuPodSample:
         path = self._client.socket_path
         try:
-            os.stat(path)
+            mode = os.stat(path).st_mode
         except FileNotFoundError:
             self._once.log(
                 logging.INFO,
@@ -186,6 +187,8 @@ class GpuPodReader:
             # There, but out of reach (a directory the exporter may not enter):
             # an error to fix, unlike a host without a kubelet.
             raise PodResourcesError(f"cannot reach {path!r}: {exc.strerror}") from exc
+        if not stat.S_ISSOCK(mode):
+            raise PodResourcesError(f"{path!r} is not a socket; is it the kubelet's?")
         if self._once.forget("absent"):
             log.info("kubelet PodResources socket found path=%s", path)
 

@@ -67,6 +67,14 @@ def run(args: argparse.Namespace) -> int:
     if not usage:
         print(f"aiops {COMMAND}: {args.usage}: no series", file=sys.stderr)
         return 1
+    # Found out before a replay of minutes, not after it.
+    if not args.out.parent.is_dir():
+        print(
+            f"aiops {COMMAND}: cannot write {str(args.out)!r}: no folder "
+            f"{str(args.out.parent)!r}",
+            file=sys.stderr,
+        )
+        return 1
 
     import torch
 

@@ -278,3 +278,10 @@ def test_a_socket_path_out_of_reach_is_an_error_not_absence(socket_dir):
 
     with pytest.raises(PodResourcesError, match="cannot reach"):
         reader_for(socket_dir / "pod-resources" / "kubelet.sock").read()
+
+
+def test_a_file_that_is_not_a_socket_is_named_as_such(socket_dir):
+    (socket_dir / "kubelet.sock").write_text("a file, not a socket")
+
+    with pytest.raises(PodResourcesError, match="is not a socket"):
+        reader_for(socket_dir / "kubelet.sock").read()

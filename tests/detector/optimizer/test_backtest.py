@@ -96,3 +96,16 @@ def test_a_file_of_another_resource_is_refused(tmp_path: Path, capsys) -> None:
     assert backtest.run(args(tmp_path, usage)) == 1
 
     assert "no column 'container'" in capsys.readouterr().err
+
+
+def test_an_output_folder_that_does_not_exist_is_refused_before_the_replay(
+    tmp_path: Path, capsys
+) -> None:
+    usage = tmp_path / "usage.csv.gz"
+    write_usage(usage)
+    out = tmp_path / "missing" / "alloc.csv"
+
+    assert backtest.run(args(tmp_path, usage, out=str(out))) == 1
+
+    err = capsys.readouterr().err
+    assert "no folder" in err and "missing" in err
