@@ -24,14 +24,24 @@ def add_subcommands(subparsers: Any) -> None:
     verify = audit_commands.add_parser(
         "verify", help="exit non-zero naming the first edited or removed record"
     )
-    verify.add_argument("--database", default=DEFAULT_DATABASE, metavar="FILE")
+    verify.add_argument(
+        "--database",
+        default=DEFAULT_DATABASE,
+        metavar="FILE",
+        help="the receiver's database (default: %(default)s)",
+    )
     verify.set_defaults(webhook_command="verify", run=run)
 
     approve = subparsers.add_parser(
         "approve", help="let an action that waits for approval run"
     )
     approve.add_argument("action_id", type=int, nargs="?", metavar="ID")
-    approve.add_argument("--database", default=DEFAULT_DATABASE, metavar="FILE")
+    approve.add_argument(
+        "--database",
+        default=DEFAULT_DATABASE,
+        metavar="FILE",
+        help="the receiver's database (default: %(default)s)",
+    )
     approve.add_argument(
         "--list", action="store_true", help="list the actions waiting for approval"
     )

@@ -48,7 +48,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog=PROG,
         description="Receive Alertmanager webhooks and act on them by policy.",
     )
-    parser.add_argument("--config.file", dest="config_file", metavar="PATH")
+    parser.add_argument(
+        "--config.file",
+        dest="config_file",
+        metavar="PATH",
+        help="YAML config file (deploy/webhook.yml shows every key)",
+    )
     parser.add_argument(
         "--web.listen-address",
         dest="listen_address",
