@@ -33,7 +33,7 @@ def load_config(
     """Read `path` (or nothing), apply `env_prefix` overrides and build `cls`."""
     raw: dict[str, Any] = {}
     if path is not None:
-        raw = _read_yaml(Path(path))
+        raw = read_yaml(Path(path))
 
     overridden: dict[str, str] = {}
     if env_prefix:
@@ -95,7 +95,8 @@ def check(condition: bool, key: str, message: str) -> None:
         raise ConfigError(f"{key}: {message}")
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> dict[str, Any]:
+    """The mapping at the top of a YAML file; ConfigError naming what is wrong."""
     try:
         text = path.read_text()
     except OSError as exc:

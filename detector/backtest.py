@@ -23,10 +23,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from aiops_cli.progress import ProgressBar
-from aiops_common.config import ConfigError, from_mapping
+from aiops_common.config import ConfigError, from_mapping, read_yaml
 from detector.config import DetectorConfig, ModelConfig, QueryConfig
 from detector.engine import Engine
 from detector.model import Score
@@ -278,7 +277,7 @@ def _model_config(path: Path | None, query: str | None) -> ModelConfig:
             raise BacktestError("--query needs --config.file")
         return ModelConfig()
 
-    raw = _read_mapping(path)
+    raw = read_yaml(path)
     # Every key is checked as the detector checks it, so a typo fails here
     # too instead of silently scoring with defaults; a file with only a
     # `model` section is enough for a backtest.
@@ -299,16 +298,6 @@ def _model_config(path: Path | None, query: str | None) -> ModelConfig:
             return candidate.model or model
     names = ", ".join(q.name for q in queries) or "none"
     raise BacktestError(f"no query {query!r} in {path} (queries: {names})")
-
-
-def _read_mapping(path: Path) -> dict:
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read {str(path)!r}: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: top level must be a mapping")
-    return raw
 
 
 def _parse_time(text: str, path: Path, line: int) -> float:
