@@ -18,8 +18,8 @@ from detector.multivariate import (
     FORMAT_VERSION,
     ReconstructorError,
     prepared,
-    write_atomically,
 )
+from detector.store import write_atomically
 
 
 class _Autoencoder(nn.Module):

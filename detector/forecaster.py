@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from detector.model import MAD_TO_SIGMA, RELATIVE_SCALE_FLOOR
+from detector.store import write_atomically
 
 # Normalized values beyond this many robust standard deviations are clipped:
 # one outlier in a training window must not dominate the squared loss.
@@ -122,10 +123,7 @@ class Forecaster:
             },
             buffer,
         )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(path.suffix + ".tmp")
-        temporary.write_bytes(buffer.getvalue())
-        temporary.replace(path)
+        write_atomically(path, buffer.getvalue())
 
     @classmethod
     def load(cls, path: Path, context: int, channels: int) -> Forecaster:

@@ -16,6 +16,8 @@ from typing import Protocol
 
 import numpy as np
 
+from detector.store import write_atomically
+
 # Inputs beyond this many robust standard deviations are clipped, so that one
 # wild member does not dominate the fit.
 CLIP = 8.0
@@ -113,10 +115,3 @@ def prepared(vectors: np.ndarray, dimensions: int) -> np.ndarray:
             f"expected vectors of {dimensions} values, got shape {x.shape!r}"
         )
     return np.clip(x, -CLIP, CLIP)
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_bytes(data)
-    temporary.replace(path)

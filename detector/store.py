@@ -15,6 +15,14 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write `data` to a temporary file beside `path`, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_bytes(data)
+    temporary.replace(path)
+
+
 class StoreError(Exception):
     """A state directory that cannot be used."""
 
@@ -42,9 +50,7 @@ class ModelStore:
 
     def write_meta(self, family: str, name: str, meta: dict[str, Any]) -> None:
         path = self.path(family, name + ".json")
-        temporary = path.with_suffix(".json.tmp")
-        temporary.write_text(json.dumps(meta, sort_keys=True))
-        temporary.replace(path)
+        write_atomically(path, json.dumps(meta, sort_keys=True).encode())
 
     def read_meta(self, family: str, name: str) -> dict[str, Any] | None:
         path = self.path(family, name + ".json")
