@@ -11,6 +11,7 @@ import getpass
 import sys
 from typing import Any
 
+from alertmanager_webhook.audit_head import HeadFile
 from alertmanager_webhook.jobs import ApprovalError, Jobs
 from alertmanager_webhook.store import DatabaseDamaged, Store, StoreError
 
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _verify(database: str) -> int:
     try:
-        store = Store.open_existing(database, readonly=True)
+        store = _open_audited(database)
         try:
             verdict = store.verify()
         finally:
@@ -80,6 +81,19 @@ def _verify(database: str) -> int:
         return 0
     print(f"audit log broken: {verdict.problem}", file=sys.stderr)
     return 1
+
+
+def _open_audited(database: str) -> Store:
+    """Open for verify; a database gone or emptied while its audit head still
+    records a chain is tampering evidence, not a usage error."""
+    try:
+        return Store.open_existing(database, readonly=True)
+    except DatabaseDamaged:
+        raise
+    except StoreError as exc:
+        if HeadFile(database).exists():
+            raise DatabaseDamaged(f"{exc}, but its audit head file remains") from exc
+        raise
 
 
 def _approve(database: str, action_id: int) -> int:

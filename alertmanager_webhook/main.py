@@ -12,7 +12,7 @@ import logging
 import signal
 import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -160,6 +160,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         worker.start()
         serve(config, app, tls)
+    except ListenError as exc:
+        log.error("cannot listen address=%s error=%s", config.listen_address, exc)
+        return 1
     finally:
         worker.stop()
         worker_store.close()
@@ -195,28 +198,17 @@ def tls_context(config: WebhookConfig) -> ssl.SSLContext | None:
     return context
 
 
+class ListenError(Exception):
+    """The listen address cannot be bound (taken, not this host's, no right)."""
+
+
 def serve(config: WebhookConfig, app: Flask, tls: ssl.SSLContext | None) -> None:
     """Serve until a signal arrives; both servers end their loop on SystemExit."""
-    host, port = parse_listen_address(config.listen_address)
-    if tls is None:
-        # Waitress buffers a whole body before the app runs. Its own cap sits at
-        # twice ours: a huge body is cut off at the socket, a moderately oversized
-        # one still reaches the app to be answered in JSON and counted as rejected.
-        server = waitress.create_server(
-            app, host=host, port=port, max_request_body_size=2 * config.max_body_bytes
-        )
-        bound, run, close = server.effective_port, server.run, server.close
-    else:
-        # TODO: werkzeug's server starts a thread per connection, unbounded; a
-        # TLS-capable production server (or a terminating proxy in front of
-        # waitress) is the right fix once the bundle may take a dependency.
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        tls_server = make_server(host, port, app, threaded=True, ssl_context=tls)
-        bound, run, close = (
-            tls_server.server_port,
-            tls_server.serve_forever,
-            tls_server.server_close,
-        )
+    try:
+        bound, run, close = _bind(config, app, tls)
+    except OSError as exc:
+        raise ListenError(exc.strerror or str(exc)) from exc
+    host, _ = parse_listen_address(config.listen_address)
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         log.info("shutting down signal=%s", signal.Signals(signum).name)
@@ -239,3 +231,30 @@ def serve(config: WebhookConfig, app: Flask, tls: ssl.SSLContext | None) -> None
     finally:
         close()
         signal.signal(signal.SIGTERM, previous)
+
+
+def _bind(
+    config: WebhookConfig, app: Flask, tls: ssl.SSLContext | None
+) -> tuple[int, Callable[[], None], Callable[[], None]]:
+    """Bind the listen address; (port bound, run, close) of the server."""
+    host, port = parse_listen_address(config.listen_address)
+    if tls is None:
+        # Waitress buffers a whole body before the app runs. Its own cap sits at
+        # twice ours: a huge body is cut off at the socket, a moderately oversized
+        # one still reaches the app to be answered in JSON and counted as rejected.
+        server = waitress.create_server(
+            app, host=host, port=port, max_request_body_size=2 * config.max_body_bytes
+        )
+        bound, run, close = server.effective_port, server.run, server.close
+    else:
+        # TODO: werkzeug's server starts a thread per connection, unbounded; a
+        # TLS-capable production server (or a terminating proxy in front of
+        # waitress) is the right fix once the bundle may take a dependency.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        tls_server = make_server(host, port, app, threaded=True, ssl_context=tls)
+        bound, run, close = (
+            tls_server.server_port,
+            tls_server.serve_forever,
+            tls_server.server_close,
+        )
+    return bound, run, close

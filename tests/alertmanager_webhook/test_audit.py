@@ -277,13 +277,33 @@ def test_truncated_database_file_is_reported_broken(
 def test_an_emptied_database_file_is_named_as_such(
     receiver: Receiver, db: Path, capsys
 ) -> None:
+    # Without its head file nothing says a chain was there: a usage error.
     receiver.store.close()
+    _head(db).unlink()
     db.write_bytes(b"")
 
     status, out = _verify(db, capsys)
 
     assert status == 2
     assert "holds no receiver schema: empty, truncated" in out
+
+
+@pytest.mark.parametrize("damage", ["emptied", "removed"])
+def test_a_database_gone_beside_its_head_is_reported_broken(
+    receiver: Receiver, db: Path, capsys, damage: str
+) -> None:
+    receiver.store.close()
+    assert _head(db).exists()
+    if damage == "emptied":
+        db.write_bytes(b"")
+    else:
+        db.unlink()
+
+    status, out = _verify(db, capsys)
+
+    assert status == 1
+    assert out.startswith("audit log broken: ")
+    assert "its audit head file remains" in out
 
 
 def test_receiver_remakes_a_removed_head_and_says_so_in_the_chain(

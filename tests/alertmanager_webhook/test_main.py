@@ -85,6 +85,33 @@ def test_unknown_log_level_flag_is_a_usage_error(tmp_path: Path) -> None:
     assert caught.value.code == 2
 
 
+def test_a_taken_port_is_one_log_line_and_exit_1(tmp_path: Path) -> None:
+    config = _config(tmp_path, f"bearer_token: a\ndatabase: {tmp_path / 'x.db'}\n")
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        address = f"127.0.0.1:{holder.getsockname()[1]}"
+
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "alertmanager_webhook",
+                "--config.file",
+                config,
+                "--web.listen-address",
+                address,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    assert done.returncode == 1
+    assert f"cannot listen address={address}" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
