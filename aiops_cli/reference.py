@@ -62,8 +62,7 @@ UNITS = (
 SOURCE_LABELS = "`query` + the scored series' own labels"
 PER_SERIES = {name for name, _, _ in SERIES_GAUGES} | {POINTS_SEEN[0]}
 IDENTITY_LABELS = (
-    "; those but `bound` are the `labels` set for the resource or for "
-    "`optimizer.power` (defaults shown)"
+    "the `labels` set for the resource or for `optimizer.power` (defaults shown)"
 )
 
 
@@ -172,12 +171,17 @@ def detector_metrics() -> list[MetricDoc]:
     ]
     diagnosis = _declared(DiagnosisCollector(lambda: diagnoser.snapshot))
     sizes = [
-        dataclasses.replace(doc, labels_note=_label_list(doc.labels) + IDENTITY_LABELS)
+        dataclasses.replace(doc, labels_note=_identity_note(doc.labels))
         if identity & set(doc.labels)
         else doc
         for doc in _declared(OptimizerCollector(lambda: snapshot))
     ]
     return engine + diagnosis + sizes
+
+
+def _identity_note(labels: tuple[str, ...]) -> str:
+    which = "those but `bound` are" if "bound" in labels else "these are"
+    return f"{_label_list(labels)}; {which} {IDENTITY_LABELS}"
 
 
 def _no_series(promql: str, start: float, end: float, step: float) -> list:

@@ -134,9 +134,10 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> argparse.Argument
 
 def run(args: argparse.Namespace) -> int:
     try:
-        if args.cycle_seconds <= 0:
+        cycle = args.cycle_seconds
+        if not (math.isfinite(cycle) and cycle > 0):
             raise BacktestError(
-                f"--cycle-seconds must be > 0, got {args.cycle_seconds:g}"
+                f"--cycle-seconds must be a finite number > 0, got {cycle:g}"
             )
         model = _model_config(args.config_file, args.query)
         files = sorted(Path(args.data).rglob("*.csv"))

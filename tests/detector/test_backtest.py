@@ -104,6 +104,8 @@ def test_a_querys_own_model_is_used_when_named(tmp_path: Path) -> None:
         ),
         ("model: {kind: robust}\n", ("--query", "gpu"), "no query 'gpu'"),
         ("model: {kind: robust}\n", ("--cycle-seconds", "0"), "--cycle-seconds"),
+        ("model: {kind: robust}\n", ("--cycle-seconds", "inf"), "finite number"),
+        ("model: {kind: robust}\n", ("--cycle-seconds", "nan"), "finite number"),
     ],
 )
 def test_a_bad_config_or_flag_is_refused_naming_it(
