@@ -29,8 +29,10 @@ class Rules:
     # above the reading that ran short, as usage that grew once grows on.
     react_margin: float = 0.2
     # A raise also carries the rise of the last `trend_window` periods across
-    # the period it locks; 0 turns the projection off.
-    trend_window: float = 0.5
+    # the period it locks; 0 turns the projection off. Short, so that a ramp
+    # that began minutes before it ran short (a model loading, a job's next
+    # phase) is seen as one, not averaged away with the flat hour before it.
+    trend_window: float = 0.1
     oom_floor: bool = True
     cap_at_scale: bool = True
 
@@ -191,14 +193,20 @@ class Sizer:
         self._violation_peak = 0.0
 
 
-def climb_rate(t: np.ndarray, u: np.ndarray) -> float:
-    """How fast readings climb, per second: the median step between readings.
+# Of the steps between readings, the share that must rise for a climb.
+CLIMB_SHARE = 2 / 3
 
-    The median, not a fitted line, so that one jump to a new level (a step,
-    which the reaction's margin covers) does not read as a climb; only a rise
-    that most readings share does. 0 when falling or flat.
+
+def climb_rate(t: np.ndarray, u: np.ndarray) -> float:
+    """How fast readings climb, per second, from the first reading to the last.
+
+    Only a rise that most steps share is a climb, so that one jump to a new
+    level (a step, which the reaction's margin covers) does not read as one.
+    First to last, not the median step, which understates a ramp that climbs
+    in uneven steps. 0 when falling, flat or jumping.
     """
-    if t.size < 3:
+    if t.size < 3 or t[-1] <= t[0]:
         return 0.0
-    rate = float(np.median(np.diff(u) / np.diff(t)))
-    return max(rate, 0.0)
+    if np.mean(np.diff(u) > 0) < CLIMB_SHARE:
+        return 0.0
+    return max(float((u[-1] - u[0]) / (t[-1] - t[0])), 0.0)

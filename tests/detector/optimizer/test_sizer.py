@@ -134,6 +134,19 @@ def test_a_reaction_to_a_climb_carries_the_climb_over_the_period() -> None:
     assert short_after_the_raise(peak_only, t, u) > 50
 
 
+def test_a_ramp_that_began_minutes_before_it_ran_short_is_carried() -> None:
+    # Flat for hours, then a job's next phase climbs 24 an hour: it runs short
+    # five minutes in, when a longer window would still read mostly flat.
+    t, u = ramp(40.0, per_hour=24.0, hours=6)
+    sizer = Sizer(MEMORY, Fixed(42.0), 0.0, Rules(react_margin=0.0))
+
+    rows = play(sizer, t, u)
+
+    peak = float(u[np.argmax(u > 42.0)])
+    assert rows[1][1] == pytest.approx(peak + 24.0, rel=0.01)
+    assert short_after_the_raise(rows, t, u) <= 1
+
+
 def test_a_fast_climb_at_most_doubles_the_raise() -> None:
     # Ten units a minute for half an hour before it runs short: the climb
     # carried over an hour would be 600 more.
@@ -151,6 +164,15 @@ def test_a_climb_is_what_most_readings_share_not_one_jump() -> None:
     assert climb_rate(t, np.where(t < 14 * STEP, 10.0, 30.0)) == 0.0
     assert climb_rate(t, 10.0 + t / 60.0) == pytest.approx(1 / 60.0)
     assert climb_rate(t, 10.0 - t / 60.0) == 0.0
+
+
+def test_a_climb_in_uneven_steps_is_its_whole_rise() -> None:
+    # Two small steps, then a large one, over and over: the median step is
+    # the small one, a third of the climb's pace or less.
+    t = np.arange(0.0, 16 * STEP, STEP)
+    u = 10.0 + np.cumsum(np.r_[0.0, np.tile([0.1, 0.1, 2.8], 5)])
+
+    assert climb_rate(t, u) == pytest.approx(1.0 / STEP)
 
 
 def test_plain_rules_leave_the_policy_alone() -> None:
