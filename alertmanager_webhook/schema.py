@@ -49,6 +49,9 @@ CREATE TABLE IF NOT EXISTS alerts (
     generator_url TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS alerts_by_fingerprint ON alerts (fingerprint);
+-- Each notification's audit digest and its report read its alerts: without
+-- this, every notification scanned the whole table.
+CREATE INDEX IF NOT EXISTS alerts_by_notification ON alerts (notification_id);
 CREATE TABLE IF NOT EXISTS actions (
     id INTEGER PRIMARY KEY,
     notification_id INTEGER NOT NULL REFERENCES notifications (id),
@@ -81,6 +84,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS actions_once
 CREATE INDEX IF NOT EXISTS actions_by_result ON actions (result, not_before);
 CREATE INDEX IF NOT EXISTS actions_by_target ON actions (target, action);
 CREATE INDEX IF NOT EXISTS actions_by_start ON actions (started_unix);
+CREATE INDEX IF NOT EXISTS actions_by_notification ON actions (notification_id);
 CREATE INDEX IF NOT EXISTS actions_held ON actions (id) WHERE result = 'applied'
     AND kind = 'act' AND undo IS NOT NULL AND restored_at IS NULL;
 """

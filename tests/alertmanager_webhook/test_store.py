@@ -182,3 +182,29 @@ def test_dedupe_key_changes_with_what_makes_news(
     node[path[-1]] = value
 
     assert dedupe_key(parse_notification(firing)) != key
+
+
+def test_saving_a_notification_scans_no_table(
+    tmp_path: Path, store: Store, firing: dict[str, Any]
+) -> None:
+    # Every statement of the hot path must find its rows through an index:
+    # a full scan grows with the database, and so would the answer's latency.
+    notification = parse_notification(firing)
+    selects: list[str] = []
+    store._conn.set_trace_callback(
+        lambda sql: selects.append(sql) if sql.lstrip().startswith("SELECT") else None
+    )
+    store.save(notification, dedupe_key(notification), _intents(notification))
+    store._conn.set_trace_callback(None)
+
+    scans = []
+    with sqlite3.connect(tmp_path / "webhook.db") as conn:
+        for sql in selects:
+            for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}"):
+                detail = row[-1]
+                if detail.startswith("SCAN") and "sqlite_sequence" not in detail:
+                    scans.append((sql, detail))
+    # Reading the newest row by its id walks the table's tree from the end.
+    scans = [(sql, d) for sql, d in scans if "ORDER BY id DESC LIMIT 1" not in sql]
+    assert selects
+    assert scans == []
