@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 from alertmanager_webhook.store import Store
@@ -25,11 +26,20 @@ class ApprovalError(Exception):
         self.code = code
 
 
-class Jobs:
-    """Reads and moves actions through their states."""
+# Moves an action for a worker in another process: (id, expect, fields) -> moved.
+RemoteMove = Callable[[int, tuple[str, ...], dict[str, Any]], bool]
 
-    def __init__(self, store: Store) -> None:
+
+class Jobs:
+    """Reads and moves actions through their states.
+
+    With `remote_move`, moves are written by another process (the server's,
+    for the worker's process in worker_process.py) and this one only reads.
+    """
+
+    def __init__(self, store: Store, remote_move: RemoteMove | None = None) -> None:
         self.store = store
+        self._remote_move = remote_move
 
     def ready(self, now: float, limit: int = 50) -> list[sqlite3.Row]:
         return self.store.query(
@@ -47,6 +57,9 @@ class Jobs:
 
     def move(self, action_id: int, expect: tuple[str, ...], **fields: Any) -> bool:
         """Set `fields` if the action is in one of `expect`; False if it was not."""
+        if self._remote_move is not None:
+            return self._remote_move(action_id, expect, fields)
+
         for name in ("spec", "undo"):
             if name in fields and fields[name] is not None:
                 fields[name] = json.dumps(fields[name], sort_keys=True)

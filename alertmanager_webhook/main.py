@@ -24,19 +24,16 @@ from werkzeug.serving import make_server
 from aiops_common.address import parse_listen_address
 from aiops_common.config import ConfigError, load_config
 from aiops_common.logs import LEVELS, setup_logging
-from alertmanager_webhook.actuators.registry import Edges, build_actuators
 from alertmanager_webhook.app import Auth, create_app
-from alertmanager_webhook.cgroups import Cgroups
 from alertmanager_webhook.config import ENV_PREFIX, WebhookConfig, policy_mode
 from alertmanager_webhook.gate import WriteGate
 from alertmanager_webhook.jobs import Jobs
 from alertmanager_webhook.metrics import WebhookMetrics
-from alertmanager_webhook.processes import ProcessFinder
 from alertmanager_webhook.report.content import ReportBuilder
 from alertmanager_webhook.report.prometheus import RangeQuery
 from alertmanager_webhook.report.service import Reports
 from alertmanager_webhook.store import Store, StoreError
-from alertmanager_webhook.worker import Worker
+from alertmanager_webhook.worker_process import WorkerProcess, WorkerStartError
 
 log = logging.getLogger(__name__)
 
@@ -98,15 +95,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     setup_logging(config.log_level)
-    # The worker thread runs Python while requests wait for the interpreter
-    # lock; handing it over every millisecond rather than every five keeps the
-    # answer to Alertmanager quick while the worker has a backlog.
-    sys.setswitchinterval(0.001)
     if not config.has_auth:
         log.warning("no authentication: listening on loopback only")
 
-    # Two connections, one for requests and one for the worker: the worker's
-    # reads and its WAL checkpoints never wait for a request, nor hold one up.
+    # Two connections, one for requests and one for the worker's moves: its
+    # reads and WAL checkpoints never wait for a request, nor hold one up.
+    # The worker itself runs in a process of its own (worker_process.py).
     gate = WriteGate()
     try:
         store = Store.open(
@@ -131,17 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     metrics = WebhookMetrics(CollectorRegistry())
     metrics.preset_actions((p.action, policy_mode(config, p)) for p in config.policies)
-    edges = Edges(
-        finder=ProcessFinder(protected_commands=config.protected_commands),
-        cgroups=Cgroups(config.cgroup_root, config.cgroup_name),
-        k8s_token=k8s_token,
-    )
-    # TODO: the worker's threads share the interpreter lock with the threads
-    # that answer Alertmanager, and under load that sets p99 latency, not the
-    # disk (bench-receiver: p99 several times the bare endpoint's). Running the
-    # worker in a child process at a lower CPU priority roughly halved p50
-    # and p99 in a prototype; it needs a cross-process wake-up and write gate.
-    worker = Worker(config, Jobs(worker_store), build_actuators(config, edges), metrics)
+    worker = WorkerProcess(config, Jobs(worker_store), metrics, k8s_token)
     query_range = (
         RangeQuery(config.report_prometheus_url)
         if config.report_prometheus_url
@@ -159,6 +143,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         worker.start()
+    except WorkerStartError as exc:
+        log.error("worker did not start err=%s", exc)
+        worker_store.close()
+        store.close()
+        return 1
+    try:
         serve(config, app, tls)
     except ListenError as exc:
         log.error("cannot listen address=%s error=%s", config.listen_address, exc)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import copy
 import json
 import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry
 
@@ -238,3 +243,76 @@ def _remove_managed_root(mount: Path, name: str) -> None:
             except ProcessLookupError:
                 pass
         group.rmdir()
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listened on a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def start_server(
+    tmp_path: Path,
+) -> Iterator[Callable[..., tuple[str, subprocess.Popen[bytes], Path]]]:
+    """Start the real receiver (`python -m alertmanager_webhook`) on loopback."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(
+        extra: str = "",
+        scheme: str = "http",
+        policies: str = "  - {name: watch, match: {alertname: AiopsProcessCpuHog},"
+        " action: none}\n",
+    ):
+        token_file = tmp_path / "token"
+        token_file.write_text(TOKEN + "\n")
+        config = tmp_path / "webhook.yml"
+        config.write_text(
+            f"bearer_token_file: {token_file}\n"
+            f"database: {tmp_path / 'webhook.db'}\n"
+            "max_body_bytes: 4096\n"
+            "log_level: debug\n"
+            "policies:\n" + policies + extra,
+        )
+        port = free_port()
+        log_path = tmp_path / "stderr.log"
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith("AIOPS_WEBHOOK_")
+        }
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "alertmanager_webhook",
+                    "--config.file",
+                    config,
+                    "--web.listen-address",
+                    f"127.0.0.1:{port}",
+                ],
+                stderr=log,
+                env=env,
+            )
+        procs.append(proc)
+        return f"{scheme}://127.0.0.1:{port}", proc, log_path
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+
+
+def wait_healthy(session: requests.Session, base: str, proc) -> None:
+    """Wait until the receiver started by `start_server` answers /-/healthy."""
+    deadline = time.monotonic() + 20
+    while True:
+        assert proc.poll() is None, "server exited at start"
+        try:
+            if session.get(f"{base}/-/healthy", timeout=1).status_code == 200:
+                return
+        except (requests.ConnectionError, requests.exceptions.SSLError):
+            pass
+        assert time.monotonic() < deadline, "server never became healthy"
+        time.sleep(0.05)

@@ -9,8 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,7 @@ import requests
 
 from alertmanager_webhook.main import main
 
-from .conftest import TOKEN
+from .conftest import TOKEN, wait_healthy
 
 
 def _config(tmp_path: Path, text: str) -> str:
@@ -112,73 +110,6 @@ def test_a_taken_port_is_one_log_line_and_exit_1(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def start_server(
-    tmp_path: Path,
-) -> Iterator[Callable[..., tuple[str, subprocess.Popen[bytes], Path]]]:
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(extra: str = "", scheme: str = "http"):
-        token_file = tmp_path / "token"
-        token_file.write_text(TOKEN + "\n")
-        config = _config(
-            tmp_path,
-            f"bearer_token_file: {token_file}\n"
-            f"database: {tmp_path / 'webhook.db'}\n"
-            "max_body_bytes: 4096\n"
-            "log_level: debug\n"
-            "policies:\n"
-            "  - {name: watch, match: {alertname: AiopsProcessCpuHog}, action: none}\n"
-            + extra,
-        )
-        port = _free_port()
-        log_path = tmp_path / "stderr.log"
-        env = {
-            k: v for k, v in os.environ.items() if not k.startswith("AIOPS_WEBHOOK_")
-        }
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "alertmanager_webhook",
-                    "--config.file",
-                    config,
-                    "--web.listen-address",
-                    f"127.0.0.1:{port}",
-                ],
-                stderr=log,
-                env=env,
-            )
-        procs.append(proc)
-        return f"{scheme}://127.0.0.1:{port}", proc, log_path
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
-
-
-def _wait_healthy(session: requests.Session, base: str, proc) -> None:
-    deadline = time.monotonic() + 20
-    while True:
-        assert proc.poll() is None, "server exited at start"
-        try:
-            if session.get(f"{base}/-/healthy", timeout=1).status_code == 200:
-                return
-        except (requests.ConnectionError, requests.exceptions.SSLError):
-            pass
-        assert time.monotonic() < deadline, "server never became healthy"
-        time.sleep(0.05)
-
-
 def test_serves_with_waitress_and_stops_on_sigterm(
     start_server, firing: dict[str, Any]
 ) -> None:
@@ -186,7 +117,7 @@ def test_serves_with_waitress_and_stops_on_sigterm(
     session = requests.Session()
     session.trust_env = False  # no proxy between us and 127.0.0.1
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    _wait_healthy(session, base, proc)
+    wait_healthy(session, base, proc)
 
     accepted = session.post(f"{base}/webhook", json=firing, headers=auth, timeout=5)
     duplicate = session.post(f"{base}/webhook", json=firing, headers=auth, timeout=5)
@@ -257,7 +188,7 @@ def test_serves_tls_with_the_configured_certificate(
     session.trust_env = False
     session.verify = str(cert)
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    _wait_healthy(session, base, proc)
+    wait_healthy(session, base, proc)
 
     accepted = session.post(f"{base}/webhook", json=firing, headers=auth, timeout=5)
     with pytest.raises(requests.ConnectionError):

@@ -1,0 +1,409 @@
+"""The action worker in a process of its own, at a lower CPU priority.
+
+Threads of one Python process take turns at one interpreter lock: a worker
+with a backlog made notifications wait for the lock, not for the disk. In its
+own process at a higher niceness, the kernel runs the request threads first.
+The worker only reads the database; the server writes its moves, so that a
+worker the scheduler put aside never holds the write lock a request waits for.
+Needs Linux: the worker dies with the server through the parent-death signal.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import logging
+import multiprocessing
+import os
+import select
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from aiops_common.logs import setup_logging
+from alertmanager_webhook.actuators.registry import Edges, build_actuators
+from alertmanager_webhook.cgroups import Cgroups
+from alertmanager_webhook.config import WebhookConfig
+from alertmanager_webhook.jobs import Jobs
+from alertmanager_webhook.metrics import WebhookMetrics
+from alertmanager_webhook.processes import ProcessFinder
+from alertmanager_webhook.store import Store, StoreError
+from alertmanager_webhook.worker import Worker
+
+log = logging.getLogger(__name__)
+
+# Processes are started fresh rather than forked from a server with threads.
+CONTEXT = multiprocessing.get_context("spawn")
+# Added to the server's niceness: when the CPUs are busy the scheduler gives
+# the worker about a tenth of a request thread's share. Commands that
+# policies run inherit it.
+NICENESS = 10
+# How long a new worker waits for the lock an exiting one still holds.
+LOCK_WAIT_SECONDS = 5.0
+STARTUP_TIMEOUT_SECONDS = 60.0
+RESTART_DELAY_SECONDS = 1.0
+# Metric updates travel to the server in batches, at most this often.
+FLUSH_SECONDS = 0.25
+WAKE_READ_BYTES = 65536
+PR_SET_PDEATHSIG = 1
+# What the worker's process updates on the server's metrics, and how.
+FORWARDED = {
+    "actions": "inc",
+    "restores": "inc",
+    "worker_errors": "inc",
+    "queue_depth": "set",
+    "worker_last_success": "set",
+    "action_latency": "observe",
+    "apply_duration": "observe",
+}
+# The columns a worker's move may set; the server writes no other.
+MOVABLE = frozenset(
+    {
+        "result",
+        "reason",
+        "target",
+        "plan",
+        "spec",
+        "undo",
+        "attempts",
+        "not_before",
+        "started_unix",
+        "finished_unix",
+        "restored_at",
+    }
+)
+
+
+class WorkerStartError(Exception):
+    """The worker's process could not start; says why."""
+
+
+@dataclass(frozen=True)
+class _Update:
+    family: str
+    labels: tuple[str, ...]
+    value: float
+
+
+@dataclass
+class ForwardedMetrics:
+    """The worker's view of WebhookMetrics: updates kept for the server to apply."""
+
+    pending: list[_Update] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __getattr__(self, family: str) -> _Family:
+        if family not in FORWARDED:
+            raise AttributeError(family)
+        return _Family(self, family, ())
+
+    def take(self) -> list[_Update]:
+        with self.lock:
+            taken, self.pending = self.pending, []
+        return taken
+
+
+@dataclass(frozen=True)
+class _Family:
+    sink: ForwardedMetrics
+    name: str
+    values: tuple[str, ...]
+
+    def labels(self, *values: str) -> _Family:
+        return _Family(self.sink, self.name, values)
+
+    def inc(self, amount: float = 1.0) -> None:
+        self._keep(amount)
+
+    def set(self, value: float) -> None:
+        self._keep(value)
+
+    def observe(self, value: float) -> None:
+        self._keep(value)
+
+    def _keep(self, value: float) -> None:
+        with self.sink.lock:
+            self.sink.pending.append(_Update(self.name, self.values, value))
+
+
+def apply_updates(metrics: WebhookMetrics, updates: list[_Update]) -> None:
+    """Apply the worker's metric updates to the server's registry."""
+    for update in updates:
+        method = FORWARDED.get(update.family)
+        if method is None:
+            log.warning("unknown metric from the worker family=%s", update.family)
+            continue
+        family = getattr(metrics, update.family)
+        target = family.labels(*update.labels) if update.labels else family
+        getattr(target, method)(update.value)
+
+
+class MoveClient:
+    """The worker's side of a move: asks the server and waits for its answer."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        # One question at a time on the pipe, so that answers cannot cross.
+        self._lock = threading.Lock()
+
+    def __call__(
+        self, action_id: int, expect: tuple[str, ...], fields: dict[str, Any]
+    ) -> bool:
+        with self._lock:
+            self._conn.send((action_id, expect, fields))
+            moved, error = self._conn.recv()
+        if error:
+            raise StoreError(error)
+        return moved
+
+
+def serve_moves(conn: Connection, jobs: Jobs) -> None:
+    """Write the worker's moves until its pipe closes; answer each."""
+    while True:
+        try:
+            action_id, expect, fields = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            unknown = set(fields) - MOVABLE
+            if unknown:
+                raise StoreError(f"the worker may not set {sorted(unknown)!r}")
+            answer = (jobs.move(action_id, tuple(expect), **fields), "")
+        except StoreError as exc:
+            answer = (False, str(exc))
+        conn.send(answer)
+
+
+class WorkerProcess:
+    """Starts the worker's process, wakes it, writes its moves, relays metrics.
+
+    A worker that dies is started again; `stop()` lets running actions end.
+    """
+
+    def __init__(
+        self,
+        config: WebhookConfig,
+        jobs: Jobs,
+        metrics: WebhookMetrics,
+        k8s_token: str = "",
+    ) -> None:
+        self._config = config
+        self._jobs = jobs
+        self._metrics = metrics
+        self._k8s_token = k8s_token
+        # Woken by a byte on a pipe: a request thread's write never waits,
+        # where an Event's set() waits for the (lower priority) sleeper.
+        self._wake, self._waker = CONTEXT.Pipe(duplex=False)
+        os.set_blocking(self._waker.fileno(), False)
+        # Closed by stop(): the worker sees its end of the pipe reach its end.
+        self._stop_pipe: Connection | None = None
+        self._stopping = False
+        self._process: Any = None
+        self._events: Connection | None = None
+        self._relay: threading.Thread | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    def start(self) -> None:
+        """Start the worker and wait until it has settled what a crash left."""
+        self._spawn()
+        self._relay = threading.Thread(
+            target=self._relay_loop, name="worker-relay", daemon=True
+        )
+        self._relay.start()
+
+    def notify(self) -> None:
+        """Tell the worker that something was queued, approved or let go."""
+        try:
+            os.write(self._waker.fileno(), b"w")
+        except BlockingIOError:
+            pass  # the pipe is full of wake-ups the worker has yet to read
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Let the running actions finish, then end the worker's process."""
+        self._stopping = True
+        if self._stop_pipe is not None:
+            self._stop_pipe.close()
+        if self._process is not None:
+            self._process.join(timeout)
+            if self._process.is_alive():
+                log.warning("worker did not stop in %gs; killing it", timeout)
+                self._process.kill()
+                self._process.join()
+        if self._relay is not None:
+            self._relay.join(timeout)
+
+    def _spawn(self) -> None:
+        events, events_end = CONTEXT.Pipe(duplex=False)
+        moves, moves_end = CONTEXT.Pipe(duplex=True)
+        stop_end, stop_pipe = CONTEXT.Pipe(duplex=False)
+        process = CONTEXT.Process(
+            target=run_worker,
+            name="aiops-webhook-worker",
+            args=(
+                self._config,
+                self._k8s_token,
+                os.getpid(),
+                self._wake,
+                stop_end,
+                events_end,
+                moves_end,
+            ),
+        )
+        process.start()
+        # The worker holds the only other ends: they close when it is gone.
+        events_end.close()
+        moves_end.close()
+        stop_end.close()
+        self._process, self._events, self._stop_pipe = process, events, stop_pipe
+
+        # Moves are served before the worker is ready: settling what a crash
+        # left running moves actions.
+        threading.Thread(
+            target=serve_moves, args=(moves, self._jobs), name="worker-moves"
+        ).start()
+        if not events.poll(STARTUP_TIMEOUT_SECONDS):
+            process.kill()
+            raise WorkerStartError(f"no word in {STARTUP_TIMEOUT_SECONDS:g}s")
+        try:
+            kind, body = events.recv()
+        except EOFError:
+            process.join()
+            raise WorkerStartError(
+                f"exited at start with code {process.exitcode}"
+            ) from None
+        if kind != "ready":
+            process.join()
+            raise WorkerStartError(body)
+        log.info("worker started pid=%d niceness=+%d", process.pid, NICENESS)
+
+    def _relay_loop(self) -> None:
+        while True:
+            assert self._events is not None
+            try:
+                updates = self._events.recv()
+            except (EOFError, OSError):
+                if self._stopping:
+                    return
+                self._restart()
+                continue
+            apply_updates(self._metrics, updates)
+
+    def _restart(self) -> None:
+        """Start a new worker after the last one died; try until one starts."""
+        self._process.join()
+        log.error(
+            "worker process exited code=%s; starting a new one in %gs",
+            self._process.exitcode,
+            RESTART_DELAY_SECONDS,
+        )
+        while not self._stopping:
+            time.sleep(RESTART_DELAY_SECONDS)
+            try:
+                self._spawn()
+                return
+            except WorkerStartError as exc:
+                log.error("worker did not start again err=%s", exc)
+
+
+def run_worker(
+    config: WebhookConfig,
+    k8s_token: str,
+    server_pid: int,
+    wake: Connection,
+    stop: Connection,
+    events: Connection,
+    moves: Connection,
+) -> None:
+    """The worker process's main: take actions until the server says stop."""
+    _die_with(server_pid)
+    # Ctrl-C and SIGTERM reach the whole process group; the server decides
+    # when the worker stops, after it has stopped taking notifications.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    setup_logging(config.log_level)
+    os.nice(NICENESS)
+
+    try:
+        lock = take_worker_lock(config.database)
+        store = Store.open_existing(config.database)
+    except (WorkerStartError, StoreError) as exc:
+        events.send(("error", str(exc)))
+        return
+
+    metrics = ForwardedMetrics()
+    edges = Edges(
+        finder=ProcessFinder(protected_commands=config.protected_commands),
+        cgroups=Cgroups(config.cgroup_root, config.cgroup_name),
+        k8s_token=k8s_token,
+    )
+    jobs = Jobs(store, remote_move=MoveClient(moves))
+    worker = Worker(config, jobs, build_actuators(config, edges), metrics)
+    try:
+        worker.start()
+    except StoreError as exc:
+        events.send(("error", f"cannot settle interrupted actions: {exc}"))
+        return
+    events.send(("ready", None))
+
+    flushed = 0.0
+    while True:
+        readable, _, _ = select.select([wake, stop], [], [], FLUSH_SECONDS)
+        if stop in readable:
+            break
+        if readable:
+            # Read before the worker looks, so that no later wake-up is lost.
+            os.read(wake.fileno(), WAKE_READ_BYTES)
+            worker.notify()
+        if time.monotonic() - flushed >= FLUSH_SECONDS:
+            _flush(metrics, events)
+            flushed = time.monotonic()
+
+    worker.stop()
+    _flush(metrics, events)
+    store.close()
+    os.close(lock)
+
+
+def _flush(metrics: ForwardedMetrics, events: Connection) -> None:
+    updates = metrics.take()
+    if updates:
+        events.send(updates)
+
+
+def take_worker_lock(database: str) -> int:
+    """Hold `<database>.worker-lock`, so that one worker acts on a database."""
+    path = database + ".worker-lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise WorkerStartError(f"cannot open {path!r}: {exc.strerror}") from exc
+
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise WorkerStartError(
+                    f"another receiver's worker holds {path!r}; each receiver "
+                    "needs a database of its own"
+                ) from None
+            time.sleep(0.05)
+
+
+def _die_with(server_pid: int) -> None:
+    """Ask Linux to kill this process when the server's process dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    # The server may have died before the request took effect.
+    if os.getppid() != server_pid:
+        os._exit(1)

@@ -1,0 +1,211 @@
+"""The worker's own process: it acts, reports, dies with the server, restarts."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from prometheus_client import CollectorRegistry
+
+from alertmanager_webhook import worker_process
+from alertmanager_webhook.intake import Intent, dedupe_key
+from alertmanager_webhook.jobs import Jobs
+from alertmanager_webhook.metrics import WebhookMetrics
+from alertmanager_webhook.payload import parse_notification
+from alertmanager_webhook.store import Store, StoreError
+from alertmanager_webhook.worker_process import (
+    CONTEXT,
+    ForwardedMetrics,
+    MoveClient,
+    WorkerStartError,
+    apply_updates,
+    serve_moves,
+    take_worker_lock,
+)
+
+from .conftest import AUTH, wait_healthy
+
+STARTED = re.compile(r"msg=worker started pid=(\d+)")
+
+
+def _mark_policy(marks: Path) -> str:
+    mktemp = shutil.which("mktemp")
+    assert mktemp is not None
+    return (
+        "  - name: mark\n"
+        "    match: {alertname: AiopsProcessCpuHog}\n"
+        "    action: command\n"
+        f"    argv: [{mktemp}, '{marks}/{{alertname}}.XXXXXX']\n"
+        "    cooldown_seconds: 0\n"
+        "mode: apply\n"
+    )
+
+
+def _wait_for(check, what: str, seconds: float = 20.0) -> Any:
+    deadline = time.monotonic() + seconds
+    while not (found := check()):
+        assert time.monotonic() < deadline, f"never saw {what}"
+        time.sleep(0.05)
+    return found
+
+
+def _worker_pids(log_path: Path) -> list[int]:
+    return [int(pid) for pid in STARTED.findall(log_path.read_text())]
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state == "Z"  # exited, waiting for a parent to reap it
+
+
+def _firing(firing: dict[str, Any], starts_at: str) -> dict[str, Any]:
+    # A new episode per send: the receiver acts once per alert episode.
+    for alert in firing["alerts"]:
+        alert["startsAt"] = starts_at
+    return firing
+
+
+@pytest.fixture
+def session() -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False  # no proxy between us and 127.0.0.1
+    return session
+
+
+def test_the_worker_acts_and_its_metrics_reach_the_server(
+    start_server, session, tmp_path: Path, firing: dict[str, Any]
+) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    base, proc, log_path = start_server(policies=_mark_policy(marks))
+    wait_healthy(session, base, proc)
+
+    session.post(f"{base}/webhook", json=firing, headers=AUTH, timeout=5)
+
+    _wait_for(lambda: len(list(marks.iterdir())) == 2, "a file per alert")
+    applied = (
+        'aiops_webhook_actions_total{action="command",mode="apply",'
+        'result="applied"} 2.0'
+    )
+
+    def page_with_it() -> str | None:
+        page = session.get(f"{base}/metrics", timeout=5).text
+        return page if applied in page else None
+
+    page = _wait_for(page_with_it, "the applied action in /metrics")
+    assert 'aiops_webhook_apply_duration_seconds_count{action="command"} 2.0' in page
+    assert _worker_pids(log_path)[0] != proc.pid
+
+
+def test_the_worker_dies_with_the_server(start_server, session, tmp_path: Path) -> None:
+    base, proc, log_path = start_server()
+    wait_healthy(session, base, proc)
+    (worker,) = _worker_pids(log_path)
+    assert not _gone(worker)
+
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+
+    _wait_for(lambda: _gone(worker), "the worker end with its server", 10)
+
+
+def test_a_worker_that_died_is_started_again(
+    start_server, session, tmp_path: Path, firing: dict[str, Any]
+) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    base, proc, log_path = start_server(policies=_mark_policy(marks))
+    wait_healthy(session, base, proc)
+    (first,) = _worker_pids(log_path)
+
+    # What the kernel's OOM killer would do to the worker alone.
+    os.kill(first, signal.SIGKILL)
+    _wait_for(lambda: len(_worker_pids(log_path)) == 2, "a second worker")
+    pids = _worker_pids(log_path)
+    session.post(
+        f"{base}/webhook",
+        json=_firing(firing, "2024-05-14T10:00:00Z"),
+        headers=AUTH,
+        timeout=5,
+    )
+
+    assert pids[1] != first
+    assert "worker process exited code=-9" in log_path.read_text()
+    _wait_for(lambda: list(marks.iterdir()), "an action by the new worker")
+    assert proc.poll() is None
+
+
+def test_one_database_has_one_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(worker_process, "LOCK_WAIT_SECONDS", 0.1)
+    database = str(tmp_path / "webhook.db")
+    held = take_worker_lock(database)
+
+    with pytest.raises(WorkerStartError, match=r"webhook\.db\.worker-lock"):
+        take_worker_lock(database)
+
+    os.close(held)
+    os.close(take_worker_lock(database))
+
+
+def test_moves_are_written_by_the_server_and_checked(
+    store: Store, firing: dict[str, Any]
+) -> None:
+    notification = parse_notification(firing)
+    intents = [Intent(a, "p", "cpu_cap", "apply") for a in notification.firing]
+    saved = store.save(notification, dedupe_key(notification), intents)
+    assert saved is not None
+    action_id = saved.actions[0][0]
+    server_end, worker_end = CONTEXT.Pipe(duplex=True)
+    server = threading.Thread(target=serve_moves, args=(server_end, Jobs(store)))
+    server.start()
+    move = MoveClient(worker_end)
+
+    moved = move(action_id, ("queued",), {"result": "running", "attempts": 1})
+    again = move(action_id, ("queued",), {"result": "running"})
+    with pytest.raises(StoreError, match=r"may not set \['labels'\]"):
+        move(action_id, ("running",), {"labels": "{}"})
+    worker_end.close()
+    server.join(5)
+
+    assert (moved, again) == (True, False)
+    assert Jobs(store).get(action_id)["result"] == "running"
+    assert not server.is_alive()
+
+
+def test_forwarded_metrics_land_on_the_servers_registry() -> None:
+    forwarded = ForwardedMetrics()
+    forwarded.actions.labels("cpu_cap", "apply", "applied").inc()
+    forwarded.queue_depth.labels("queued").set(3)
+    forwarded.apply_duration.labels("cpu_cap").observe(0.2)
+    forwarded.worker_last_success.set(1700000000)
+    registry = CollectorRegistry()
+
+    apply_updates(WebhookMetrics(registry), forwarded.take())
+
+    value = registry.get_sample_value
+    assert (
+        value(
+            "aiops_webhook_actions_total",
+            {"action": "cpu_cap", "mode": "apply", "result": "applied"},
+        )
+        == 1.0
+    )
+    assert value("aiops_webhook_queue_depth", {"state": "queued"}) == 3.0
+    assert value("aiops_webhook_apply_duration_seconds_sum", {"action": "cpu_cap"})
+    assert value("aiops_webhook_worker_last_success_timestamp_seconds") == 1.7e9
+    assert forwarded.take() == []
+    with pytest.raises(AttributeError):
+        forwarded.notifications  # noqa: B018 (the server's own, never forwarded)
