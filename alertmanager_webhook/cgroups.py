@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -79,11 +80,15 @@ class Cgroups:
         managed: str = "aiops-webhook",
         proc_root: Path | str = "/proc",
         rmdir: Callable[[Path], None] = os.rmdir,
+        origins_dir: Path | str | None = None,
     ) -> None:
         self.fs_root = Path(fs_root)
         self.managed = managed
         self.proc_root = Path(proc_root)
         self._rmdir = rmdir
+        # Where the first origins of each group's processes are kept (see
+        # _remember); None keeps them only in each action's undo.
+        self.origins_dir = None if origins_dir is None else Path(origins_dir)
 
     def find(self, controller: str) -> Hierarchy | None:
         """Return the hierarchy to use for `controller`, v2 first; reads only."""
@@ -121,6 +126,7 @@ class Cgroups:
         root = hierarchy.mount / self.managed
         path = self._inside(root / group, root)
 
+        fresh = not path.is_dir()
         try:
             root.mkdir(exist_ok=True)
             if hierarchy.version == 2 and controller not in _words(
@@ -151,6 +157,7 @@ class Cgroups:
         if not moved:
             raise CgroupError("every target process ended before it could be moved")
 
+        origins = self._remember(hierarchy, group, origins, fresh)
         return {
             "cgroup": hierarchy.version,
             "controller": controller,
@@ -186,11 +193,6 @@ class Cgroups:
                 f"the processes stay for {' '.join(still)}"
             )
 
-        # TODO: a second action on a target whose processes already sit in
-        # the shared group records their origin as the root (see _origin), so
-        # when it is the last lifted they go back to the root rather than to
-        # the cgroup they came from. Keeping the first origins beside the
-        # group (a cgroupfs xattr, or a row in the database) would fix it.
         origins = {int(k): str(v) for k, v in undo["origins"].items()}
         fallback = next(iter(origins.values()), "/")
         # Children forked while capped are in the group too; they follow a parent.
@@ -202,10 +204,46 @@ class Cgroups:
             self._rmdir(path)
         except OSError as exc:
             raise CgroupError(f"cannot remove {str(path)!r}: {exc}") from exc
+        self._forget(hierarchy, str(undo["group"]))
         return (
             f"moved {len(members)} process(es) back and removed "
             f"{self.managed}/{undo['group']}"
         )
+
+    def _remember(
+        self, hierarchy: Hierarchy, group: str, origins: dict[str, str], fresh: bool
+    ) -> dict[str, str]:
+        """Merge with the origins kept for `group`; the first one kept wins.
+
+        A second action on a target finds its processes in the shared group
+        already (their origin reads as the root, see _origin); the kept file
+        gives its undo the cgroups they came from, so whichever limit is
+        lifted last moves them back there.
+        """
+        if self.origins_dir is None:
+            return origins
+        path = self._origins_file(hierarchy, group)
+        # A new group's processes came from outside: older records are stale.
+        kept = {} if fresh else _read_origins(path)
+        merged = {**origins, **kept}
+        try:
+            self.origins_dir.mkdir(mode=0o700, exist_ok=True)
+            temporary = path.with_suffix(".tmp")
+            temporary.write_text(json.dumps(merged, sort_keys=True))
+            temporary.replace(path)
+        except OSError as exc:
+            raise CgroupError(f"cannot keep origins in {str(path)!r}: {exc}") from exc
+        return merged
+
+    def _forget(self, hierarchy: Hierarchy, group: str) -> None:
+        if self.origins_dir is not None:
+            self._origins_file(hierarchy, group).unlink(missing_ok=True)
+
+    def _origins_file(self, hierarchy: Hierarchy, group: str) -> Path:
+        assert self.origins_dir is not None
+        # v1 has one group of this name per controller, each with its origins.
+        where = "v2" if hierarchy.version == 2 else f"v1-{hierarchy.controller}"
+        return self.origins_dir / f"{group}.{where}.json"
 
     def _move_back(self, hierarchy: Hierarchy, pid: int, origin: str) -> None:
         try:
@@ -261,6 +299,16 @@ def _write(path: Path, value: str) -> None:
         os.write(fd, value.encode())
     finally:
         os.close(fd)
+
+
+def _read_origins(path: Path) -> dict[str, str]:
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(raw, dict):
+        return {}
+    return {str(k): str(v) for k, v in raw.items()}
 
 
 def _write_quietly(path: Path, value: str) -> None:

@@ -348,7 +348,11 @@ def run_worker(
     metrics = ForwardedMetrics()
     edges = Edges(
         finder=ProcessFinder(protected_commands=config.protected_commands),
-        cgroups=Cgroups(config.cgroup_root, config.cgroup_name),
+        cgroups=Cgroups(
+            config.cgroup_root,
+            config.cgroup_name,
+            origins_dir=config.database + ".cgroup-origins",
+        ),
         k8s_token=k8s_token,
     )
     jobs = Jobs(store, remote_move=MoveClient(moves))

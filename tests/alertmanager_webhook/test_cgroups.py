@@ -90,6 +90,35 @@ def test_v2_confine_and_release(tmp_path: Path) -> None:
     assert text == f"moved 1 process(es) back and removed aiops-webhook/{group}"
 
 
+@pytest.mark.parametrize("last", ["cpu", "memory"])
+def test_two_limits_on_one_target_move_it_back_where_it_came_from(
+    tmp_path: Path, last: str
+) -> None:
+    root = _v2_tree(tmp_path / "cg")
+    proc = fake_proc(tmp_path / "proc", {4211: "0::/user.slice\n"})
+    cgroups = Cgroups(
+        root, "aiops-webhook", proc, shutil.rmtree, tmp_path / "webhook.db.origins"
+    )
+    group = group_name("target", "command='x'")
+
+    cpu = cgroups.confine("cpu", group, [4211], {"cpu.max": "50000 100000"})
+    # What /proc says once the first action moved the process.
+    (proc / "4211" / "cgroup").write_text(f"0::/aiops-webhook/{group}\n")
+    memory = cgroups.confine("memory", group, [4211], {"memory.high": "1000000"})
+    (root / "aiops-webhook" / group / "cpu.max").write_text("50000 100000")
+    (root / "aiops-webhook" / group / "memory.high").write_text("1000000")
+    first, second = (memory, cpu) if last == "cpu" else (cpu, memory)
+
+    kept = cgroups.release(first)
+    moved = cgroups.release(second)
+
+    assert memory["origins"] == {"4211": "/user.slice"}
+    assert "the processes stay" in kept
+    assert moved.startswith("moved 1 process(es) back")
+    assert (root / "user.slice" / "cgroup.procs").read_text() == "4211"
+    assert list((tmp_path / "webhook.db.origins").iterdir()) == []
+
+
 def test_v1_confine_writes_the_period_then_the_quota(tmp_path: Path) -> None:
     root = fake_v1_tree(tmp_path / "cg")
     (root / "cpu" / "batch").mkdir()
