@@ -35,11 +35,19 @@ class Jobs:
 
     With `remote_move`, moves are written by another process (the server's,
     for the worker's process in worker_process.py) and this one only reads.
+    With `grouped`, each move joins the store's next group commit, which it
+    shares with the notifications being stored, rather than one of its own.
     """
 
-    def __init__(self, store: Store, remote_move: RemoteMove | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        remote_move: RemoteMove | None = None,
+        grouped: bool = False,
+    ) -> None:
         self.store = store
         self._remote_move = remote_move
+        self._grouped = grouped
 
     def ready(self, now: float, limit: int = 50) -> list[sqlite3.Row]:
         return self.store.query(
@@ -64,17 +72,31 @@ class Jobs:
             if name in fields and fields[name] is not None:
                 fields[name] = json.dumps(fields[name], sort_keys=True)
         fields["updated_at"] = self.store.now().isoformat()
+
+        def write(conn: sqlite3.Connection) -> bool:
+            return self._move_in(conn, action_id, expect, fields)
+
+        if self._grouped:
+            return bool(self.store.grouped(write))
+        with self.store.transaction() as conn:
+            return write(conn)
+
+    def _move_in(
+        self,
+        conn: sqlite3.Connection,
+        action_id: int,
+        expect: tuple[str, ...],
+        fields: dict[str, Any],
+    ) -> bool:
         names = ", ".join(f"{k} = ?" for k in fields)
         marks = ", ".join("?" for _ in expect)
-
-        with self.store.transaction() as conn:
-            cursor = conn.execute(
-                f"UPDATE actions SET {names} WHERE id = ? AND result IN ({marks})",
-                [*fields.values(), action_id, *expect],
-            )
-            if not cursor.rowcount:
-                return False
-            self.store.append_action_audit(conn, action_id)
+        cursor = conn.execute(
+            f"UPDATE actions SET {names} WHERE id = ? AND result IN ({marks})",
+            [*fields.values(), action_id, *expect],
+        )
+        if not cursor.rowcount:
+            return False
+        self.store.append_action_audit(conn, action_id)
         return True
 
     def approve(self, action_id: int, approver: str) -> None:

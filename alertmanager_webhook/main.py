@@ -26,7 +26,6 @@ from aiops_common.config import ConfigError, load_config
 from aiops_common.logs import LEVELS, setup_logging
 from alertmanager_webhook.app import Auth, create_app
 from alertmanager_webhook.config import ENV_PREFIX, WebhookConfig, policy_mode
-from alertmanager_webhook.gate import WriteGate
 from alertmanager_webhook.jobs import Jobs
 from alertmanager_webhook.metrics import WebhookMetrics
 from alertmanager_webhook.report.content import ReportBuilder
@@ -97,31 +96,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(config.log_level)
     # A request thread gives up the interpreter lock at each SQLite call and
     # waits to take it back; handing it over every millisecond rather than
-    # every five keeps the answer quick while the worker's moves are written.
+    # every five keeps the answer quick while the worker's moves are relayed.
     sys.setswitchinterval(0.001)
     if not config.has_auth:
         log.warning("no authentication: listening on loopback only")
 
-    # Two connections, one for requests and one for the worker's moves: its
-    # reads and WAL checkpoints never wait for a request, nor hold one up.
-    # The worker itself runs in a process of its own (worker_process.py).
-    gate = WriteGate()
+    # One connection: the worker's moves (it runs in a process of its own,
+    # worker_process.py) join the notifications' group commits.
     try:
         store = Store.open(
             config.database,
-            gate=gate,
             autocheckpoint=False,
             sync=config.database_sync.upper(),
-        )
-        # The worker's own bookkeeping need not wait for the disk: a restart
-        # after a kill finds it, and with sync full the next notification's
-        # commit syncs the WAL they share.
-        worker_store = Store.open(
-            config.database,
-            gate=gate,
-            autocheckpoint=False,
-            sync="NORMAL",
-            urgent=False,
         )
     except StoreError as exc:
         print(f"{PROG}: database: {exc}", file=sys.stderr)
@@ -129,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     metrics = WebhookMetrics(CollectorRegistry())
     metrics.preset_actions((p.action, policy_mode(config, p)) for p in config.policies)
-    worker = WorkerProcess(config, Jobs(worker_store), metrics, k8s_token)
+    worker = WorkerProcess(config, Jobs(store, grouped=True), metrics, k8s_token)
     query_range = (
         RangeQuery(config.report_prometheus_url)
         if config.report_prometheus_url
@@ -149,7 +135,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         worker.start()
     except WorkerStartError as exc:
         log.error("worker did not start err=%s", exc)
-        worker_store.close()
         store.close()
         return 1
     try:
@@ -159,7 +144,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         worker.stop()
-        worker_store.close()
         store.close()
     log.info("stopped")
     return 0

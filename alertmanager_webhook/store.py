@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from alertmanager_webhook import audit, intake
@@ -32,6 +32,7 @@ from alertmanager_webhook.schema import SCHEMA, SCHEMA_VERSION
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 
 
 class StoreError(Exception):
@@ -70,7 +71,7 @@ class Store:
         self._clock = clock
         self._head = head
         # Another delivery of the same notification won the race.
-        self._group: GroupCommit[Saved] = GroupCommit(
+        self._group: GroupCommit[Any] = GroupCommit(
             self.transaction,
             lambda exc: "notifications.dedupe_key" in str(exc),
         )
@@ -270,12 +271,19 @@ class Store:
         Notifications saved at the same time share one commit (commits.py).
         """
         now = self._clock()
-        try:
-            return self._group.run(
-                lambda conn: intake.insert(
-                    conn, notification, key, intents, now, kept_policies
-                )
+        return self.grouped(
+            lambda conn: intake.insert(
+                conn, notification, key, intents, now, kept_policies
             )
+        )
+
+    def grouped(self, write: Callable[[sqlite3.Connection], T]) -> T | None:
+        """Run `write` in the next group commit (commits.py); None if a duplicate.
+
+        Raises StoreError; a write's other errors are raised as they are.
+        """
+        try:
+            return self._group.run(write)
         except StoreError as exc:
             # A fresh error per request: the group's commit failed for all.
             raise StoreError(str(exc)) from exc

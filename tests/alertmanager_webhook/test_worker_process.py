@@ -169,7 +169,8 @@ def test_moves_are_written_by_the_server_and_checked(
     assert saved is not None
     action_id = saved.actions[0][0]
     server_end, worker_end = CONTEXT.Pipe(duplex=True)
-    server = threading.Thread(target=serve_moves, args=(server_end, Jobs(store)))
+    jobs = Jobs(store, grouped=True)  # as main() wires it
+    server = threading.Thread(target=serve_moves, args=(server_end, jobs))
     server.start()
     move = MoveClient(worker_end)
 
