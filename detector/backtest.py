@@ -236,6 +236,7 @@ def read_recording(path: Path) -> Recording:
     texts: list[str] = []
     seconds: list[float] = []
     values: list[float] = []
+    unreadable: list[tuple[int, str]] = []
     try:
         with path.open(newline="") as handle:
             reader = csv.reader(handle)
@@ -248,12 +249,28 @@ def read_recording(path: Path) -> Recording:
                     continue
                 texts.append(row[0])
                 seconds.append(_parse_time(row[0], path, line))
-                values.append(_parse_value(row[1] if len(row) > 1 else ""))
+                text = row[1] if len(row) > 1 else ""
+                value = _parse_value(text)
+                if math.isnan(value) and text.strip().lower() != "nan":
+                    unreadable.append((line, text))
+                values.append(value)
     except OSError as exc:
         raise BacktestError(f"cannot read {path}: {exc}") from exc
 
     if not texts:
         raise BacktestError(f"{path}: no rows")
+    if unreadable:
+        # Kept as gaps, as Prometheus keeps a missed scrape: one bad cell
+        # should not cost the whole file, but the operator should know.
+        line, text = unreadable[0]
+        log.warning(
+            "values that are not numbers scored as gaps file=%s count=%d "
+            "first_line=%d first_value=%r",
+            path,
+            len(unreadable),
+            line,
+            text,
+        )
     return Recording(
         path, tuple(texts), np.asarray(seconds), np.asarray(values, dtype=float)
     )

@@ -136,6 +136,26 @@ def test_rows_without_a_value_or_out_of_order_keep_the_score_before(
     assert score[20] == score[19] and score[40] == score[39]
 
 
+def test_values_that_are_not_numbers_are_gaps_and_said_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rows = five_minute_rows(30)
+    rows[5] = (rows[5][0], "n/a")
+    rows[9] = (rows[9][0], "")
+    rows[12] = (rows[12][0], "NaN")  # a number: not worth a word
+    recording_path = tmp_path / "in" / "s.csv"
+    write_csv(recording_path, rows)
+
+    with caplog.at_level("WARNING", logger="detector.backtest"):
+        recording = backtest.read_recording(recording_path)
+
+    assert [r.getMessage() for r in caplog.records] == [
+        f"values that are not numbers scored as gaps file={recording_path} "
+        "count=2 first_line=7 first_value='n/a'"
+    ]
+    assert np.isnan(recording.values[[5, 9, 12]]).all()
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
