@@ -245,6 +245,19 @@ def _remove_managed_root(mount: Path, name: str) -> None:
         group.rmdir()
 
 
+def receiver_command(config: Path | str, address: str) -> list[str]:
+    """The receiver's command line, as an operator would type it."""
+    return [
+        sys.executable,
+        "-m",
+        "alertmanager_webhook",
+        "--config.file",
+        str(config),
+        "--web.listen-address",
+        address,
+    ]
+
+
 def free_port() -> int:
     """A port on 127.0.0.1 that nothing listened on a moment ago."""
     with socket.socket() as sock:
@@ -282,15 +295,7 @@ def start_server(
         }
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "alertmanager_webhook",
-                    "--config.file",
-                    config,
-                    "--web.listen-address",
-                    f"127.0.0.1:{port}",
-                ],
+                receiver_command(config, f"127.0.0.1:{port}"),
                 stderr=log,
                 env=env,
             )

@@ -8,7 +8,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import requests
 
 from alertmanager_webhook.main import main
 
-from .conftest import TOKEN, wait_healthy
+from .conftest import TOKEN, receiver_command, wait_healthy
 
 
 def _config(tmp_path: Path, text: str) -> str:
@@ -91,15 +90,7 @@ def test_a_taken_port_is_one_log_line_and_exit_1(tmp_path: Path) -> None:
         address = f"127.0.0.1:{holder.getsockname()[1]}"
 
         done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "alertmanager_webhook",
-                "--config.file",
-                config,
-                "--web.listen-address",
-                address,
-            ],
+            receiver_command(config, address),
             capture_output=True,
             text=True,
             timeout=60,

@@ -83,13 +83,20 @@ def session() -> requests.Session:
     return session
 
 
-def test_the_worker_acts_and_its_metrics_reach_the_server(
-    start_server, session, tmp_path: Path, firing: dict[str, Any]
-) -> None:
+@pytest.fixture
+def marking_server(start_server, session, tmp_path: Path):
+    """A receiver whose policy makes one file in `marks` per action it applies."""
     marks = tmp_path / "marks"
     marks.mkdir()
     base, proc, log_path = start_server(policies=_mark_policy(marks))
     wait_healthy(session, base, proc)
+    return base, proc, log_path, marks
+
+
+def test_the_worker_acts_and_its_metrics_reach_the_server(
+    marking_server, session, firing: dict[str, Any]
+) -> None:
+    base, proc, log_path, marks = marking_server
 
     session.post(f"{base}/webhook", json=firing, headers=AUTH, timeout=5)
 
@@ -121,12 +128,9 @@ def test_the_worker_dies_with_the_server(start_server, session, tmp_path: Path) 
 
 
 def test_a_worker_that_died_is_started_again(
-    start_server, session, tmp_path: Path, firing: dict[str, Any]
+    marking_server, session, firing: dict[str, Any]
 ) -> None:
-    marks = tmp_path / "marks"
-    marks.mkdir()
-    base, proc, log_path = start_server(policies=_mark_policy(marks))
-    wait_healthy(session, base, proc)
+    base, proc, log_path, marks = marking_server
     (first,) = _worker_pids(log_path)
 
     # What the kernel's OOM killer would do to the worker alone.
