@@ -24,7 +24,8 @@ ACTION_RESULTS = (
 )
 RESTORE_RESULTS = ("applied", "skipped", "failed")
 QUEUE_STATES = ("queued", "approved", "pending", "running")
-WORKER_STAGES = ("plan", "apply", "restore", "store")
+# process: the worker's own process died or could not be started.
+WORKER_STAGES = ("plan", "apply", "restore", "store", "process")
 
 # From a millisecond (a dry-run plan) to minutes (an approval).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)

@@ -53,6 +53,9 @@ NICENESS = 19
 LOCK_WAIT_SECONDS = 5.0
 STARTUP_TIMEOUT_SECONDS = 60.0
 RESTART_DELAY_SECONDS = 1.0
+# The least a stopping worker is given to finish what it runs; more where a
+# policy lets its command run longer.
+STOP_SECONDS = 30.0
 # Metric updates travel to the server in batches, at most this often.
 FLUSH_SECONDS = 0.25
 WAKE_READ_BYTES = 65536
@@ -213,6 +216,9 @@ class WorkerProcess:
         # Closed by stop(): the worker sees its end of the pipe reach its end.
         self._stop_pipe: Connection | None = None
         self._stopping = False
+        # Held while a worker is started and while stop() begins, so that no
+        # worker is started after stop() has told the last one to stop.
+        self._lifecycle = threading.Lock()
         self._process: Any = None
         self._events: Connection | None = None
         self._relay: threading.Thread | None = None
@@ -239,17 +245,23 @@ class WorkerProcess:
         except BlockingIOError:
             pass  # the pipe is full of wake-ups the worker has yet to read
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float | None = None) -> None:
         """Let the running actions finish, then end the worker's process."""
-        self._stopping = True
-        if self._stop_pipe is not None:
-            self._stop_pipe.close()
-        if self._process is not None:
-            self._process.join(timeout)
-            if self._process.is_alive():
+        if timeout is None:
+            longest = max((p.timeout_seconds for p in self._config.policies), default=0)
+            timeout = max(STOP_SECONDS, longest + RESTART_DELAY_SECONDS)
+        with self._lifecycle:
+            self._stopping = True
+            if self._stop_pipe is not None:
+                self._stop_pipe.close()
+            process = self._process
+
+        if process is not None:
+            process.join(timeout)
+            if process.is_alive():
                 log.warning("worker did not stop in %gs; killing it", timeout)
-                self._process.kill()
-                self._process.join()
+                process.kill()
+                process.join()
         if self._relay is not None:
             self._relay.join(timeout)
 
@@ -281,7 +293,10 @@ class WorkerProcess:
         # Moves are served before the worker is ready: settling what a crash
         # left running moves actions.
         threading.Thread(
-            target=serve_moves, args=(moves, self._jobs), name="worker-moves"
+            target=serve_moves,
+            args=(moves, self._jobs),
+            name="worker-moves",
+            daemon=True,
         ).start()
         if not events.poll(STARTUP_TIMEOUT_SECONDS):
             process.kill()
@@ -313,18 +328,23 @@ class WorkerProcess:
     def _restart(self) -> None:
         """Start a new worker after the last one died; try until one starts."""
         self._process.join()
+        self._metrics.worker_errors.labels("process").inc()
         log.error(
             "worker process exited code=%s; starting a new one in %gs",
             self._process.exitcode,
             RESTART_DELAY_SECONDS,
         )
-        while not self._stopping:
+        while True:
             time.sleep(RESTART_DELAY_SECONDS)
-            try:
-                self._spawn()
-                return
-            except WorkerStartError as exc:
-                log.error("worker did not start again err=%s", exc)
+            with self._lifecycle:
+                if self._stopping:
+                    return
+                try:
+                    self._spawn()
+                    return
+                except WorkerStartError as exc:
+                    self._metrics.worker_errors.labels("process").inc()
+                    log.error("worker did not start again err=%s", exc)
 
 
 def run_worker(
@@ -340,9 +360,10 @@ def run_worker(
     """The worker process's main: take actions until the server says stop."""
     _die_with(server_pid)
     # Ctrl-C and SIGTERM reach the whole process group; the server decides
-    # when the worker stops, after it has stopped taking notifications.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # when the worker stops, after it has stopped taking notifications. A
+    # handler, not SIG_IGN: commands it runs must not inherit deaf ears.
+    signal.signal(signal.SIGINT, _not_now)
+    signal.signal(signal.SIGTERM, _not_now)
     setup_logging(config.log_level)
     os.nice(NICENESS)
 
@@ -391,6 +412,10 @@ def run_worker(
     _flush(metrics, events)
     store.close()
     os.close(lock)
+
+
+def _not_now(_signum: int, _frame: Any) -> None:
+    pass
 
 
 def _flush(metrics: ForwardedMetrics, events: Connection) -> None:

@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -34,6 +35,11 @@ from alertmanager_webhook.worker_process import (
 from .conftest import AUTH, wait_healthy
 
 STARTED = re.compile(r"msg=worker started pid=(\d+)")
+# Writes what a command finds SIGTERM set to when it starts.
+HEARS_SIGTERM = (
+    "import signal, sys; "
+    'open(sys.argv[1], "w").write(str(signal.getsignal(signal.SIGTERM)))'
+)
 
 
 def _mark_policy(marks: Path) -> str:
@@ -148,6 +154,44 @@ def test_a_worker_that_died_is_started_again(
     assert "worker process exited code=-9" in log_path.read_text()
     _wait_for(lambda: list(marks.iterdir()), "an action by the new worker")
     assert proc.poll() is None
+    metrics = session.get(f"{base}/metrics", timeout=5).text
+    assert 'aiops_webhook_worker_errors_total{stage="process"} 1.0' in metrics
+
+
+def test_a_stop_while_the_worker_is_started_again_ends_both(
+    start_server, session
+) -> None:
+    base, proc, log_path = start_server()
+    wait_healthy(session, base, proc)
+    (first,) = _worker_pids(log_path)
+
+    os.kill(first, signal.SIGKILL)
+    _wait_for(lambda: "worker process exited" in log_path.read_text(), "the death")
+    proc.send_signal(signal.SIGTERM)
+
+    assert proc.wait(timeout=20) == 0
+    assert all(_gone(pid) for pid in _worker_pids(log_path))
+
+
+def test_commands_the_worker_runs_hear_sigterm(
+    start_server, session, tmp_path: Path, firing: dict[str, Any]
+) -> None:
+    heard = tmp_path / "heard"
+    policy = (
+        "  - name: listen\n"
+        "    match: {alertname: AiopsProcessCpuHog}\n"
+        "    action: command\n"
+        f"    argv: [{sys.executable}, -c, '{HEARS_SIGTERM}', '{heard}']\n"
+        "    cooldown_seconds: 0\n"
+        "mode: apply\n"
+    )
+    base, proc, _ = start_server(policies=policy)
+    wait_healthy(session, base, proc)
+
+    session.post(f"{base}/webhook", json=firing, headers=AUTH, timeout=5)
+
+    assert _wait_for(lambda: heard.exists() and heard.read_text(), "the command")
+    assert heard.read_text() == str(int(signal.SIG_DFL))
 
 
 def test_one_database_has_one_worker(
