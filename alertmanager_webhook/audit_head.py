@@ -39,7 +39,8 @@ class HeadFile:
     """
 
     def __init__(self, database: str, fsync: bool = False) -> None:
-        self.path = Path(database + SUFFIX)
+        # Named after the file, not the path given: a symlink shares the head.
+        self.path = Path(os.path.realpath(database) + SUFFIX)
         # With fsync the head is on disk before the commit is answered, as the
         # commit itself is under synchronous=FULL.
         self._fsync = fsync

@@ -380,7 +380,7 @@ def run_worker(
         cgroups=Cgroups(
             config.cgroup_root,
             config.cgroup_name,
-            origins_dir=config.database + ".cgroup-origins",
+            origins_dir=os.path.realpath(config.database) + ".cgroup-origins",
         ),
         k8s_token=k8s_token,
     )
@@ -426,7 +426,9 @@ def _flush(metrics: ForwardedMetrics, events: Connection) -> None:
 
 def take_worker_lock(database: str) -> int:
     """Hold `<database>.worker-lock`, so that one worker acts on a database."""
-    path = database + ".worker-lock"
+    # Named after the file, not the path given: a symlink must not get a
+    # lock, and a worker, of its own.
+    path = os.path.realpath(database) + ".worker-lock"
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:

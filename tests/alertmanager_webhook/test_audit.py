@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from alertmanager_webhook import cli
+from alertmanager_webhook.audit_head import HeadFile
 from alertmanager_webhook.store import Store
 
 from .conftest import Receiver
@@ -318,3 +319,13 @@ def test_receiver_remakes_a_removed_head_and_says_so_in_the_chain(
     assert status == 0
     assert "note: the head file was made anew at record 8" in out
     assert "audit log intact: 8 records" in out
+
+
+def test_a_symlinked_database_shares_its_head_file(tmp_path: Path) -> None:
+    database = tmp_path / "webhook.db"
+    database.touch()
+    link = tmp_path / "link.db"
+    link.symlink_to(database)
+
+    assert HeadFile(str(link)).path == HeadFile(str(database)).path
+    assert HeadFile(str(link)).path.name == "webhook.db.audit-head"

@@ -204,6 +204,11 @@ def test_one_database_has_one_worker(
     with pytest.raises(WorkerStartError, match=r"webhook\.db\.worker-lock"):
         take_worker_lock(database)
 
+    link = tmp_path / "link.db"
+    link.symlink_to(database)
+    with pytest.raises(WorkerStartError, match=r"webhook\.db\.worker-lock"):
+        take_worker_lock(str(link))
+
     os.close(held)
     os.close(take_worker_lock(database))
 
