@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from alertmanager_webhook.cgroup_records import GroupRecord, GroupRecords, RecordError
 
 # The v1 file each controller is recognised by.
 V1_MARKER = {"cpu": "cpu.cfs_quota_us", "memory": "memory.limit_in_bytes"}
@@ -80,15 +81,16 @@ class Cgroups:
         managed: str = "aiops-webhook",
         proc_root: Path | str = "/proc",
         rmdir: Callable[[Path], None] = os.rmdir,
-        origins_dir: Path | str | None = None,
+        records_dir: Path | str | None = None,
     ) -> None:
         self.fs_root = Path(fs_root)
         self.managed = managed
         self.proc_root = Path(proc_root)
         self._rmdir = rmdir
-        # Where the first origins of each group's processes are kept (see
-        # _remember); None keeps them only in each action's undo.
-        self.origins_dir = None if origins_dir is None else Path(origins_dir)
+        # Each group's origins and holders (cgroup_records.py); without a
+        # folder, origins live in each action's undo only, and lifting one
+        # limit lifts every limit of its kind on the group.
+        self.records = GroupRecords(records_dir)
 
     def find(self, controller: str) -> Hierarchy | None:
         """Return the hierarchy to use for `controller`, v2 first; reads only."""
@@ -157,14 +159,25 @@ class Cgroups:
         if not moved:
             raise CgroupError("every target process ended before it could be moved")
 
-        origins = self._remember(hierarchy, group, origins, fresh)
+        key = _record_key(hierarchy, group)
+        # A new group's processes came from outside: an older record is stale.
+        record = GroupRecord() if fresh else self.records.load(key)
+        # The first origin kept wins: a process already in the group reads
+        # as coming from the root (see _origin).
+        record.origins = {**origins, **record.origins}
+        holder = record.hold({k: str(v) for k, v in settings.items()})
+        try:
+            self.records.save(key, record)
+        except RecordError as exc:
+            raise CgroupError(str(exc)) from exc
         return {
             "cgroup": hierarchy.version,
             "controller": controller,
             "group": group,
             "settings": sorted(settings),
-            "origins": origins,
+            "origins": record.origins,
             "moved": moved,
+            "holder": holder,
         }
 
     def release(self, undo: Mapping[str, Any]) -> str:
@@ -181,19 +194,30 @@ class Cgroups:
         if not path.is_dir():
             return f"{self.managed}/{undo['group']} was already removed"
 
+        key = _record_key(hierarchy, str(undo["group"]))
+        record = self.records.load(key)
+        record.let_go(str(undo.get("holder", "")))
         for name in undo["settings"]:
             if name in NEUTRAL:
-                _write_quietly(path / name, NEUTRAL[name])
+                # Another action's limit of the same kind stays in force.
+                left = record.value_left(name)
+                _write_quietly(path / name, NEUTRAL[name] if left is None else left)
         # Another action's limit on the same target holds the group together.
         still = sorted(name for name in NEUTRAL if _in_force(path / name))
         if still:
+            try:
+                self.records.save(key, record)
+            except RecordError as exc:
+                raise CgroupError(str(exc)) from exc
             lifted = " ".join(n for n in undo["settings"] if n in NEUTRAL)
             return (
-                f"lifted {lifted or 'the limit'} in {self.managed}/{undo['group']}; "
-                f"the processes stay for {' '.join(still)}"
+                f"lifted this action's {lifted or 'limit'} in "
+                f"{self.managed}/{undo['group']}; the processes stay for "
+                f"{' '.join(still)}"
             )
 
-        origins = {int(k): str(v) for k, v in undo["origins"].items()}
+        kept = {**undo["origins"], **record.origins}
+        origins = {int(k): str(v) for k, v in kept.items()}
         fallback = next(iter(origins.values()), "/")
         # Children forked while capped are in the group too; they follow a parent.
         members = [int(p) for p in _words(path / "cgroup.procs")]
@@ -204,46 +228,11 @@ class Cgroups:
             self._rmdir(path)
         except OSError as exc:
             raise CgroupError(f"cannot remove {str(path)!r}: {exc}") from exc
-        self._forget(hierarchy, str(undo["group"]))
+        self.records.forget(key)
         return (
             f"moved {len(members)} process(es) back and removed "
             f"{self.managed}/{undo['group']}"
         )
-
-    def _remember(
-        self, hierarchy: Hierarchy, group: str, origins: dict[str, str], fresh: bool
-    ) -> dict[str, str]:
-        """Merge with the origins kept for `group`; the first one kept wins.
-
-        A second action on a target finds its processes in the shared group
-        already (their origin reads as the root, see _origin); the kept file
-        gives its undo the cgroups they came from, so whichever limit is
-        lifted last moves them back there.
-        """
-        if self.origins_dir is None:
-            return origins
-        path = self._origins_file(hierarchy, group)
-        # A new group's processes came from outside: older records are stale.
-        kept = {} if fresh else _read_origins(path)
-        merged = {**origins, **kept}
-        try:
-            self.origins_dir.mkdir(mode=0o700, exist_ok=True)
-            temporary = path.with_suffix(".tmp")
-            temporary.write_text(json.dumps(merged, sort_keys=True))
-            temporary.replace(path)
-        except OSError as exc:
-            raise CgroupError(f"cannot keep origins in {str(path)!r}: {exc}") from exc
-        return merged
-
-    def _forget(self, hierarchy: Hierarchy, group: str) -> None:
-        if self.origins_dir is not None:
-            self._origins_file(hierarchy, group).unlink(missing_ok=True)
-
-    def _origins_file(self, hierarchy: Hierarchy, group: str) -> Path:
-        assert self.origins_dir is not None
-        # v1 has one group of this name per controller, each with its origins.
-        where = "v2" if hierarchy.version == 2 else f"v1-{hierarchy.controller}"
-        return self.origins_dir / f"{group}.{where}.json"
 
     def _move_back(self, hierarchy: Hierarchy, pid: int, origin: str) -> None:
         try:
@@ -301,14 +290,10 @@ def _write(path: Path, value: str) -> None:
         os.close(fd)
 
 
-def _read_origins(path: Path) -> dict[str, str]:
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(raw, dict):
-        return {}
-    return {str(k): str(v) for k, v in raw.items()}
+def _record_key(hierarchy: Hierarchy, group: str) -> str:
+    # v1 has one group of this name per controller, each with its record.
+    where = "v2" if hierarchy.version == 2 else f"v1-{hierarchy.controller}"
+    return f"{group}.{where}"
 
 
 def _write_quietly(path: Path, value: str) -> None:

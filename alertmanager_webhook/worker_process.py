@@ -380,7 +380,7 @@ def run_worker(
         cgroups=Cgroups(
             config.cgroup_root,
             config.cgroup_name,
-            origins_dir=os.path.realpath(config.database) + ".cgroup-origins",
+            records_dir=os.path.realpath(config.database) + ".cgroups",
         ),
         k8s_token=k8s_token,
     )

@@ -97,7 +97,7 @@ def test_two_limits_on_one_target_move_it_back_where_it_came_from(
     root = _v2_tree(tmp_path / "cg")
     proc = fake_proc(tmp_path / "proc", {4211: "0::/user.slice\n"})
     cgroups = Cgroups(
-        root, "aiops-webhook", proc, shutil.rmtree, tmp_path / "webhook.db.origins"
+        root, "aiops-webhook", proc, shutil.rmtree, tmp_path / "webhook.db.cgroups"
     )
     group = group_name("target", "command='x'")
 
@@ -116,7 +116,28 @@ def test_two_limits_on_one_target_move_it_back_where_it_came_from(
     assert "the processes stay" in kept
     assert moved.startswith("moved 1 process(es) back")
     assert (root / "user.slice" / "cgroup.procs").read_text() == "4211"
-    assert list((tmp_path / "webhook.db.origins").iterdir()) == []
+    assert list((tmp_path / "webhook.db.cgroups").iterdir()) == []
+
+
+def test_lifting_one_of_two_limits_of_a_kind_keeps_the_other(tmp_path: Path) -> None:
+    root = _v2_tree(tmp_path / "cg")
+    proc = fake_proc(tmp_path / "proc", {4211: "0::/user.slice\n"})
+    cgroups = Cgroups(
+        root, "aiops-webhook", proc, shutil.rmtree, tmp_path / "webhook.db.cgroups"
+    )
+    group = group_name("target", "command='x'")
+    high = root / "aiops-webhook" / group / "memory.high"
+
+    first = cgroups.confine("memory", group, [4211], {"memory.high": "2000000"})
+    (proc / "4211" / "cgroup").write_text(f"0::/aiops-webhook/{group}\n")
+    second = cgroups.confine("memory", group, [4211], {"memory.high": "1000000"})
+    cgroups.release(second)
+    kept = high.read_text()
+    cgroups.release(first)
+
+    assert kept == "2000000"  # the first alert's limit, still firing
+    assert (root / "user.slice" / "cgroup.procs").read_text() == "4211"
+    assert not high.parent.exists()
 
 
 def test_v1_confine_writes_the_period_then_the_quota(tmp_path: Path) -> None:
