@@ -13,7 +13,12 @@ from typing import Any
 
 from alertmanager_webhook.audit_head import HeadFile
 from alertmanager_webhook.jobs import ApprovalError, Jobs
-from alertmanager_webhook.store import DatabaseDamaged, Store, StoreError
+from alertmanager_webhook.store import (
+    DatabaseDamaged,
+    DatabaseMissing,
+    Store,
+    StoreError,
+)
 
 DEFAULT_DATABASE = "aiops-webhook.db"
 
@@ -88,11 +93,11 @@ def _open_audited(database: str) -> Store:
     records a chain is tampering evidence, not a usage error."""
     try:
         return Store.open_existing(database, readonly=True)
-    except DatabaseDamaged:
-        raise
-    except StoreError as exc:
+    except DatabaseMissing as exc:
         if HeadFile(database).exists():
-            raise DatabaseDamaged(f"{exc}, but its audit head file remains") from exc
+            raise DatabaseDamaged(
+                f"{exc}; its audit head file says it held records"
+            ) from exc
         raise
 
 

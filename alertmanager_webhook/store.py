@@ -43,6 +43,10 @@ class DatabaseDamaged(StoreError):
     """The file is not a sound SQLite database: truncated, overwritten, corrupt."""
 
 
+class DatabaseMissing(StoreError):
+    """No receiver database where one was expected: no file, or an empty one."""
+
+
 def _store_error(message: str, exc: sqlite3.Error) -> StoreError:
     # OperationalError (locked, disk full) passes; any other DatabaseError
     # means the file itself is bad.
@@ -161,8 +165,13 @@ class Store:
     def open_existing(cls, path: str, readonly: bool = False) -> Store:
         """Open a database the receiver wrote, without creating one."""
         if not Path(path).is_file():
-            raise StoreError(f"no database at {path!r}")
+            raise DatabaseMissing(f"no database at {path!r}")
         mode = "ro" if readonly else "rw"
+        if readonly and not Path(path + "-wal").exists():
+            # Nobody has it open (a WAL database in use keeps its -wal file):
+            # read the file as it is, creating no -wal or -shm beside it,
+            # which also works in a read-only folder.
+            mode += "&immutable=1"
         try:
             conn = sqlite3.connect(
                 f"file:{quote(path)}?mode={mode}",
@@ -174,12 +183,17 @@ class Store:
             conn.execute("PRAGMA busy_timeout = 5000")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.Error as exc:
+            if readonly and "readonly" in str(exc):
+                raise StoreError(
+                    f"cannot read database {path!r}: its folder is read-only and "
+                    "a -wal file lies beside it; copy both to a writable folder"
+                ) from exc
             raise _store_error(f"cannot open database {path!r}", exc) from exc
         if version == 0:
             # A receiver's database always carries its schema version; none
             # means an empty, truncated or foreign file.
             conn.close()
-            raise StoreError(
+            raise DatabaseMissing(
                 f"database {path!r} holds no receiver schema: empty, truncated "
                 "or not the receiver's"
             )

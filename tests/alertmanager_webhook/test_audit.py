@@ -304,7 +304,7 @@ def test_a_database_gone_beside_its_head_is_reported_broken(
 
     assert status == 1
     assert out.startswith("audit log broken: ")
-    assert "its audit head file remains" in out
+    assert "its audit head file says it held records" in out
 
 
 def test_receiver_remakes_a_removed_head_and_says_so_in_the_chain(
@@ -329,3 +329,26 @@ def test_a_symlinked_database_shares_its_head_file(tmp_path: Path) -> None:
 
     assert HeadFile(str(link)).path == HeadFile(str(database)).path
     assert HeadFile(str(link)).path.name == "webhook.db.audit-head"
+
+
+def test_verify_reads_a_copy_in_a_read_only_folder_and_leaves_nothing(
+    receiver: Receiver,
+    firing: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    receiver.post(firing)
+    receiver.store.close()
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for source in tmp_path.glob("webhook.db*"):
+        (copy / source.name).write_bytes(source.read_bytes())
+    before = sorted(p.name for p in copy.iterdir())
+    copy.chmod(0o555)
+    try:
+        status, out = _verify(copy / "webhook.db", capsys)
+    finally:
+        copy.chmod(0o755)
+
+    assert (status, out[:18]) == (0, "audit log intact: "), out
+    assert sorted(p.name for p in copy.iterdir()) == before
