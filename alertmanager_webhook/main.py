@@ -132,18 +132,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     try:
-        worker.start()
-    except WorkerStartError as exc:
-        log.error("worker did not start err=%s", exc)
-        store.close()
-        return 1
-    try:
-        serve(config, app, tls)
+        serve(config, app, tls, worker)
     except ListenError as exc:
         log.error("cannot listen address=%s error=%s", config.listen_address, exc)
         return 1
+    except WorkerStartError as exc:
+        log.error("worker did not start err=%s", exc)
+        return 1
     finally:
-        worker.stop()
         store.close()
     log.info("stopped")
     return 0
@@ -180,19 +176,34 @@ class ListenError(Exception):
     """The listen address cannot be bound (taken, not this host's, no right)."""
 
 
-def serve(config: WebhookConfig, app: Flask, tls: ssl.SSLContext | None) -> None:
-    """Serve until a signal arrives; both servers end their loop on SystemExit."""
+def serve(
+    config: WebhookConfig,
+    app: Flask,
+    tls: ssl.SSLContext | None,
+    worker: WorkerProcess,
+) -> None:
+    """Serve until a signal arrives; both servers end their loop on SystemExit.
+
+    The address is bound before the worker starts: a receiver that cannot
+    listen must not act on what an earlier run left queued.
+    """
     try:
         bound, run, close = _bind(config, app, tls)
     except OSError as exc:
         raise ListenError(exc.strerror or str(exc)) from exc
     host, _ = parse_listen_address(config.listen_address)
+    try:
+        worker.start()
+    except WorkerStartError:
+        close()
+        raise
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         log.info("shutting down signal=%s", signal.Signals(signum).name)
         raise SystemExit(0)
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    signals = (signal.SIGTERM, signal.SIGINT)
+    previous = {sig: signal.signal(sig, stop) for sig in signals}
     log.info(
         "listening address=%s:%s tls=%s mode=%s policies=%d database=%s",
         host,
@@ -208,7 +219,9 @@ def serve(config: WebhookConfig, app: Flask, tls: ssl.SSLContext | None) -> None
         pass
     finally:
         close()
-        signal.signal(signal.SIGTERM, previous)
+        worker.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _bind(

@@ -132,6 +132,13 @@ class Worker:
                     reason="interrupted by a restart; outcome unknown, not run "
                     "again because the action is not idempotent",
                 )
+                log.warning(
+                    "interrupted action not run again id=%d action=%s target=%r; "
+                    "check whether it took effect",
+                    row["id"],
+                    row["action"],
+                    row["target"],
+                )
 
     def drain(self) -> int:
         """Process every ready action in this thread; return how many were taken."""

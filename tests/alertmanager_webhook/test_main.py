@@ -99,6 +99,8 @@ def test_a_taken_port_is_one_log_line_and_exit_1(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert f"cannot listen address={address}" in done.stderr
     assert "Traceback" not in done.stderr
+    # What an earlier run left queued waits for a receiver that can listen.
+    assert "worker started" not in done.stderr
 
 
 def test_serves_with_waitress_and_stops_on_sigterm(
@@ -191,3 +193,17 @@ def test_serves_tls_with_the_configured_certificate(
     log = log_path.read_text()
     assert "tls=True" in log
     assert TOKEN not in log
+
+
+def test_ctrl_c_stops_like_sigterm(start_server) -> None:
+    base, proc, log_path = start_server()
+    session = requests.Session()
+    session.trust_env = False
+    wait_healthy(session, base, proc)
+
+    proc.send_signal(signal.SIGINT)
+
+    assert proc.wait(timeout=15) == 0
+    log = log_path.read_text()
+    assert "msg=shutting down signal=SIGINT" in log
+    assert "Traceback" not in log
