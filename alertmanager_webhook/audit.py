@@ -201,7 +201,19 @@ def check_head(conn: sqlite3.Connection, verdict: Verdict, head: Head) -> Verdic
             f"the head file says {head.hash[:16]}",
         )
     # A head behind the chain is a receiver killed between its commit and the
-    # head's update; the records after it are checked by the chain alone.
+    # head's update, or one that could not write the file; the records after
+    # it are checked by the chain alone, which a cut there would not show.
+    if head.records < verdict.records:
+        return replace(
+            verdict,
+            notes=(
+                *verdict.notes,
+                f"the head file is {verdict.records - head.records} record(s) "
+                f"behind the chain (it says {head.records}): records past it are "
+                "vouched for by the chain alone; if the receiver is running, see "
+                "its log for 'cannot write audit head'",
+            ),
+        )
     return verdict
 
 

@@ -235,6 +235,7 @@ def test_head_behind_the_chain_is_a_kill_between_commit_and_head(
     status, out = _verify(db, capsys)
 
     assert (status, out.split(",")[0]) == (0, "audit log intact: 7 records")
+    assert "note: the head file is 2 record(s) behind the chain (it says 5)" in out
 
 
 @pytest.mark.parametrize(
