@@ -84,7 +84,11 @@ def run(args: argparse.Namespace) -> int:
             args.keep,
             args.run_dir,
         )
-    except (DatasetError, StackError) as exc:
+    except DatasetError as exc:
+        # Bad input, as the backtests answer it.
+        print(f"aiops demo: {exc}", file=sys.stderr)
+        return 2
+    except StackError as exc:
         print(f"aiops demo: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

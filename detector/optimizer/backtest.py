@@ -57,16 +57,20 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> argparse.Argument
 
 
 def run(args: argparse.Namespace) -> int:
-    """Replay, write the CSV, summarise on stderr; 0 on success, 1 on bad input."""
+    """Replay, write the CSV, summarise on stderr.
+
+    Exits 0 on success, 2 on bad input (as `aiops backtest` does), 1 when the
+    output cannot be written.
+    """
     layout = RECORDED[args.resource]
     try:
         usage = load_usage(args.usage, layout)
     except UsageFileError as exc:
         print(f"aiops {COMMAND}: {exc}", file=sys.stderr)
-        return 1
+        return 2
     if not usage:
         print(f"aiops {COMMAND}: {args.usage}: no series", file=sys.stderr)
-        return 1
+        return 2
     # Found out before a replay of minutes, not after it.
     if not args.out.parent.is_dir():
         print(
@@ -84,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         policy, rules = make_policy(args.policy)
     except PriorError as exc:
         print(f"aiops {COMMAND}: {exc}; run `make train-optimizer`", file=sys.stderr)
-        return 1
+        return 2
     fleet = Fleet(layout.spec, policy, rules)
     bar = ProgressBar(f"{args.resource} ({args.policy})", 1.0)
     began = time.monotonic()

@@ -1,3 +1,4 @@
+import signal
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,19 @@ def test_stuck_fault_is_labelled_and_bounded(tmp_path):
     assert faulty.windows == ((4, 6),)
     with pytest.raises(ValueError, match="outside 10 rows"):
         inject_stuck(series, start=8, length=3, value=1.0)
+
+
+def test_the_demo_without_its_data_is_bad_input(tmp_path, capsys):
+    from aiops_cli.main import main
+
+    # The demo takes SIGTERM and SIGHUP over; give them back to pytest.
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        with pytest.raises(SystemExit) as exited:
+            main(["demo", "--nab", str(tmp_path / "nab"), "--alibaba", str(tmp_path)])
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+    assert exited.value.code == 2
+    assert "aiops demo: cannot read" in capsys.readouterr().err

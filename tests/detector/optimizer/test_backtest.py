@@ -93,7 +93,7 @@ def test_a_file_of_another_resource_is_refused(tmp_path: Path, capsys) -> None:
     usage = tmp_path / "usage.csv"
     usage.write_text("timestamp,vm,cpu_max_percent\n0,1,50\n")
 
-    assert backtest.run(args(tmp_path, usage)) == 1
+    assert backtest.run(args(tmp_path, usage)) == 2
 
     assert "no column 'container'" in capsys.readouterr().err
 
