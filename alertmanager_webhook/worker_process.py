@@ -19,7 +19,6 @@ import select
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -27,21 +26,24 @@ from aiops_common.logs import setup_logging
 from alertmanager_webhook.actuators.registry import Edges, build_actuators
 from alertmanager_webhook.cgroups import Cgroups
 from alertmanager_webhook.config import WebhookConfig
+from alertmanager_webhook.forwarded_metrics import ForwardedMetrics, apply_updates
 from alertmanager_webhook.jobs import Jobs
 from alertmanager_webhook.metrics import WebhookMetrics
 from alertmanager_webhook.processes import ProcessFinder
 from alertmanager_webhook.store import Store, StoreError
 from alertmanager_webhook.worker import Worker
+from alertmanager_webhook.worker_moves import MoveClient, serve_moves
 
 log = logging.getLogger(__name__)
 
-# TODO: on two cores bench-receiver's p99 is still about 5x the bare
+# TODO: on two cores bench-receiver's p99 is still about 4-5x the bare
 # endpoint's (it was 6.75x with the worker in threads). With no action at all
 # the answer alone is about 2.2x (a durable commit and two audit records per
-# notification); the rest is the worker's moves, written by a thread of the
-# server that contends for its interpreter lock, and the CPU the actions
-# themselves take. Joining the moves to the notifications' group commit, and
-# keeping the audit chain's head in memory, are the next steps.
+# notification, and the worker's WAL checkpoint each second); the rest is the
+# worker's moves, relayed by a thread of the server that contends for its
+# interpreter lock, and the CPU the actions themselves take. Keeping the
+# audit chain's head in memory, and fewer statements per notification, are
+# the next steps.
 
 # Processes are started fresh rather than forked from a server with threads.
 CONTEXT = multiprocessing.get_context("spawn")
@@ -60,132 +62,10 @@ STOP_SECONDS = 30.0
 FLUSH_SECONDS = 0.25
 WAKE_READ_BYTES = 65536
 PR_SET_PDEATHSIG = 1
-# What the worker's process updates on the server's metrics, and how.
-FORWARDED = {
-    "actions": "inc",
-    "restores": "inc",
-    "worker_errors": "inc",
-    "queue_depth": "set",
-    "worker_last_success": "set",
-    "action_latency": "observe",
-    "apply_duration": "observe",
-}
-# The columns a worker's move may set; the server writes no other.
-MOVABLE = frozenset(
-    {
-        "result",
-        "reason",
-        "target",
-        "plan",
-        "spec",
-        "undo",
-        "attempts",
-        "not_before",
-        "started_unix",
-        "finished_unix",
-        "restored_at",
-    }
-)
 
 
 class WorkerStartError(Exception):
     """The worker's process could not start; says why."""
-
-
-@dataclass(frozen=True)
-class _Update:
-    family: str
-    labels: tuple[str, ...]
-    value: float
-
-
-@dataclass
-class ForwardedMetrics:
-    """The worker's view of WebhookMetrics: updates kept for the server to apply."""
-
-    pending: list[_Update] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def __getattr__(self, family: str) -> _Family:
-        if family not in FORWARDED:
-            raise AttributeError(family)
-        return _Family(self, family, ())
-
-    def take(self) -> list[_Update]:
-        with self.lock:
-            taken, self.pending = self.pending, []
-        return taken
-
-
-@dataclass(frozen=True)
-class _Family:
-    sink: ForwardedMetrics
-    name: str
-    values: tuple[str, ...]
-
-    def labels(self, *values: str) -> _Family:
-        return _Family(self.sink, self.name, values)
-
-    def inc(self, amount: float = 1.0) -> None:
-        self._keep(amount)
-
-    def set(self, value: float) -> None:
-        self._keep(value)
-
-    def observe(self, value: float) -> None:
-        self._keep(value)
-
-    def _keep(self, value: float) -> None:
-        with self.sink.lock:
-            self.sink.pending.append(_Update(self.name, self.values, value))
-
-
-def apply_updates(metrics: WebhookMetrics, updates: list[_Update]) -> None:
-    """Apply the worker's metric updates to the server's registry."""
-    for update in updates:
-        method = FORWARDED.get(update.family)
-        if method is None:
-            log.warning("unknown metric from the worker family=%s", update.family)
-            continue
-        family = getattr(metrics, update.family)
-        target = family.labels(*update.labels) if update.labels else family
-        getattr(target, method)(update.value)
-
-
-class MoveClient:
-    """The worker's side of a move: asks the server and waits for its answer."""
-
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
-        # One question at a time on the pipe, so that answers cannot cross.
-        self._lock = threading.Lock()
-
-    def __call__(
-        self, action_id: int, expect: tuple[str, ...], fields: dict[str, Any]
-    ) -> bool:
-        with self._lock:
-            self._conn.send((action_id, expect, fields))
-            moved, error = self._conn.recv()
-        if error:
-            raise StoreError(error)
-        return moved
-
-
-def serve_moves(conn: Connection, jobs: Jobs) -> None:
-    """Write the worker's moves until its pipe closes; answer each."""
-    while True:
-        try:
-            action_id, expect, fields = conn.recv()
-        except (EOFError, OSError):
-            return
-        try:
-            unknown = set(fields) - MOVABLE
-            if unknown:
-                raise StoreError(f"the worker may not set {sorted(unknown)!r}")
-            answer = (jobs.move(action_id, tuple(expect), **fields), "")
-        except StoreError as exc:
-            answer = (False, str(exc))
-        conn.send(answer)
 
 
 class WorkerProcess:

@@ -17,18 +17,16 @@ import requests
 from prometheus_client import CollectorRegistry
 
 from alertmanager_webhook import worker_process
+from alertmanager_webhook.forwarded_metrics import ForwardedMetrics, apply_updates
 from alertmanager_webhook.intake import Intent, dedupe_key
 from alertmanager_webhook.jobs import Jobs
 from alertmanager_webhook.metrics import WebhookMetrics
 from alertmanager_webhook.payload import parse_notification
 from alertmanager_webhook.store import Store, StoreError
+from alertmanager_webhook.worker_moves import MoveClient, serve_moves
 from alertmanager_webhook.worker_process import (
     CONTEXT,
-    ForwardedMetrics,
-    MoveClient,
     WorkerStartError,
-    apply_updates,
-    serve_moves,
     take_worker_lock,
 )
 
