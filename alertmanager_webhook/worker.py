@@ -20,6 +20,7 @@ from typing import Any
 
 from alertmanager_webhook.actuators.base import Actuator, ActuatorError
 from alertmanager_webhook.config import PolicyConfig, WebhookConfig
+from alertmanager_webhook.forwarded_metrics import ForwardedMetrics
 from alertmanager_webhook.jobs import Jobs
 from alertmanager_webhook.metrics import WebhookMetrics
 from alertmanager_webhook.recommend import Recommender
@@ -47,7 +48,8 @@ class Worker:
         config: WebhookConfig,
         jobs: Jobs,
         actuators: Mapping[str, Actuator],
-        metrics: WebhookMetrics,
+        # In the worker's own process, updates relayed to the server's registry.
+        metrics: WebhookMetrics | ForwardedMetrics,
         recommender: Recommender | None = None,
         clock: Callable[[], float] = time.time,
         poll_seconds: float = 1.0,

@@ -35,8 +35,12 @@ FAULT_CLASS_WORDS = {
 
 
 class _Series(Protocol):
-    labels: Mapping[str, str]
-    points: Sequence[tuple[float, float]]
+    # Read-only, so that any series with such attributes fits, lists included.
+    @property
+    def labels(self) -> Mapping[str, str]: ...
+
+    @property
+    def points(self) -> Sequence[tuple[float, float]]: ...
 
 
 QueryRange = Callable[[str, float, float, float], Sequence[_Series]]
