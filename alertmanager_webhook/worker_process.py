@@ -215,6 +215,7 @@ class WorkerProcess:
             RESTART_DELAY_SECONDS,
         )
         while True:
+            self._publish_depth()
             time.sleep(RESTART_DELAY_SECONDS)
             with self._lifecycle:
                 if self._stopping:
@@ -225,6 +226,17 @@ class WorkerProcess:
                 except WorkerStartError as exc:
                     self._metrics.worker_errors.labels("process").inc()
                     log.error("worker did not start again err=%s", exc)
+
+    def _publish_depth(self) -> None:
+        # The worker publishes the queue's depth; without one, what waits for
+        # it would otherwise go unseen.
+        try:
+            depth = self._jobs.depth()
+        except StoreError as exc:
+            log.warning("cannot count waiting actions err=%s", exc)
+            return
+        for state, count in depth.items():
+            self._metrics.queue_depth.labels(state).set(count)
 
 
 def run_worker(

@@ -261,3 +261,25 @@ def test_forwarded_metrics_land_on_the_servers_registry() -> None:
     assert forwarded.take() == []
     with pytest.raises(AttributeError):
         forwarded.notifications  # noqa: B018 (the server's own, never forwarded)
+
+
+def test_while_no_worker_runs_the_queue_depth_still_shows(
+    start_server, session, tmp_path: Path, firing: dict[str, Any]
+) -> None:
+    base, proc, log_path = start_server(policies=_mark_policy(tmp_path))
+    wait_healthy(session, base, proc)
+    (worker,) = _worker_pids(log_path)
+
+    os.kill(worker, signal.SIGKILL)
+    # Taken before the next worker starts: another receiver's, as it can tell.
+    held = take_worker_lock(str(tmp_path / "webhook.db"))
+    try:
+        session.post(f"{base}/webhook", json=firing, headers=AUTH, timeout=5)
+
+        def queued() -> bool:
+            page = session.get(f"{base}/metrics", timeout=5).text
+            return 'aiops_webhook_queue_depth{state="queued"} 2.0' in page
+
+        _wait_for(queued, "the two queued actions in /metrics", 15)
+    finally:
+        os.close(held)
