@@ -21,7 +21,7 @@ class RecordError(Exception):
 
 @dataclass
 class GroupRecord:
-    """Origins by pid, and the settings each holder wrote, oldest holder first."""
+    """Origins by pid, and the settings each holder asked for, oldest first."""
 
     origins: dict[str, str] = field(default_factory=dict)
     holders: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -35,12 +35,24 @@ class GroupRecord:
     def let_go(self, holder: str) -> None:
         self.holders.pop(holder, None)
 
-    def value_left(self, name: str) -> str | None:
-        """The value the newest remaining holder wrote to `name`, if any holds it."""
-        for settings in reversed(self.holders.values()):
-            if name in settings:
-                return settings[name]
-        return None
+    def strictest(self, name: str) -> str | None:
+        """The lowest limit the holders set on `name`; None if none holds it.
+
+        Limits read as a leading number (`cpu.max` is "quota period"); one
+        that does not is taken as the newest holder left it.
+        """
+        values = [s[name] for s in self.holders.values() if name in s]
+        if not values:
+            return None
+        numbers = [_leading_number(v) for v in values]
+        if None in numbers:
+            return values[-1]
+        return values[numbers.index(min(n for n in numbers if n is not None))]
+
+
+def _leading_number(value: str) -> int | None:
+    words = value.split()
+    return int(words[0]) if words and words[0].isdigit() else None
 
 
 class GroupRecords:

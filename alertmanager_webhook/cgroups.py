@@ -128,7 +128,10 @@ class Cgroups:
         root = hierarchy.mount / self.managed
         path = self._inside(root / group, root)
 
-        fresh = not path.is_dir()
+        key = _record_key(hierarchy, group)
+        # A new group's processes came from outside: an older record is stale.
+        record = self.records.load(key) if path.is_dir() else GroupRecord()
+        holder = record.hold({k: str(v) for k, v in settings.items()})
         try:
             root.mkdir(exist_ok=True)
             if hierarchy.version == 2 and controller not in _words(
@@ -136,8 +139,9 @@ class Cgroups:
             ):
                 _write(root / "cgroup.subtree_control", f"+{controller}")
             path.mkdir(exist_ok=True)
-            for name, value in settings.items():
-                _write(path / name, str(value))
+            # The strictest limit of each kind holds while its alert fires.
+            for name in settings:
+                _write(path / name, str(record.strictest(name)))
         except OSError as exc:
             if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
                 raise CgroupUnavailable(f"cannot create {str(path)!r}: {exc}") from exc
@@ -159,13 +163,9 @@ class Cgroups:
         if not moved:
             raise CgroupError("every target process ended before it could be moved")
 
-        key = _record_key(hierarchy, group)
-        # A new group's processes came from outside: an older record is stale.
-        record = GroupRecord() if fresh else self.records.load(key)
         # The first origin kept wins: a process already in the group reads
         # as coming from the root (see _origin).
         record.origins = {**origins, **record.origins}
-        holder = record.hold({k: str(v) for k, v in settings.items()})
         try:
             self.records.save(key, record)
         except RecordError as exc:
@@ -200,7 +200,7 @@ class Cgroups:
         for name in undo["settings"]:
             if name in NEUTRAL:
                 # Another action's limit of the same kind stays in force.
-                left = record.value_left(name)
+                left = record.strictest(name)
                 _write_quietly(path / name, NEUTRAL[name] if left is None else left)
         # Another action's limit on the same target holds the group together.
         still = sorted(name for name in NEUTRAL if _in_force(path / name))

@@ -140,6 +140,24 @@ def test_lifting_one_of_two_limits_of_a_kind_keeps_the_other(tmp_path: Path) -> 
     assert not high.parent.exists()
 
 
+def test_the_strictest_of_two_limits_of_a_kind_holds(tmp_path: Path) -> None:
+    root = _v2_tree(tmp_path / "cg")
+    proc = fake_proc(tmp_path / "proc", {4211: "0::/user.slice\n"})
+    cgroups = Cgroups(
+        root, "aiops-webhook", proc, shutil.rmtree, tmp_path / "webhook.db.cgroups"
+    )
+    group = group_name("target", "command='x'")
+    cpu_max = root / "aiops-webhook" / group / "cpu.max"
+
+    tight = cgroups.confine("cpu", group, [4211], {"cpu.max": "25000 100000"})
+    cgroups.confine("cpu", group, [4211], {"cpu.max": "50000 100000"})
+    both = cpu_max.read_text()
+    cgroups.release(tight)
+
+    assert both == "25000 100000"
+    assert cpu_max.read_text() == "50000 100000"
+
+
 def test_v1_confine_writes_the_period_then_the_quota(tmp_path: Path) -> None:
     root = fake_v1_tree(tmp_path / "cg")
     (root / "cpu" / "batch").mkdir()
