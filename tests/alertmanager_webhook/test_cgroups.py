@@ -90,16 +90,21 @@ def test_v2_confine_and_release(tmp_path: Path) -> None:
     assert text == f"moved 1 process(es) back and removed aiops-webhook/{group}"
 
 
-@pytest.mark.parametrize("last", ["cpu", "memory"])
-def test_two_limits_on_one_target_move_it_back_where_it_came_from(
-    tmp_path: Path, last: str
-) -> None:
+def _recorded(tmp_path: Path) -> tuple[Path, Path, Cgroups, str]:
+    """A v2 tree, a /proc, Cgroups keeping records, and one target's group."""
     root = _v2_tree(tmp_path / "cg")
     proc = fake_proc(tmp_path / "proc", {4211: "0::/user.slice\n"})
     cgroups = Cgroups(
         root, "aiops-webhook", proc, shutil.rmtree, tmp_path / "webhook.db.cgroups"
     )
-    group = group_name("target", "command='x'")
+    return root, proc, cgroups, group_name("target", "command='x'")
+
+
+@pytest.mark.parametrize("last", ["cpu", "memory"])
+def test_two_limits_on_one_target_move_it_back_where_it_came_from(
+    tmp_path: Path, last: str
+) -> None:
+    root, proc, cgroups, group = _recorded(tmp_path)
 
     cpu = cgroups.confine("cpu", group, [4211], {"cpu.max": "50000 100000"})
     # What /proc says once the first action moved the process.
@@ -120,12 +125,7 @@ def test_two_limits_on_one_target_move_it_back_where_it_came_from(
 
 
 def test_lifting_one_of_two_limits_of_a_kind_keeps_the_other(tmp_path: Path) -> None:
-    root = _v2_tree(tmp_path / "cg")
-    proc = fake_proc(tmp_path / "proc", {4211: "0::/user.slice\n"})
-    cgroups = Cgroups(
-        root, "aiops-webhook", proc, shutil.rmtree, tmp_path / "webhook.db.cgroups"
-    )
-    group = group_name("target", "command='x'")
+    root, proc, cgroups, group = _recorded(tmp_path)
     high = root / "aiops-webhook" / group / "memory.high"
 
     first = cgroups.confine("memory", group, [4211], {"memory.high": "2000000"})
@@ -141,12 +141,7 @@ def test_lifting_one_of_two_limits_of_a_kind_keeps_the_other(tmp_path: Path) -> 
 
 
 def test_the_strictest_of_two_limits_of_a_kind_holds(tmp_path: Path) -> None:
-    root = _v2_tree(tmp_path / "cg")
-    proc = fake_proc(tmp_path / "proc", {4211: "0::/user.slice\n"})
-    cgroups = Cgroups(
-        root, "aiops-webhook", proc, shutil.rmtree, tmp_path / "webhook.db.cgroups"
-    )
-    group = group_name("target", "command='x'")
+    root, proc, cgroups, group = _recorded(tmp_path)
     cpu_max = root / "aiops-webhook" / group / "cpu.max"
 
     tight = cgroups.confine("cpu", group, [4211], {"cpu.max": "25000 100000"})
