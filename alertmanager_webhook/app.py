@@ -169,11 +169,9 @@ def create_app(
         # Authenticate first: a stranger's body is neither parsed nor counted.
         if not authorized():
             return unauthorized()
-        with store.gate.request():
-            return receive()
+        return receive()
 
     def receive() -> Answer:
-
         try:
             body = request.get_data(cache=False)
         except RequestEntityTooLarge:

@@ -23,7 +23,6 @@ from urllib.parse import quote
 from alertmanager_webhook import audit, intake
 from alertmanager_webhook.audit_head import Head, HeadError, HeadFile
 from alertmanager_webhook.commits import GroupCommit
-from alertmanager_webhook.gate import WriteGate
 from alertmanager_webhook.intake import Intent, Saved
 from alertmanager_webhook.payload import Notification
 from alertmanager_webhook.report.storage import SCHEMA as REPORT_SCHEMA
@@ -67,8 +66,6 @@ class Store:
         self,
         conn: sqlite3.Connection,
         clock: Clock = _utc_now,
-        gate: WriteGate | None = None,
-        urgent: bool = True,
         head: HeadFile | None = None,
     ) -> None:
         self._conn = conn
@@ -80,21 +77,17 @@ class Store:
             lambda exc: "notifications.dedupe_key" in str(exc),
         )
         # The connection is shared across threads; sqlite3 needs the calls apart.
+        # It is the process's one writer, so its writers queue here rather than
+        # in SQLite's busy handler, which sleeps in whole milliseconds.
         self._lock = threading.Lock()
-        # Shared by the stores of one process, so that their writers queue here
-        # rather than in SQLite's busy handler, which sleeps in whole milliseconds.
-        self.gate = gate or WriteGate()
-        self._urgent = urgent
 
     @classmethod
     def open(
         cls,
         path: str,
         clock: Clock = _utc_now,
-        gate: WriteGate | None = None,
         autocheckpoint: bool = True,
         sync: str = "FULL",
-        urgent: bool = True,
     ) -> Store:
         """Open or create the database at `path` and make sure the schema exists.
 
@@ -102,8 +95,7 @@ class Store:
         (the slow part of some commits); checkpoint() must then be called.
         `sync` NORMAL skips the fsync of each commit: such a commit survives the
         process being killed, and a power cut only once a later FULL commit or
-        a checkpoint has synced the WAL it shares. A store that is not `urgent`
-        gives way to urgent ones at the write gate: it is the worker's.
+        a checkpoint has synced the WAL it shares.
         """
         try:
             conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -131,7 +123,7 @@ class Store:
         except sqlite3.Error as exc:
             raise _store_error(f"cannot open database {path!r}", exc) from exc
 
-        store = cls(conn, clock, gate, urgent, HeadFile(path, fsync=sync != "NORMAL"))
+        store = cls(conn, clock, HeadFile(path, fsync=sync != "NORMAL"))
         store._anchor()
         return store
 
@@ -235,7 +227,7 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction that holds the database lock from its start."""
-        with self.gate.hold(self._urgent), self._lock:
+        with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -247,7 +239,7 @@ class Store:
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot write database: {exc}") from exc
-            # Still under the gate, so that heads are written in commit order.
+            # Still under the lock, so that heads are written in commit order.
             self._write_head(top)
 
     def _write_head(self, top: Head | None) -> None:

@@ -30,8 +30,6 @@ log = logging.getLogger(__name__)
 
 # A failed action's next attempt waits this long, doubled per attempt.
 RETRY_BASE_SECONDS = 5.0
-# The longest an action waits for notifications in flight to be answered.
-YIELD_SECONDS = 0.05
 # Ready actions read per look at the queue. The read sorts every ready action,
 # so it is done per batch rather than per action: a backlog would make each
 # look slower, and the worker fall further behind.
@@ -170,9 +168,6 @@ class Worker:
             return False
 
         try:
-            # Actions wait; a notification waiting behind them would be
-            # answered late and resent.
-            self._jobs.store.gate.let_requests_pass(YIELD_SECONDS)
             self._process(row)
         finally:
             self._let_go(row["id"])
