@@ -196,19 +196,18 @@ def test_one_database_has_one_worker(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(worker_process, "LOCK_WAIT_SECONDS", 0.1)
-    database = str(tmp_path / "webhook.db")
-    held = take_worker_lock(database)
+    database = tmp_path / "webhook.db"
+    database.touch()
+    held = take_worker_lock(str(database))
+    (tmp_path / "symlink.db").symlink_to(database)
+    (tmp_path / "hardlink.db").hardlink_to(database)
 
-    with pytest.raises(WorkerStartError, match=r"webhook\.db\.worker-lock"):
-        take_worker_lock(database)
-
-    link = tmp_path / "link.db"
-    link.symlink_to(database)
-    with pytest.raises(WorkerStartError, match=r"webhook\.db\.worker-lock"):
-        take_worker_lock(str(link))
+    for name in ("webhook.db", "symlink.db", "hardlink.db"):
+        with pytest.raises(WorkerStartError, match=rf"{name}' locked"):
+            take_worker_lock(str(tmp_path / name))
 
     os.close(held)
-    os.close(take_worker_lock(database))
+    os.close(take_worker_lock(str(database)))
 
 
 def test_moves_are_written_by_the_server_and_checked(
