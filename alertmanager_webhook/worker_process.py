@@ -103,10 +103,6 @@ class WorkerProcess:
         self._events: Connection | None = None
         self._relay: threading.Thread | None = None
 
-    @property
-    def pid(self) -> int | None:
-        return None if self._process is None else self._process.pid
-
     def start(self) -> None:
         """Start the worker and wait until it has settled what a crash left."""
         self._spawn()
