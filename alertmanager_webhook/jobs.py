@@ -33,21 +33,15 @@ RemoteMove = Callable[[int, tuple[str, ...], dict[str, Any]], bool]
 class Jobs:
     """Reads and moves actions through their states.
 
-    With `remote_move`, moves are written by another process (the server's,
-    for the worker's process in worker_process.py) and this one only reads.
-    With `grouped`, each move joins the store's next group commit, which it
-    shares with the notifications being stored, rather than one of its own.
+    Each move joins the store's next group commit, which it shares with the
+    notifications being stored. With `remote_move`, moves are written by
+    another process (the server's, for the worker's process in
+    worker_process.py) and this one only reads.
     """
 
-    def __init__(
-        self,
-        store: Store,
-        remote_move: RemoteMove | None = None,
-        grouped: bool = False,
-    ) -> None:
+    def __init__(self, store: Store, remote_move: RemoteMove | None = None) -> None:
         self.store = store
         self._remote_move = remote_move
-        self._grouped = grouped
 
     def ready(self, now: float, limit: int = 50) -> list[sqlite3.Row]:
         return self.store.query(
@@ -73,13 +67,11 @@ class Jobs:
                 fields[name] = json.dumps(fields[name], sort_keys=True)
         fields["updated_at"] = self.store.now().isoformat()
 
-        def write(conn: sqlite3.Connection) -> bool:
-            return self._move_in(conn, action_id, expect, fields)
-
-        if self._grouped:
-            return bool(self.store.grouped(write))
-        with self.store.transaction() as conn:
-            return write(conn)
+        return bool(
+            self.store.grouped(
+                lambda conn: self._move_in(conn, action_id, expect, fields)
+            )
+        )
 
     def _move_in(
         self,

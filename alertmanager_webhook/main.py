@@ -115,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     metrics = WebhookMetrics(CollectorRegistry())
     metrics.preset_actions((p.action, policy_mode(config, p)) for p in config.policies)
-    worker = WorkerProcess(config, Jobs(store, grouped=True), metrics, k8s_token)
+    worker = WorkerProcess(config, Jobs(store), metrics, k8s_token)
     query_range = (
         RangeQuery(config.report_prometheus_url)
         if config.report_prometheus_url

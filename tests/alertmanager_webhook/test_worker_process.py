@@ -40,17 +40,22 @@ HEARS_SIGTERM = (
 )
 
 
-def _mark_policy(marks: Path) -> str:
-    mktemp = shutil.which("mktemp")
-    assert mktemp is not None
+def _command_policy(*argv: str) -> str:
+    """The policies section: apply one command to every AiopsProcessCpuHog."""
     return (
-        "  - name: mark\n"
+        "  - name: run\n"
         "    match: {alertname: AiopsProcessCpuHog}\n"
         "    action: command\n"
-        f"    argv: [{mktemp}, '{marks}/{{alertname}}.XXXXXX']\n"
+        f"    argv: [{', '.join(argv)}]\n"
         "    cooldown_seconds: 0\n"
         "mode: apply\n"
     )
+
+
+def _mark_policy(marks: Path) -> str:
+    mktemp = shutil.which("mktemp")
+    assert mktemp is not None
+    return _command_policy(mktemp, f"'{marks}/{{alertname}}.XXXXXX'")
 
 
 def _wait_for(check, what: str, seconds: float = 20.0) -> Any:
@@ -175,14 +180,7 @@ def test_commands_the_worker_runs_hear_sigterm(
     start_server, session, tmp_path: Path, firing: dict[str, Any]
 ) -> None:
     heard = tmp_path / "heard"
-    policy = (
-        "  - name: listen\n"
-        "    match: {alertname: AiopsProcessCpuHog}\n"
-        "    action: command\n"
-        f"    argv: [{sys.executable}, -c, '{HEARS_SIGTERM}', '{heard}']\n"
-        "    cooldown_seconds: 0\n"
-        "mode: apply\n"
-    )
+    policy = _command_policy(sys.executable, "-c", f"'{HEARS_SIGTERM}'", f"'{heard}'")
     base, proc, _ = start_server(policies=policy)
     wait_healthy(session, base, proc)
 
@@ -219,7 +217,7 @@ def test_moves_are_written_by_the_server_and_checked(
     assert saved is not None
     action_id = saved.actions[0][0]
     server_end, worker_end = CONTEXT.Pipe(duplex=True)
-    jobs = Jobs(store, grouped=True)  # as main() wires it
+    jobs = Jobs(store)
     server = threading.Thread(target=serve_moves, args=(server_end, jobs))
     server.start()
     move = MoveClient(worker_end)
