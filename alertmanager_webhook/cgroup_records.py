@@ -84,7 +84,7 @@ class GroupRecords:
         try:
             self.folder.mkdir(mode=0o700, exist_ok=True)
             temporary = path.with_suffix(".tmp")
-            # Holders stay in the order they came: the newest one's value wins.
+            # Holders stay in the order they came, for strictest()'s ties.
             temporary.write_text(
                 json.dumps({"origins": record.origins, "holders": record.holders})
             )

@@ -56,8 +56,9 @@ LOCK_WAIT_SECONDS = 5.0
 STARTUP_TIMEOUT_SECONDS = 60.0
 RESTART_DELAY_SECONDS = 1.0
 # The least a stopping worker is given to finish what it runs; more where a
-# policy lets its command run longer.
+# policy lets its command run longer, by a margin for recording its result.
 STOP_SECONDS = 30.0
+STOP_MARGIN_SECONDS = 1.0
 # Metric updates travel to the server in batches, at most this often.
 FLUSH_SECONDS = 0.25
 WAKE_READ_BYTES = 65536
@@ -125,7 +126,7 @@ class WorkerProcess:
         """Let the running actions finish, then end the worker's process."""
         if timeout is None:
             longest = max((p.timeout_seconds for p in self._config.policies), default=0)
-            timeout = max(STOP_SECONDS, longest + RESTART_DELAY_SECONDS)
+            timeout = max(STOP_SECONDS, longest + STOP_MARGIN_SECONDS)
         with self._lifecycle:
             self._stopping = True
             if self._stop_pipe is not None:
