@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import signal
 import ssl
 import sys
@@ -31,7 +32,7 @@ from alertmanager_webhook.metrics import WebhookMetrics
 from alertmanager_webhook.report.content import ReportBuilder
 from alertmanager_webhook.report.prometheus import RangeQuery
 from alertmanager_webhook.report.service import Reports
-from alertmanager_webhook.store import Store, StoreError
+from alertmanager_webhook.store import Store, StoreError, hold_database
 from alertmanager_webhook.worker_process import WorkerProcess, WorkerStartError
 
 log = logging.getLogger(__name__)
@@ -104,12 +105,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     # One connection: the worker's moves (it runs in a process of its own,
     # worker_process.py) join the notifications' group commits.
     try:
+        held = hold_database(config.database)
+    except StoreError as exc:
+        print(f"{PROG}: database: {exc}", file=sys.stderr)
+        return 2
+    try:
         store = Store.open(
             config.database,
             autocheckpoint=False,
             sync=config.database_sync.upper(),
         )
     except StoreError as exc:
+        os.close(held)
         print(f"{PROG}: database: {exc}", file=sys.stderr)
         return 2
 
@@ -141,6 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         store.close()
+        os.close(held)
     log.info("stopped")
     return 0
 

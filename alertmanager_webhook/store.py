@@ -9,8 +9,10 @@ queue's state changes in jobs.py.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -44,6 +46,34 @@ class DatabaseDamaged(StoreError):
 
 class DatabaseMissing(StoreError):
     """No receiver database where one was expected: no file, or an empty one."""
+
+
+class DatabaseInUse(StoreError):
+    """Another receiver holds the database file."""
+
+
+def hold_database(path: str) -> int:
+    """Hold an flock on the database file for the receiver's life; its descriptor.
+
+    On the file itself, not on its name, and before SQLite opens it: SQLite
+    gives a hard link a WAL of its own, so a second receiver that opened one
+    even briefly would corrupt the file. SQLite locks with fcntl, which flock
+    does not touch on a local filesystem. Close the descriptor only after the
+    store: closing one drops the process's fcntl locks on the file too.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StoreError(f"cannot open database {path!r}: {exc.strerror}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DatabaseInUse(
+            f"another receiver has database {path!r} open; each receiver needs "
+            "a database of its own"
+        ) from None
+    return fd
 
 
 def _store_error(message: str, exc: sqlite3.Error) -> StoreError:

@@ -314,17 +314,16 @@ def _flush(metrics: ForwardedMetrics, events: Connection) -> None:
 
 
 def take_worker_lock(database: str) -> int:
-    """Hold an flock on the database file, so that one worker acts on it.
+    """Hold `<database>.worker-lock`, so that one worker acts on a database.
 
-    On the file itself, not on a name beside it: a symlink or a hard link to
-    the database must not get a worker of its own. SQLite locks with fcntl,
-    which flock does not touch on a local filesystem. The descriptor stays
-    open for the worker's life: closing one would drop SQLite's locks too.
+    The server holds the database file itself (store.hold_database); this
+    lock keeps a worker from starting while one of a dead server still ends.
     """
+    path = os.path.realpath(database) + ".worker-lock"
     try:
-        fd = os.open(database, os.O_RDONLY)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
-        raise WorkerStartError(f"cannot open {database!r}: {exc.strerror}") from exc
+        raise WorkerStartError(f"cannot open {path!r}: {exc.strerror}") from exc
 
     deadline = time.monotonic() + LOCK_WAIT_SECONDS
     while True:
@@ -335,8 +334,8 @@ def take_worker_lock(database: str) -> int:
             if time.monotonic() >= deadline:
                 os.close(fd)
                 raise WorkerStartError(
-                    f"another receiver's worker has {database!r} locked; each "
-                    "receiver needs a database of its own"
+                    f"another receiver's worker holds {path!r}; each receiver "
+                    "needs a database of its own"
                 ) from None
             time.sleep(0.05)
 

@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -30,7 +31,7 @@ from alertmanager_webhook.worker_process import (
     take_worker_lock,
 )
 
-from .conftest import AUTH, wait_healthy
+from .conftest import AUTH, receiver_command, wait_healthy
 
 STARTED = re.compile(r"msg=worker started pid=(\d+)")
 # Writes what a command finds SIGTERM set to when it starts.
@@ -195,17 +196,40 @@ def test_one_database_has_one_worker(
 ) -> None:
     monkeypatch.setattr(worker_process, "LOCK_WAIT_SECONDS", 0.1)
     database = tmp_path / "webhook.db"
-    database.touch()
     held = take_worker_lock(str(database))
     (tmp_path / "symlink.db").symlink_to(database)
-    (tmp_path / "hardlink.db").hardlink_to(database)
 
-    for name in ("webhook.db", "symlink.db", "hardlink.db"):
-        with pytest.raises(WorkerStartError, match=rf"{name}' locked"):
+    for name in ("webhook.db", "symlink.db"):
+        with pytest.raises(WorkerStartError, match=r"webhook\.db\.worker-lock"):
             take_worker_lock(str(tmp_path / name))
 
     os.close(held)
     os.close(take_worker_lock(str(database)))
+
+
+def test_a_second_receiver_on_a_link_is_refused_before_it_writes(
+    start_server, session, tmp_path: Path
+) -> None:
+    base, proc, _ = start_server()
+    wait_healthy(session, base, proc)
+    second = tmp_path / "second"
+    second.mkdir()
+    (second / "hard.db").hardlink_to(tmp_path / "webhook.db")
+    config = second / "webhook.yml"
+    config.write_text(
+        (tmp_path / "webhook.yml")
+        .read_text()
+        .replace(str(tmp_path / "webhook.db"), str(second / "hard.db"))
+    )
+
+    done = subprocess.run(
+        receiver_command(config, "127.0.0.1:0"), capture_output=True, text=True
+    )
+
+    assert done.returncode == 2
+    assert "another receiver has database" in done.stderr
+    # SQLite would have given the link a WAL of its own: nothing may be written.
+    assert sorted(p.name for p in second.iterdir()) == ["hard.db", "webhook.yml"]
 
 
 def test_moves_are_written_by_the_server_and_checked(
