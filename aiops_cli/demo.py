@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -62,13 +63,26 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
         help="folder with pod_gpu_duty_cycle.csv[.gz] (default: DATA/alibaba-genai)",
     )
     demo.add_argument(
-        "--live-seconds", type=float, default=200.0, help="length of the live replay"
+        "--live-seconds",
+        type=_positive_seconds,
+        default=200.0,
+        help="length of the live replay",
     )
     demo.add_argument(
         "--keep", action="store_true", help="leave the bundle running afterwards"
     )
     demo.add_argument("--run-dir", type=Path, help="where configs, data and logs go")
     demo.set_defaults(run=run)
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:

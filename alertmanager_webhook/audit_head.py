@@ -55,6 +55,11 @@ class HeadFile:
         # Padded to one length, so that a shorter head leaves no old bytes behind.
         record = text.encode().ljust(RECORD_BYTES - 1) + b"\n"
         with self._lock:
+            if self._fd is not None and os.fstat(self._fd).st_nlink == 0:
+                # Removed under the receiver: writing on would vanish with
+                # the descriptor, so make the file anew.
+                os.close(self._fd)
+                self._fd = None
             if self._fd is None:
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o644)
             os.pwrite(self._fd, record, 0)

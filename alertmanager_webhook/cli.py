@@ -23,6 +23,20 @@ from alertmanager_webhook.store import (
 DEFAULT_DATABASE = "aiops-webhook.db"
 
 
+# SQLite's INTEGER holds 64 bits; a larger id cannot name an action.
+LARGEST_ID = 2**63 - 1
+
+
+def _action_id(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if abs(value) > LARGEST_ID:
+        raise argparse.ArgumentTypeError(f"no action has id {text}")
+    return value
+
+
 def add_subcommands(subparsers: Any) -> None:
     """Add `audit verify` and `approve` to an argparse subparsers object."""
     audit = subparsers.add_parser("audit", help="check the receiver's audit log")
@@ -41,7 +55,7 @@ def add_subcommands(subparsers: Any) -> None:
     approve = subparsers.add_parser(
         "approve", help="let an action that waits for approval run"
     )
-    approve.add_argument("action_id", type=int, nargs="?", metavar="ID")
+    approve.add_argument("action_id", type=_action_id, nargs="?", metavar="ID")
     approve.add_argument(
         "--database",
         default=DEFAULT_DATABASE,

@@ -467,6 +467,17 @@ class Worker:
             fields["finished_unix"] = now
         if not self._jobs.move(row["id"], expect, result=result, **fields):
             return
+        if result in ("failed", "refused", "skipped"):
+            # What did not happen, and why: the operator reads it here first.
+            log.log(
+                logging.WARNING if result == "failed" else logging.INFO,
+                "%s %s id=%d action=%s reason=%r",
+                row["kind"],
+                result,
+                row["id"],
+                row["action"],
+                fields.get("reason") or fields.get("plan", ""),
+            )
         if row["kind"] == "restore":
             self._metrics.restores.labels(row["action"], result).inc()
             return

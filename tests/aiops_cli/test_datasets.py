@@ -93,3 +93,14 @@ def test_the_demo_without_its_data_is_bad_input(tmp_path, capsys):
 
     assert exited.value.code == 2
     assert "aiops demo: cannot read" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("seconds", ["-5", "0", "nan", "inf", "soon"])
+def test_the_demo_refuses_a_live_replay_that_cannot_run(seconds, capsys):
+    from aiops_cli.main import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["demo", "--live-seconds", seconds])
+
+    assert exited.value.code == 2
+    assert "--live-seconds" in capsys.readouterr().err

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from alertmanager_webhook import cli
-from alertmanager_webhook.audit_head import HeadFile
+from alertmanager_webhook.audit_head import Head, HeadFile
 from alertmanager_webhook.store import Store
 
 from .conftest import Receiver
@@ -353,3 +353,27 @@ def test_verify_reads_a_copy_in_a_read_only_folder_and_leaves_nothing(
 
     assert (status, out[:18]) == (0, "audit log intact: "), out
     assert sorted(p.name for p in copy.iterdir()) == before
+
+
+def test_a_head_file_removed_under_the_receiver_is_made_anew(tmp_path: Path) -> None:
+    database = tmp_path / "webhook.db"
+    database.touch()
+    head = HeadFile(str(database))
+    head.write(Head(3, "a" * 64))
+
+    head.path.unlink()
+    head.write(Head(4, "b" * 64))
+    head.close()
+
+    assert head.read() == Head(4, "b" * 64)
+
+
+def test_approve_refuses_an_id_no_action_can_have(capsys) -> None:
+    parser = argparse.ArgumentParser(prog="aiops")
+    cli.add_subcommands(parser.add_subparsers(dest="command", required=True))
+
+    with pytest.raises(SystemExit) as exited:
+        parser.parse_args(["approve", "99999999999999999999999"])
+
+    assert exited.value.code == 2
+    assert "no action has id 99999999999999999999999" in capsys.readouterr().err

@@ -315,14 +315,21 @@ def test_failed_action_is_retried_only_when_the_policy_says_so(make_receiver) ->
     assert recorder.applied == ["a"]
 
 
-def test_failure_without_retries_is_recorded_with_its_reason(make_receiver) -> None:
+def test_failure_without_retries_is_recorded_with_its_reason(
+    make_receiver, caplog: pytest.LogCaptureFixture
+) -> None:
     receiver = _build(make_receiver, Recorder(failures=1))
     receiver.post(_payload("a"))
 
-    receiver.worker.drain()
+    with caplog.at_level("INFO", logger="alertmanager_webhook.worker"):
+        receiver.worker.drain()
 
     [action] = receiver.actions()
     assert (action["result"], action["reason"]) == ("failed", "the host said no")
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        f"act failed id={action['id']} action={action['action']} "
+        "reason='the host said no'"
+    ]
 
 
 def _crash_while_running(receiver: Receiver) -> None:
