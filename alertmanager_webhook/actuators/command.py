@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import signal
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -48,6 +49,9 @@ def run_program(run: Runner, argv: Sequence[str], timeout: float) -> str:
             timeout=timeout,
             env=env,
             check=False,
+            # A session of its own: Ctrl-C at the receiver's terminal reaches
+            # the receiver, which lets the command finish, not the command.
+            start_new_session=True,
         )
     except FileNotFoundError as exc:
         raise ActuatorError(f"program {argv[0]!r} not found") from exc
@@ -58,8 +62,18 @@ def run_program(run: Runner, argv: Sequence[str], timeout: float) -> str:
 
     if done.returncode != 0:
         err = done.stderr.decode(errors="replace").strip()[-STDERR_SHOWN:]
-        raise ActuatorError(f"{argv[0]} exited {done.returncode}: {err!r}")
+        raise ActuatorError(f"{argv[0]} {_ended(done.returncode)}: {err!r}")
     return done.stdout.decode(errors="replace")
+
+
+def _ended(returncode: int) -> str:
+    # subprocess reports death by a signal as the signal's negative number.
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exited {returncode}"
 
 
 class Command:

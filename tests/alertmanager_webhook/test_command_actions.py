@@ -82,6 +82,25 @@ def test_failing_command_reports_its_exit_and_stderr() -> None:
     assert str(caught.value) == f"{sys.executable} exited 3: 'disk on fire'"
 
 
+def test_a_command_killed_by_a_signal_says_which(tmp_path: Path) -> None:
+    # It also writes whether it leads a session of its own, out of reach of
+    # a Ctrl-C at the receiver's terminal.
+    script = (
+        "import os, signal, sys; "
+        "open(sys.argv[1], 'w').write(str(os.getsid(0) == os.getpid())); "
+        "os.kill(os.getpid(), signal.SIGTERM)"
+    )
+    leads = tmp_path / "leads"
+    command = Command()
+    plan = command.plan({}, _command(sys.executable, "-c", script, str(leads)), {})
+
+    with pytest.raises(ActuatorError) as caught:
+        command.apply(plan.spec)
+
+    assert str(caught.value) == f"{sys.executable} killed by SIGTERM: ''"
+    assert leads.read_text() == "True"
+
+
 def test_missing_program_and_timeout_fail() -> None:
     command = Command()
     missing = command.plan({}, _command("/nonexistent/aiops-prog"), {})
