@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import logging
 import os
+import shutil
 import signal
 import ssl
 import sys
@@ -101,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.setswitchinterval(0.001)
     if not config.has_auth:
         log.warning("no authentication: listening on loopback only")
+    warn_of_missing_programs(config)
 
     # One connection: the worker's moves (it runs in a process of its own,
     # worker_process.py) join the notifications' group commits.
@@ -151,6 +153,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.close(held)
     log.info("stopped")
     return 0
+
+
+def warn_of_missing_programs(config: WebhookConfig) -> None:
+    """Say at start which command policies name a program not found to run.
+
+    A warning, not a refusal: the program may be installed after the start,
+    and a receiver that only plans must still run.
+    """
+    for policy in config.policies:
+        if not policy.argv or "{" in policy.argv[0]:
+            continue
+        if shutil.which(policy.argv[0]) is None:
+            log.warning(
+                "program not found or not executable policy=%s program=%r; "
+                "its actions will fail until it is installed",
+                policy.name,
+                policy.argv[0],
+            )
 
 
 def read_k8s_token(config: WebhookConfig) -> str:

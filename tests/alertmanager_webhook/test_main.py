@@ -207,3 +207,32 @@ def test_ctrl_c_stops_like_sigterm(start_server) -> None:
     log = log_path.read_text()
     assert "msg=shutting down signal=SIGINT" in log
     assert "Traceback" not in log
+
+
+def test_a_policy_naming_a_missing_program_is_warned_of_at_start(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from alertmanager_webhook.main import warn_of_missing_programs
+
+    from .conftest import make_config
+
+    match = {"alertname": "X"}
+    config = make_config(
+        policies=[
+            {
+                "name": "gone",
+                "match": match,
+                "action": "command",
+                "argv": ["no-such-x"],
+            },
+            {"name": "there", "match": match, "action": "command", "argv": ["true"]},
+        ]
+    )
+
+    with caplog.at_level("WARNING", logger="alertmanager_webhook.main"):
+        warn_of_missing_programs(config)
+
+    assert [r.getMessage() for r in caplog.records] == [
+        "program not found or not executable policy=gone program='no-such-x'; "
+        "its actions will fail until it is installed"
+    ]
