@@ -119,6 +119,7 @@ def _apply_env(
     # as YAML so that AIOPS_X_PORTS='[1, 2]' and AIOPS_X_DEBUG=true both work.
     merged = dict(raw)
     overridden: dict[str, str] = {}
+    hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     for name, value in env.items():
         if not name.startswith(prefix):
@@ -129,11 +130,44 @@ def _apply_env(
                 f"environment variable {name}: unknown key {key!r} for {prefix}*"
             )
         try:
-            merged[key] = yaml.safe_load(value) if value != "" else ""
+            parsed = yaml.safe_load(value) if value != "" else ""
         except yaml.YAMLError as exc:
             raise ConfigError(f"environment variable {name}: {exc}") from exc
+
+        # A word meant as text; unlike in a file, what was written is at hand.
+        word = isinstance(parsed, bool) and _accepts(hints[key], value)
+        if word and not _accepts(hints[key], parsed):
+            raise ConfigError(
+                f"environment variable {name}: {key}: YAML reads {value!r} as the "
+                f'boolean {_yaml_word(parsed)}; set it to "{value}", quotes '
+                "included, to pass the word"
+            )
+        merged[key] = parsed
         overridden[key] = name
     return merged, overridden
+
+
+def _accepts(hint: Any, value: Any) -> bool:
+    try:
+        _coerce(hint, value, "")
+    except ConfigError:
+        return False
+    return True
+
+
+def _yaml_word(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _shown(value: Any) -> str:
+    """`value` as an error shows it; a boolean there was most likely a word."""
+    if isinstance(value, bool):
+        # YAML 1.1, which PyYAML reads, takes these unquoted words as booleans.
+        return (
+            f"the boolean {_yaml_word(value)}: YAML reads unquoted yes, no, on, "
+            "off, true and false as booleans; quote a word meant as text"
+        )
+    return repr(value)
 
 
 def _coerce(hint: Any, value: Any, key: str) -> Any:
@@ -192,10 +226,10 @@ def _coerce_scalar(hint: Any, value: Any, key: str) -> Any:
     if hint is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"{key}: expected a string, got {value!r}")
+        raise ConfigError(f"{key}: expected a string, got {_shown(value)}")
     if typing.get_origin(hint) is typing.Literal:
         if value in typing.get_args(hint):
             return value
         choices = ", ".join(repr(a) for a in typing.get_args(hint))
-        raise ConfigError(f"{key}: expected one of {choices}, got {value!r}")
+        raise ConfigError(f"{key}: expected one of {choices}, got {_shown(value)}")
     raise ConfigError(f"{key}: unsupported type {hint!r}")

@@ -2,8 +2,9 @@
 
 Each record carries the hash of the one before it, so an edited record breaks
 its own hash and a removed one breaks the chain; records cut from the end show
-against the head file (audit_head.py). Triggers refuse UPDATE and DELETE;
-verify also compares the mutable tables with their last audit record.
+against the head file (audit_head.py). Triggers refuse UPDATE and DELETE, and
+verify checks that they are still there; it also compares the mutable tables
+with their last audit record.
 """
 
 from __future__ import annotations
@@ -132,6 +133,10 @@ def verify(
     `notification_digest(id)` recomputes what a notification record vouches
     for from the notification and alert rows.
     """
+    if not _schema_objects(conn, "table", "audit"):
+        # Dropping the table takes the records and their triggers with it.
+        return Verdict(0, GENESIS, "the audit table is gone: dropped, records and all")
+
     rows = conn.execute(
         "SELECT id, at, kind, subject, detail, prev_hash, hash FROM audit ORDER BY id"
     ).fetchall()
@@ -178,7 +183,42 @@ def verify(
         )
 
     problem = _compare_tables(conn, latest, notification_digest)
-    return Verdict(len(rows), prev_hash, problem, tuple(notes))
+    return Verdict(len(rows), prev_hash, problem or _check_guards(conn), tuple(notes))
+
+
+def _schema_objects(conn: sqlite3.Connection, kind: str, table: str) -> dict[str, str]:
+    """The schema's objects of `kind` on `table`, by name, with their SQL."""
+    rows = conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = ? AND tbl_name = ?",
+        (kind, table),
+    )
+    return {name: sql for name, sql in rows}
+
+
+def _check_guards(conn: sqlite3.Connection) -> str | None:
+    """Name a trigger of SCHEMA's that was dropped or rewritten; None if all hold.
+
+    Checked after the records: an edit made once the guard was gone is the
+    sharper finding. Without the triggers the chain still shows edits, but
+    nothing stops the next one.
+    """
+    # The schema as SQLite stores it, which drops IF NOT EXISTS.
+    expected = sqlite3.connect(":memory:")
+    try:
+        expected.executescript(SCHEMA)
+        guards = _schema_objects(expected, "trigger", "audit")
+    finally:
+        expected.close()
+    found = _schema_objects(conn, "trigger", "audit")
+
+    for name, sql in guards.items():
+        if name not in found:
+            return f"trigger {name} dropped: the audit log is no longer append-only"
+        if " ".join(found[name].split()) != " ".join(sql.split()):
+            return (
+                f"trigger {name} replaced: it no longer reads as the receiver wrote it"
+            )
+    return None
 
 
 def check_head(conn: sqlite3.Connection, verdict: Verdict, head: Head) -> Verdict:

@@ -1,13 +1,15 @@
 """The receiver's operator commands for `aiops`: audit verify and approve.
 
 Both work on the receiver's database file, so they need read (verify) or write
-(approve) access to it, and no running receiver.
+(approve) access to it; a running receiver may keep it open meanwhile.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import getpass
+import os
 import sys
 from typing import Any
 
@@ -55,15 +57,23 @@ def add_subcommands(subparsers: Any) -> None:
     approve = subparsers.add_parser(
         "approve", help="let an action that waits for approval run"
     )
-    approve.add_argument("action_id", type=_action_id, nargs="?", metavar="ID")
+    # One of the two, so that a forgotten id is an error rather than a listing.
+    what = approve.add_mutually_exclusive_group(required=True)
+    what.add_argument(
+        "action_id",
+        type=_action_id,
+        nargs="?",
+        metavar="ID",
+        help="the action to approve",
+    )
+    what.add_argument(
+        "--list", action="store_true", help="list the actions waiting for approval"
+    )
     approve.add_argument(
         "--database",
         default=DEFAULT_DATABASE,
         metavar="FILE",
         help="the receiver's database (default: %(default)s)",
-    )
-    approve.add_argument(
-        "--list", action="store_true", help="list the actions waiting for approval"
     )
     approve.set_defaults(webhook_command="approve", run=run)
 
@@ -73,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.webhook_command == "verify":
             return _verify(args.database)
-        if args.list or args.action_id is None:
+        if args.list:
             return _list_pending(args.database)
         return _approve(args.database, args.action_id)
     except StoreError as exc:
@@ -124,8 +134,45 @@ def _approve(database: str, action_id: int) -> int:
         return 1
     finally:
         store.close()
-    print(f"action {action_id} approved; the receiver runs it within a second")
+
+    # The worker looks at the queue when its own receiver wakes it, and
+    # otherwise once a second; this process has no way to wake it.
+    running = _receiver_running(database)
+    if running is None:
+        when = "a running receiver takes it up at its next look at the queue"
+    elif running:
+        when = "the running receiver takes it up at its next look at the queue"
+    else:
+        when = "no receiver is running on this database: it is taken up when one starts"
+    print(f"action {action_id} approved; {when}")
     return 0
+
+
+def _receiver_running(database: str) -> bool | None:
+    """Tell whether a receiver's worker holds the database; None if unknown.
+
+    Looks at the worker's lock file (worker_process.take_worker_lock), not at
+    the server's lock on the database: a worker starting meanwhile retries its
+    lock for seconds, where a server starting would give up at once. The file
+    is never created here.
+    """
+    try:
+        fd = os.open(os.path.realpath(database) + ".worker-lock", os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return None
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return None
+    finally:
+        # Closing the descriptor also lets go of a lock it took.
+        os.close(fd)
+    return False
 
 
 def _list_pending(database: str) -> int:

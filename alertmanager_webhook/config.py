@@ -1,10 +1,16 @@
-"""The receiver's settings as frozen dataclasses; loaded by aiops_common.config."""
+"""The receiver's settings as frozen dataclasses; loaded by aiops_common.config.
+
+A cgroup_root other than the default is checked against the mount table,
+/proc/self/mountinfo, where the system has one.
+"""
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from aiops_common.address import parse_listen_address
@@ -50,6 +56,12 @@ PROTECTED_COMMANDS = (
 )
 
 _CGROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+DEFAULT_CGROUP_ROOT = "/sys/fs/cgroup"
+MOUNTINFO = Path("/proc/self/mountinfo")
+CGROUP_FILESYSTEMS = ("cgroup", "cgroup2")
+# mountinfo writes space, tab, newline and backslash in paths as octal.
+_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 
 
 @dataclass(frozen=True)
@@ -181,7 +193,7 @@ class WebhookConfig:
     # At most this many distinct targets changed per window.
     blast_radius_targets: int = 5
     blast_radius_window_seconds: float = 600.0
-    cgroup_root: str = "/sys/fs/cgroup"
+    cgroup_root: str = DEFAULT_CGROUP_ROOT
     cgroup_name: str = "aiops-webhook"
     protected_commands: tuple[str, ...] = PROTECTED_COMMANDS
     scontrol: str = "scontrol"
@@ -252,6 +264,10 @@ class WebhookConfig:
             "cgroup_name",
             f"must be one plain directory name, got {self.cgroup_name!r}",
         )
+        # Where the default holds no cgroups, CPU caps fall back to renice by
+        # design; another path was chosen, and a wrong one must not do so quietly.
+        if self.cgroup_root != DEFAULT_CGROUP_ROOT:
+            check_cgroup_root(self.cgroup_root)
 
         names = [p.name for p in self.policies]
         for i, policy in enumerate(self.policies):
@@ -285,6 +301,57 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def check_cgroup_root(path: str, mountinfo: Path = MOUNTINFO) -> None:
+    """Raise ConfigError unless `path` can hold the receiver's cgroups.
+
+    That is a path on a cgroup filesystem, or a folder with cgroup mounts right
+    below it, as v1 has (one per controller, under a tmpfs). A path that does
+    not exist is left to the actions, which find no hierarchy there and say
+    so; a system without a mount table cannot be checked.
+    """
+    if not os.path.exists(path):
+        return
+    try:
+        table = mountinfo.read_text()
+    except OSError:
+        return
+
+    real = os.path.realpath(path)
+    mounts = [_mount(line) for line in table.splitlines() if line.strip()]
+    below = any(
+        kind in CGROUP_FILESYSTEMS and os.path.dirname(point) == real
+        for point, kind in mounts
+    )
+    check(
+        below or _filesystem(real, mounts) in CGROUP_FILESYSTEMS,
+        "cgroup_root",
+        f"{path!r} is not a cgroup filesystem, nor a folder of cgroup mounts "
+        f"(see {mountinfo}); caps need one, such as {DEFAULT_CGROUP_ROOT}",
+    )
+
+
+def _mount(line: str) -> tuple[str, str]:
+    """A mountinfo line's mount point and filesystem type."""
+    fields = line.split()
+    # Optional fields of any number end at "-"; the type comes after it.
+    point = _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), fields[4])
+    return point, fields[fields.index("-") + 1]
+
+
+def _filesystem(path: str, mounts: list[tuple[str, str]]) -> str:
+    """The type of the filesystem `path` lies on.
+
+    That of the deepest mount point above it; of several on one point, the
+    last mounted, which hides the others.
+    """
+    kind, depth = "", -1
+    for point, mounted in mounts:
+        inside = path == point or path.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= depth:
+            kind, depth = mounted, len(point)
+    return kind
 
 
 def policy_mode(config: WebhookConfig, policy: PolicyConfig) -> Mode:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import pytest
 
@@ -76,3 +77,44 @@ def test_a_bad_override_names_its_variable_not_the_file(tmp_path):
 def test_an_unreadable_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_config(Settings, tmp_path / "missing.yml")
+
+
+@dataclass(frozen=True)
+class Words:
+    log_level: str = "info"
+    mode: Literal["on", "off"] = "on"
+    debug: bool = False
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "word"),
+    [("SVC_LOG_LEVEL", "Yes", "true"), ("SVC_MODE", "off", "false")],
+)
+def test_a_word_yaml_reads_as_a_boolean_is_shown_as_written(variable, value, word):
+    with pytest.raises(ConfigError) as caught:
+        load_config(Words, None, env={variable: value}, env_prefix="SVC_")
+
+    key = variable.removeprefix("SVC_").lower()
+    assert str(caught.value) == (
+        f"environment variable {variable}: {key}: YAML reads {value!r} as the "
+        f'boolean {word}; set it to "{value}", quotes included, to pass the word'
+    )
+
+
+def test_a_boolean_word_still_sets_a_boolean_key():
+    words = load_config(Words, None, env={"SVC_DEBUG": "off"}, env_prefix="SVC_")
+
+    assert words.debug is False
+
+
+def test_a_file_boolean_where_a_string_belongs_says_to_quote_it(tmp_path):
+    path = write(tmp_path, "log_level: off\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(Words, path)
+
+    assert str(caught.value) == (
+        f"{path}.log_level: expected a string, got the boolean false: YAML reads "
+        "unquoted yes, no, on, off, true and false as booleans; quote a word meant "
+        "as text"
+    )

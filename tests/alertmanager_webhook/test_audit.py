@@ -105,6 +105,46 @@ def test_verify_names_the_first_change(
     assert out.startswith(f"audit log broken: {problem}")
 
 
+def test_a_dropped_audit_table_is_reported_broken(db: Path, capsys) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TABLE audit")
+
+    status, out = _verify(db, capsys)
+
+    assert status == 1
+    assert out.startswith("audit log broken: the audit table is gone: dropped")
+
+
+@pytest.mark.parametrize("trigger", ["audit_no_update", "audit_no_delete"])
+def test_a_dropped_guard_trigger_is_reported_broken(
+    db: Path, capsys, trigger: str
+) -> None:
+    # The records are untouched: without the trigger they no longer have to be.
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"DROP TRIGGER {trigger}")
+
+    status, out = _verify(db, capsys)
+
+    assert status == 1
+    assert out.startswith(
+        f"audit log broken: trigger {trigger} dropped: the audit log is no longer "
+        "append-only"
+    )
+
+
+def test_a_guard_trigger_made_harmless_is_reported_broken(db: Path, capsys) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TRIGGER audit_no_delete")
+        conn.execute(
+            "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT 1; END"
+        )
+
+    status, out = _verify(db, capsys)
+
+    assert status == 1
+    assert out.startswith("audit log broken: trigger audit_no_delete replaced: ")
+
+
 def test_rewritten_record_with_a_fresh_hash_breaks_the_next_link(
     db: Path, capsys
 ) -> None:

@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 
 from aiops_common.config import ConfigError, load_config
-from alertmanager_webhook.config import ENV_PREFIX, WebhookConfig, is_loopback
+from alertmanager_webhook.config import (
+    ENV_PREFIX,
+    WebhookConfig,
+    check_cgroup_root,
+    is_loopback,
+)
 from alertmanager_webhook.credentials import read_approvers, read_token
 
 GOOD = """
@@ -214,3 +219,82 @@ def test_empty_token_file_names_the_key(tmp_path: Path) -> None:
 )
 def test_only_literal_loopback_addresses_count_as_loopback(host, loopback):
     assert is_loopback(host) is loopback
+
+
+def test_environment_word_read_as_a_boolean_is_shown_as_written() -> None:
+    env = {"AIOPS_WEBHOOK_BEARER_TOKEN": "a", "AIOPS_WEBHOOK_LOG_LEVEL": "off"}
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(WebhookConfig, None, env=env, env_prefix=ENV_PREFIX)
+
+    assert str(caught.value).startswith(
+        "environment variable AIOPS_WEBHOOK_LOG_LEVEL: log_level: YAML reads 'off' "
+        'as the boolean false; set it to "off", quotes included'
+    )
+
+
+def test_a_cgroup_root_that_is_no_cgroup_filesystem_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path, f"bearer_token: a\ncgroup_root: {tmp_path}\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(WebhookConfig, path, env={}, env_prefix=ENV_PREFIX)
+
+    assert str(caught.value).startswith(
+        f"{path}.cgroup_root: {str(tmp_path)!r} is not a cgroup filesystem"
+    )
+
+
+def test_a_missing_cgroup_root_is_left_to_the_actions(tmp_path: Path) -> None:
+    # As before: the cgroup actions find no hierarchy there and say so.
+    config = WebhookConfig(bearer_token="a", cgroup_root=str(tmp_path / "absent"))
+
+    assert config.cgroup_root == str(tmp_path / "absent")
+
+
+# Lines in the shape of /proc/self/mountinfo; {root} is the test's folder.
+V2_HOST = (
+    "35 24 0:30 / {root} rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 "
+    "cgroup2 rw,nsdelegate,memory_recursiveprot\n"
+)
+V1_HOST = (
+    "31 23 0:28 / {root} rw,relatime - tmpfs tmpfs rw,mode=755\n"
+    "32 31 0:29 / {root}/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct\n"
+    "41 31 0:38 / {root}/unified rw,relatime - cgroup2 cgroup2 rw\n"
+)
+TMPFS_ONLY = "31 23 0:28 / {root} rw,relatime - tmpfs tmpfs rw,mode=755\n"
+
+
+@pytest.mark.parametrize(
+    ("mounts", "folder", "usable"),
+    [
+        (V2_HOST, "", True),
+        (V2_HOST, "delegated", True),
+        (V1_HOST, "", True),
+        (TMPFS_ONLY, "", False),
+        (TMPFS_ONLY + "50 31 0:40 / {root}/a/b rw - cgroup2 cgroup2 rw\n", "", False),
+        (V2_HOST + TMPFS_ONLY, "", False),
+        ("36 24 0:31 / {root}/my\\040cg rw - cgroup2 cgroup2 rw\n", "my cg", True),
+    ],
+    ids=[
+        "v2",
+        "inside-v2",
+        "v1",
+        "tmpfs",
+        "cgroup-too-deep",
+        "v2-covered",
+        "escaped-space",
+    ],
+)
+def test_cgroup_root_is_a_cgroup_mount_or_a_folder_of_them(
+    tmp_path: Path, mounts: str, folder: str, usable: bool
+) -> None:
+    root = tmp_path / "cg"
+    (root / folder).mkdir(parents=True, exist_ok=True)
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(mounts.format(root=root))
+
+    if usable:
+        check_cgroup_root(str(root / folder), mountinfo)
+    else:
+        with pytest.raises(ConfigError, match="is not a cgroup filesystem"):
+            check_cgroup_root(str(root / folder), mountinfo)
