@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sqlite3
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from alertmanager_webhook.intake import Intent, dedupe_key
+from alertmanager_webhook.jobs import Jobs
 from alertmanager_webhook.payload import parse_notification
 from alertmanager_webhook.store import Store, StoreError
 
@@ -208,3 +211,54 @@ def test_saving_a_notification_scans_no_table(
     scans = [(sql, d) for sql, d in scans if "ORDER BY id DESC LIMIT 1" not in sql]
     assert selects
     assert scans == []
+
+
+def _steps(store: Store, read: Callable[[], object]) -> int:
+    """How many SQLite VM steps (in thousands) one read takes."""
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    store._conn.set_progress_handler(count, 1000)
+    read()
+    store._conn.set_progress_handler(None, 1000)
+    return steps
+
+
+def test_the_workers_limits_cost_the_same_with_a_long_history(
+    store: Store, firing: dict[str, Any]
+) -> None:
+    # The cap and the blast radius are read before every action: were they
+    # to read every applied action ever recorded, each action would cost
+    # more than the one before.
+    notification = parse_notification(firing)
+    store.save(notification, dedupe_key(notification), _intents(notification))
+    jobs = Jobs(store)
+    since = time.time() - 60
+
+    def limits() -> None:
+        jobs.in_force()
+        jobs.count_targets_since(since, 100)
+
+    def add_history(first: int, count: int) -> None:
+        # Applied long ago, not reversible: neither in force nor in the window.
+        with store.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO actions (notification_id, alert_fingerprint,"
+                " alert_starts_at, labels, kind, policy, action, mode, target,"
+                " result, received_unix, started_unix, created_at, updated_at)"
+                " SELECT notification_id, ?, alert_starts_at, labels, kind, policy,"
+                " action, mode, ?, 'applied', 0, 1, created_at, updated_at"
+                " FROM actions LIMIT 1",
+                [(f"old-{i}", f"pid {i}") for i in range(first, first + count)],
+            )
+
+    add_history(0, 100)
+    short = _steps(store, limits)
+    add_history(100, 20_000)
+    long = _steps(store, limits)
+
+    assert long <= short + 1
