@@ -247,6 +247,10 @@ class Store:
         if self._head is not None:
             self._head.close()
 
+    def file(self) -> str:
+        """The database's file as SQLite opened it; "" for one in memory."""
+        return self.query("PRAGMA database_list")[0]["file"]
+
     def now(self) -> datetime:
         return self._clock()
 

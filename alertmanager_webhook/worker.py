@@ -24,6 +24,7 @@ from alertmanager_webhook.forwarded_metrics import ForwardedMetrics
 from alertmanager_webhook.jobs import Jobs
 from alertmanager_webhook.metrics import WebhookMetrics
 from alertmanager_webhook.recommend import Recommender
+from alertmanager_webhook.start_journal import StartJournal
 from alertmanager_webhook.store import StoreError
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,9 @@ class Worker:
         checkpoint_seconds: float = 1.0,
     ) -> None:
         self._config = config
+        self._journal = StartJournal.beside(
+            jobs.store.file(), fsync=config.database_sync == "full"
+        )
         self._policies = {p.name: p for p in config.policies}
         self._jobs = jobs
         self._actuators = actuators
@@ -98,6 +102,9 @@ class Worker:
         self.notify()
         for thread in self._threads:
             thread.join(timeout)
+        # A thread still applying may yet write its mark.
+        if not any(thread.is_alive() for thread in self._threads):
+            self._journal.close()
 
     def notify(self) -> None:
         """Tell the worker that something was queued, approved or let go."""
@@ -108,6 +115,7 @@ class Worker:
 
     def recover(self) -> None:
         """Settle actions a crash left running, before any new work."""
+        begun = self._journal.begun()
         for row in self._jobs.running():
             actuator = self._actuators.get(row["action"])
             policy = self._policies.get(row["policy"])
@@ -116,14 +124,9 @@ class Worker:
                 and (actuator.idempotent or (policy is not None and policy.idempotent))
             )
             if again:
-                previous = "approved" if row["approved_by"] else "queued"
-                self._jobs.move(
-                    row["id"],
-                    ("running",),
-                    result=previous,
-                    reason="interrupted by a restart; safe to run again",
-                )
-                log.warning("requeued interrupted action id=%d", row["id"])
+                self._requeue(row, "interrupted by a restart; safe to run again")
+            elif begun is not None and row["id"] not in begun:
+                self._requeue(row, "interrupted by a restart before it began")
             else:
                 self._finish(
                     row,
@@ -139,6 +142,12 @@ class Worker:
                     row["action"],
                     row["target"],
                 )
+        self._journal.open()
+
+    def _requeue(self, row: Row, reason: str) -> None:
+        previous = "approved" if row["approved_by"] else "queued"
+        self._jobs.move(row["id"], ("running",), result=previous, reason=reason)
+        log.warning("requeued interrupted action id=%d reason=%r", row["id"], reason)
 
     def drain(self) -> int:
         """Process every ready action in this thread; return how many were taken."""
@@ -348,11 +357,38 @@ class Worker:
             ):
                 return
 
+        # An action that must not run twice says when it began, so that a
+        # crash before that point runs it again (start_journal.py).
+        watched = not (actuator.idempotent or policy.idempotent)
+        if watched:
+            self._journal.entering()
         try:
-            outcome = actuator.apply(spec)
+            self._run(row, policy, actuator, target, spec, before, attempts, watched)
+        finally:
+            if watched:
+                self._journal.left()
+
+    def _run(
+        self,
+        row: Row,
+        policy: PolicyConfig,
+        actuator: Actuator,
+        target: str,
+        spec: Mapping[str, Any],
+        before: str,
+        attempts: int,
+        watched: bool,
+    ) -> None:
+        """Apply a running action and record how it ended."""
+        started = self._clock()
+        try:
+            if watched:
+                outcome = actuator.apply(spec, self._journal.mark(row["id"]))
+            else:
+                outcome = actuator.apply(spec)
         except ActuatorError as exc:
             self._metrics.apply_duration.labels(row["action"]).observe(
-                self._clock() - now
+                self._clock() - started
             )
             if attempts <= policy.retries:
                 delay = RETRY_BASE_SECONDS * 2 ** (attempts - 1)
@@ -367,7 +403,9 @@ class Worker:
             self._finish(row, "failed", ("running",), reason=str(exc))
             return
 
-        self._metrics.apply_duration.labels(row["action"]).observe(self._clock() - now)
+        self._metrics.apply_duration.labels(row["action"]).observe(
+            self._clock() - started
+        )
         self._finish(
             row,
             "applied",

@@ -2,12 +2,14 @@
 
 A plan is recorded before anything changes; its `spec` is all that apply needs,
 so that an approved action runs what the approver read. Apply returns what
-restore needs to undo it, or None when the change cannot be undone.
+restore needs to undo it, or None when the change cannot be undone. An
+actuator that is not idempotent is also handed `began`, to call at the moment
+its effect begins (start_journal.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -18,6 +20,10 @@ from alertmanager_webhook.config import PolicyConfig
 PLAN_RESULTS = ("planned", "skipped", "refused", "failed")
 
 Params = Mapping[str, float | str]
+
+# Called once an action that may not run twice has begun; safe to call in a
+# child between fork and exec.
+Began = Callable[[], None]
 
 
 class ActuatorError(Exception):
@@ -51,7 +57,8 @@ class Actuator(Protocol):
         self, labels: Mapping[str, str], policy: PolicyConfig, params: Params
     ) -> Plan: ...
 
-    def apply(self, spec: Mapping[str, Any]) -> Outcome: ...
+    # Only an actuator that is not idempotent is handed `began`.
+    def apply(self, spec: Mapping[str, Any], began: Began | None = None) -> Outcome: ...
 
     def restore(self, undo: Mapping[str, Any]) -> str: ...
 

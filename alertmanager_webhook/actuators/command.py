@@ -16,6 +16,7 @@ from typing import Any
 
 from alertmanager_webhook.actuators.base import (
     ActuatorError,
+    Began,
     Outcome,
     Params,
     Plan,
@@ -38,9 +39,16 @@ SLURM_JOB = re.compile(r"[0-9]{1,12}(_[0-9]{1,9})?")
 STDERR_SHOWN = 200
 
 
-def run_program(run: Runner, argv: Sequence[str], timeout: float) -> str:
-    """Run `argv`; return its standard output, raise ActuatorError on failure."""
+def run_program(
+    run: Runner, argv: Sequence[str], timeout: float, began: Began | None = None
+) -> str:
+    """Run `argv`; return its standard output, raise ActuatorError on failure.
+
+    `began` is called in the program's own process just before it becomes the
+    program: the last moment at which not running it is still certain.
+    """
     env = {"PATH": os.environ.get("PATH", os.defpath), "LANG": "C.UTF-8"}
+    extra = {} if began is None else {"preexec_fn": began}
     try:
         done = run(
             list(argv),
@@ -52,6 +60,7 @@ def run_program(run: Runner, argv: Sequence[str], timeout: float) -> str:
             # A session of its own: Ctrl-C at the receiver's terminal reaches
             # the receiver, which lets the command finish, not the command.
             start_new_session=True,
+            **extra,
         )
     except FileNotFoundError as exc:
         raise ActuatorError(f"program {argv[0]!r} not found") from exc
@@ -100,8 +109,8 @@ class Command:
             spec={"argv": argv, "timeout": policy.timeout_seconds},
         )
 
-    def apply(self, spec: Mapping[str, Any]) -> Outcome:
-        run_program(self._run, spec["argv"], float(spec["timeout"]))
+    def apply(self, spec: Mapping[str, Any], began: Began | None = None) -> Outcome:
+        run_program(self._run, spec["argv"], float(spec["timeout"]), began)
         return Outcome(f"{spec['argv'][0]} exited 0")
 
     def restore(self, undo: Mapping[str, Any]) -> str:

@@ -15,6 +15,7 @@ import psutil
 
 from alertmanager_webhook.actuators.base import (
     ActuatorError,
+    Began,
     Outcome,
     Params,
     Plan,
@@ -159,10 +160,15 @@ class Signal:
             spec={"processes": target_spec(targets), "signal": name},
         )
 
-    def apply(self, spec: Mapping[str, Any]) -> Outcome:
+    def apply(self, spec: Mapping[str, Any], began: Began | None = None) -> Outcome:
         signum = signal.Signals[spec["signal"]]
         sent = 0
-        for proc in living(spec["processes"]):
+        living_now = living(spec["processes"])
+        if began is not None:
+            # Before the first signal: a crash between the two leaves the
+            # action unknown, never sent twice.
+            began()
+        for proc in living_now:
             try:
                 os.kill(proc.pid, signum)
             except ProcessLookupError:

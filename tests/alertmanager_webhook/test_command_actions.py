@@ -183,3 +183,29 @@ def test_slurm_refuses_a_job_id_that_is_not_one(job: str) -> None:
     plan = SlurmUpdate().plan({"slurm_job_id": job}, policy, policy.params)
 
     assert plan.result == "refused"
+
+
+def test_a_command_says_it_began_from_its_own_process_before_it_runs(
+    tmp_path: Path,
+) -> None:
+    # `began` runs between fork and exec: in the process that becomes the
+    # program, and before the program's first effect.
+    marks = tmp_path / "marks"
+    fd = os.open(marks, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    effect = tmp_path / "effect"
+    script = (
+        "import os, sys; "
+        "open(sys.argv[2], 'w').write(f'{os.getpid()} ' + open(sys.argv[1]).read())"
+    )
+    policy = _command(sys.executable, "-c", script, str(marks), str(effect))
+    command = Command()
+
+    try:
+        plan = command.plan({}, policy, {})
+        command.apply(plan.spec, lambda: os.write(fd, f"{os.getpid()}".encode()))
+    finally:
+        os.close(fd)
+
+    program_pid, seen_mark = effect.read_text().split()
+    assert seen_mark == program_pid
+    assert program_pid != str(os.getpid())

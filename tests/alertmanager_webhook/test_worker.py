@@ -6,10 +6,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from alertmanager_webhook.actuators.base import ActuatorError, Outcome, Plan
 from alertmanager_webhook.jobs import Jobs
+from alertmanager_webhook.metrics import WebhookMetrics
 from alertmanager_webhook.recommend import Recommender
+from alertmanager_webhook.worker import Worker
 
 from .conftest import Receiver, make_config
 
@@ -32,7 +35,7 @@ class Recorder:
             spec={"host": labels["host"]},
         )
 
-    def apply(self, spec) -> Outcome:
+    def apply(self, spec, began=None) -> Outcome:
         if self.failures:
             self.failures -= 1
             raise ActuatorError("the host said no")
@@ -338,9 +341,11 @@ def _crash_while_running(receiver: Receiver) -> None:
     assert Jobs(receiver.store).move(row["id"], ("queued",), result="running")
 
 
-def test_crash_leaves_a_non_idempotent_action_failed_never_rerun(
+def test_crash_without_a_start_journal_leaves_a_non_idempotent_action_failed(
     make_receiver,
 ) -> None:
+    # A database from before the journal, or one whose journal was removed:
+    # whether the action began is unknown.
     recorder = Recorder()
     receiver = _build(make_receiver, recorder)
     _crash_while_running(receiver)
@@ -448,7 +453,7 @@ def test_queue_depth_shows_a_backlog_while_it_is_worked_off(make_receiver) -> No
     seen: list[float] = []
 
     class Watching(Recorder):
-        def apply(self, spec) -> Outcome:
+        def apply(self, spec, began=None) -> Outcome:
             seen.append(receiver.sample("aiops_webhook_queue_depth", state="queued"))
             return super().apply(spec)
 
@@ -460,3 +465,50 @@ def test_queue_depth_shows_a_backlog_while_it_is_worked_off(make_receiver) -> No
 
     assert seen[0] == 3
     assert receiver.sample("aiops_webhook_queue_depth", state="queued") == 0
+
+
+def test_crash_before_a_non_idempotent_action_began_runs_it_once(
+    make_receiver,
+) -> None:
+    recorder = Recorder()
+    receiver = _build(make_receiver, recorder)
+    receiver.worker.recover()  # a start: the journal is made
+    _crash_while_running(receiver)
+
+    receiver.worker.recover()
+    receiver.worker.drain()
+
+    [action] = receiver.actions()
+    assert action["result"] == "applied"
+    assert recorder.applied == ["a"]
+
+
+def test_crash_after_a_non_idempotent_action_began_never_reruns_it(
+    make_receiver,
+) -> None:
+    class Crashing(Recorder):
+        def apply(self, spec, began=None) -> Outcome:
+            began()
+            raise KeyboardInterrupt  # the process dies after its effect began
+
+    receiver = _build(make_receiver, Crashing())
+    receiver.worker.recover()
+    receiver.post(_payload("a"))
+    with pytest.raises(KeyboardInterrupt):
+        receiver.worker.drain()
+    assert [a["result"] for a in receiver.actions()] == ["running"]
+
+    recorder = Recorder()
+    restarted = Worker(
+        make_config(mode="apply", policies=[_policy()]),
+        Jobs(receiver.store),
+        {"command": recorder},
+        WebhookMetrics(CollectorRegistry()),
+    )
+    restarted.recover()
+    restarted.drain()
+
+    [action] = receiver.actions()
+    assert action["result"] == "failed"
+    assert action["reason"].startswith("interrupted by a restart; outcome unknown")
+    assert recorder.applied == []

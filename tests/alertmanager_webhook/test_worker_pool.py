@@ -41,7 +41,7 @@ class Gathering:
         target = self.target_of.get(host, host)
         return Plan(target, f"poke {target}", spec={"host": host, "target": target})
 
-    def apply(self, spec) -> Outcome:
+    def apply(self, spec, began=None) -> Outcome:
         target = spec["target"]
         with self.lock:
             if self.active[target]:
