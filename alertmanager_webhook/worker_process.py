@@ -36,14 +36,13 @@ from alertmanager_webhook.worker_moves import MoveClient, serve_moves
 
 log = logging.getLogger(__name__)
 
-# TODO: on two cores bench-receiver's p99 is still about 4-5x the bare
-# endpoint's (it was 6.75x with the worker in threads). With no action at all
-# the answer alone is about 2.2x (a durable commit and two audit records per
-# notification, and the worker's WAL checkpoint each second); the rest is the
-# worker's moves, relayed by a thread of the server that contends for its
-# interpreter lock, and the CPU the actions themselves take. Keeping the
-# audit chain's head in memory, and fewer statements per notification, are
-# the next steps.
+# TODO: on two cores bench-receiver's p99 is still 2.2-2.6x the bare
+# endpoint's (target 2x). The answer alone, with no action at all, is about
+# 1.7x (a durable commit and two audit records per notification); the rest is
+# the worker's moves, written by a thread of the server that contends for its
+# interpreter lock (two commits and two audit records per action), and the
+# worker's WAL checkpoint each second. Writing a worker's moves in batches,
+# with the mark as running kept synchronous, is the next step.
 
 # Processes are started fresh rather than forked from a server with threads.
 CONTEXT = multiprocessing.get_context("spawn")
