@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from sqlite3 import Row
 from typing import Any
 
@@ -37,6 +38,19 @@ RETRY_BASE_SECONDS = 5.0
 BATCH = 50
 # How often the queue depth is published while a backlog is worked off.
 DEPTH_EVERY_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """An action on its way to being applied, with what applying it needs."""
+
+    row: Row
+    policy: PolicyConfig
+    actuator: Actuator
+    target: str
+    spec: Mapping[str, Any]
+    # Where the action goes back to if a failed attempt is retried.
+    before: str
 
 
 class Worker:
@@ -326,32 +340,26 @@ class Worker:
         before = row["result"] if row["result"] == "approved" else "queued"
         planned = planned or {}
 
+        attempt = _Attempt(row, policy, actuator, target, spec, before)
         with self._holding(target):
-            self._gated_apply(row, policy, actuator, target, spec, before, planned)
+            self._gated_apply(attempt, planned)
 
-    def _gated_apply(
-        self,
-        row: Row,
-        policy: PolicyConfig,
-        actuator: Actuator,
-        target: str,
-        spec: Mapping[str, Any],
-        before: str,
-        planned: Mapping[str, Any],
-    ) -> None:
+    def _gated_apply(self, attempt: _Attempt, planned: Mapping[str, Any]) -> None:
+        row, policy = attempt.row, attempt.policy
         with self._admitting:
-            refusal = self._limit(row, policy, target)
+            refusal = self._limit(row, policy, attempt.target)
             if refusal:
-                self._finish(row, "skipped", (before,), reason=refusal, **planned)
+                self._finish(
+                    row, "skipped", (attempt.before,), reason=refusal, **planned
+                )
                 return
 
-            now = self._clock()
             attempts = row["attempts"] + 1
             if not self._jobs.move(
                 row["id"],
-                (before,),
+                (attempt.before,),
                 result="running",
-                started_unix=now,
+                started_unix=self._clock(),
                 attempts=attempts,
                 **planned,
             ):
@@ -359,43 +367,34 @@ class Worker:
 
         # An action that must not run twice says when it began, so that a
         # crash before that point runs it again (start_journal.py).
-        watched = not (actuator.idempotent or policy.idempotent)
+        watched = not (attempt.actuator.idempotent or policy.idempotent)
         if watched:
             self._journal.entering()
         try:
-            self._run(row, policy, actuator, target, spec, before, attempts, watched)
+            self._run(attempt, attempts, watched)
         finally:
             if watched:
                 self._journal.left()
 
-    def _run(
-        self,
-        row: Row,
-        policy: PolicyConfig,
-        actuator: Actuator,
-        target: str,
-        spec: Mapping[str, Any],
-        before: str,
-        attempts: int,
-        watched: bool,
-    ) -> None:
+    def _run(self, attempt: _Attempt, attempts: int, watched: bool) -> None:
         """Apply a running action and record how it ended."""
+        row, spec = attempt.row, attempt.spec
         started = self._clock()
         try:
             if watched:
-                outcome = actuator.apply(spec, self._journal.mark(row["id"]))
+                outcome = attempt.actuator.apply(spec, self._journal.mark(row["id"]))
             else:
-                outcome = actuator.apply(spec)
+                outcome = attempt.actuator.apply(spec)
         except ActuatorError as exc:
             self._metrics.apply_duration.labels(row["action"]).observe(
                 self._clock() - started
             )
-            if attempts <= policy.retries:
+            if attempts <= attempt.policy.retries:
                 delay = RETRY_BASE_SECONDS * 2 ** (attempts - 1)
                 self._jobs.move(
                     row["id"],
                     ("running",),
-                    result=before,
+                    result=attempt.before,
                     not_before=self._clock() + delay,
                     reason=f"attempt {attempts} failed: {exc}; retrying in {delay:g}s",
                 )
@@ -413,7 +412,12 @@ class Worker:
             reason=outcome.text,
             undo=None if outcome.undo is None else dict(outcome.undo),
         )
-        log.info("applied id=%d action=%s target=%r", row["id"], row["action"], target)
+        log.info(
+            "applied id=%d action=%s target=%r",
+            row["id"],
+            row["action"],
+            attempt.target,
+        )
 
     def _limit(self, row: Row, policy: PolicyConfig, target: str) -> str:
         """Say why the cooldown, the cap or the blast radius holds this back."""
