@@ -491,12 +491,15 @@ def run(args, work: Path, marks: Path, receiver: Server, bare: Server) -> int:
     ms = 1000
     print(
         f"bare: {len(base.latencies)} answered, p50 "
-        f"{percentile(base.latencies, 0.5) * ms:.2f} ms, p99 {p99_bare * ms:.2f} ms"
+        f"{percentile(base.latencies, 0.5) * ms:.2f} ms, p99 {p99_bare * ms:.2f} ms,"
+        f" p99.9 {percentile(base.latencies, 0.999) * ms:.2f} ms"
     )
     print(
         f"receiver: {len(load.latencies)} answered {dict(load.codes)}, p50 "
         f"{percentile(load.latencies, 0.5) * ms:.2f} ms, p99 "
-        f"{p99_receiver * ms:.2f} ms; actions drained {drain:.1f}s after the load"
+        f"{p99_receiver * ms:.2f} ms, p99.9 "
+        f"{percentile(load.latencies, 0.999) * ms:.2f} ms; "
+        f"actions drained {drain:.1f}s after the load"
     )
     print(
         f"crash: {len(crash.accepted)} accepted, {len(crash.unanswered)} never "
