@@ -81,6 +81,7 @@ def add_subcommands(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand add_subcommands() parsed; return the exit status."""
     try:
+        _refuse_hard_links(args.database)
         if args.webhook_command == "verify":
             return _verify(args.database)
         if args.list:
@@ -89,6 +90,24 @@ def run(args: argparse.Namespace) -> int:
     except StoreError as exc:
         print(f"aiops: {exc}", file=sys.stderr)
         return 2
+
+
+def _refuse_hard_links(database: str) -> None:
+    """Refuse a database file with more than one name.
+
+    SQLite keeps a database's WAL beside the name it was opened by: through
+    another name, a running receiver's recent commits are unseen, and a write
+    lands in a second WAL that corrupts the file when both are replayed.
+    """
+    try:
+        links = os.stat(database).st_nlink
+    except OSError:
+        return  # a missing file is reported by the opening itself
+    if links > 1:
+        raise StoreError(
+            f"database {database!r} has {links} names (hard links): open it by "
+            "the receiver's own path, or copy it (with its -wal file) to verify"
+        )
 
 
 def _verify(database: str) -> int:

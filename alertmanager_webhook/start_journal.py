@@ -10,14 +10,18 @@ the first signal. After a crash, a running action without a line here never
 began and is run again; one with a line stays failed, outcome unknown.
 
 The file is `<database>.started` beside the database: one id per line,
-appended through one descriptor, emptied once no action is in flight.
+appended through one descriptor, emptied at each start and, once it has
+grown past COMPACT_BYTES, whenever no action is in flight.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable
+
+log = logging.getLogger(__name__)
 
 # Emptied only once this large: truncating after every action costs a write
 # of the inode for nothing.
@@ -44,6 +48,14 @@ class StartJournal:
                 text = fh.read()
         except FileNotFoundError:
             return None
+        except (OSError, UnicodeDecodeError) as exc:
+            log.warning(
+                "start journal unreadable, every interrupted action counts as "
+                "begun path=%s err=%s",
+                self.path,
+                exc,
+            )
+            return None
         if text and not text.endswith("\n"):
             # A line cut short (a power cut): whose it was is unknown, so no
             # absence can be trusted.
@@ -51,7 +63,11 @@ class StartJournal:
         try:
             return {int(line) for line in text.split()}
         except ValueError:
-            # Not a file this receiver wrote: trust none of it.
+            log.warning(
+                "start journal holds what is not an action id, every interrupted "
+                "action counts as begun path=%s",
+                self.path,
+            )
             return None
 
     def open(self) -> None:

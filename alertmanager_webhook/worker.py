@@ -156,7 +156,12 @@ class Worker:
                     row["action"],
                     row["target"],
                 )
-        self._journal.open()
+        try:
+            self._journal.open()
+        except OSError as exc:
+            raise StoreError(
+                f"cannot open start journal {self._journal.path!r}: {exc}"
+            ) from exc
 
     def _requeue(self, row: Row, reason: str) -> None:
         previous = "approved" if row["approved_by"] else "queued"

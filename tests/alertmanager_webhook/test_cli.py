@@ -89,3 +89,22 @@ def test_approval_beside_a_running_receiver_says_when_it_is_taken_up(
         "action 1 approved; the running receiver takes it up at its next look "
         "at the queue\n"
     )
+
+
+@pytest.mark.parametrize(
+    "command", [["approve", "1"], ["approve", "--list"], ["audit", "verify"]]
+)
+def test_a_database_with_a_second_name_is_refused(
+    database: str,
+    tmp_path: Path,
+    command: list[str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Through a hard link SQLite would read and write a WAL of its own.
+    link = tmp_path / "link.db"
+    os.link(database, link)
+
+    status = cli.run(_parser().parse_args([*command, "--database", str(link)]))
+
+    assert status == 2
+    assert "has 2 names (hard links)" in capsys.readouterr().err

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from alertmanager_webhook.start_journal import COMPACT_BYTES, StartJournal
 
 
@@ -55,3 +57,14 @@ def test_the_journal_is_emptied_only_when_no_action_is_in_flight(
     assert journal.begun() == {2}
     assert os.path.getsize(path) == 2
     journal.close()
+
+
+@pytest.mark.parametrize("damage", ["bytes", "folder"])
+def test_an_unreadable_journal_trusts_nothing(tmp_path: Path, damage: str) -> None:
+    path = tmp_path / "webhook.db.started"
+    if damage == "bytes":
+        path.write_bytes(b"7\n\xff\n")
+    else:
+        path.mkdir()
+
+    assert StartJournal(str(path)).begun() is None

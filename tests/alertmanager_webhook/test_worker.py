@@ -12,6 +12,7 @@ from alertmanager_webhook.actuators.base import ActuatorError, Outcome, Plan
 from alertmanager_webhook.jobs import Jobs
 from alertmanager_webhook.metrics import WebhookMetrics
 from alertmanager_webhook.recommend import Recommender
+from alertmanager_webhook.store import StoreError
 from alertmanager_webhook.worker import Worker
 
 from .conftest import Receiver, make_config
@@ -512,3 +513,13 @@ def test_crash_after_a_non_idempotent_action_began_never_reruns_it(
     assert action["result"] == "failed"
     assert action["reason"].startswith("interrupted by a restart; outcome unknown")
     assert recorder.applied == []
+
+
+def test_a_journal_that_cannot_be_opened_stops_the_start_with_its_name(
+    make_receiver, tmp_path
+) -> None:
+    receiver = _build(make_receiver, Recorder())
+    (tmp_path / "webhook.db.started").mkdir()
+
+    with pytest.raises(StoreError, match="cannot open start journal .*started"):
+        receiver.worker.recover()
