@@ -13,6 +13,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from alertmanager_webhook.siblings import beside
+
 SUFFIX = ".audit-head"
 # Room for the JSON of any head: a 64-digit hash and a record count.
 RECORD_BYTES = 128
@@ -39,8 +41,7 @@ class HeadFile:
     """
 
     def __init__(self, database: str, fsync: bool = False) -> None:
-        # Named after the file, not the path given: a symlink shares the head.
-        self.path = Path(os.path.realpath(database) + SUFFIX)
+        self.path = Path(beside(database, SUFFIX))
         # With fsync the head is on disk before the commit is answered, as the
         # commit itself is under synchronous=FULL.
         self._fsync = fsync

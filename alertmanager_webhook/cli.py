@@ -21,6 +21,7 @@ from alertmanager_webhook.store import (
     Store,
     StoreError,
 )
+from alertmanager_webhook.worker_process import worker_lock_path
 
 DEFAULT_DATABASE = "aiops-webhook.db"
 
@@ -176,7 +177,7 @@ def _receiver_running(database: str) -> bool | None:
     is never created here.
     """
     try:
-        fd = os.open(os.path.realpath(database) + ".worker-lock", os.O_RDONLY)
+        fd = os.open(worker_lock_path(database), os.O_RDONLY)
     except FileNotFoundError:
         return False
     except OSError:

@@ -21,6 +21,8 @@ import os
 import threading
 from collections.abc import Callable
 
+from alertmanager_webhook.siblings import beside
+
 log = logging.getLogger(__name__)
 
 # Emptied only once this large: truncating after every action costs a write
@@ -39,7 +41,7 @@ class StartJournal:
 
     @classmethod
     def beside(cls, database: str, fsync: bool = False) -> StartJournal:
-        return cls(os.path.realpath(database) + ".started", fsync)
+        return cls(beside(database, ".started"), fsync)
 
     def begun(self) -> set[int] | None:
         """The ids written so far; None when there is no journal to trust."""

@@ -30,6 +30,7 @@ from alertmanager_webhook.forwarded_metrics import ForwardedMetrics, apply_updat
 from alertmanager_webhook.jobs import Jobs
 from alertmanager_webhook.metrics import WebhookMetrics
 from alertmanager_webhook.processes import ProcessFinder
+from alertmanager_webhook.siblings import beside
 from alertmanager_webhook.store import Store, StoreError
 from alertmanager_webhook.worker import Worker
 from alertmanager_webhook.worker_moves import MoveClient, serve_moves
@@ -268,7 +269,7 @@ def run_worker(
         cgroups=Cgroups(
             config.cgroup_root,
             config.cgroup_name,
-            records_dir=os.path.realpath(config.database) + ".cgroups",
+            records_dir=beside(config.database, ".cgroups"),
         ),
         k8s_token=k8s_token,
     )
@@ -312,13 +313,17 @@ def _flush(metrics: ForwardedMetrics, events: Connection) -> None:
         events.send(updates)
 
 
+def worker_lock_path(database: str) -> str:
+    return beside(database, ".worker-lock")
+
+
 def take_worker_lock(database: str) -> int:
     """Hold `<database>.worker-lock`, so that one worker acts on a database.
 
     The server holds the database file itself (store.hold_database); this
     lock keeps a worker from starting while one of a dead server still ends.
     """
-    path = os.path.realpath(database) + ".worker-lock"
+    path = worker_lock_path(database)
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
