@@ -16,6 +16,7 @@ from typing import Literal
 from aiops_common.address import parse_listen_address
 from aiops_common.config import ConfigError, check
 from aiops_common.logs import LEVELS
+from aiops_common.mountinfo import mount_lines
 from alertmanager_webhook.params import check_params
 
 ENV_PREFIX = "AIOPS_WEBHOOK_"
@@ -60,8 +61,6 @@ _CGROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 DEFAULT_CGROUP_ROOT = "/sys/fs/cgroup"
 MOUNTINFO = Path("/proc/self/mountinfo")
 CGROUP_FILESYSTEMS = ("cgroup", "cgroup2")
-# mountinfo writes space, tab, newline and backslash in paths as octal.
-_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 
 
 @dataclass(frozen=True)
@@ -319,7 +318,7 @@ def check_cgroup_root(path: str, mountinfo: Path = MOUNTINFO) -> None:
         return
 
     real = os.path.realpath(path)
-    mounts = [_mount(line) for line in table.splitlines() if line.strip()]
+    mounts = [(m.point, m.fstype) for m in mount_lines(table)]
     below = any(
         kind in CGROUP_FILESYSTEMS and os.path.dirname(point) == real
         for point, kind in mounts
@@ -330,14 +329,6 @@ def check_cgroup_root(path: str, mountinfo: Path = MOUNTINFO) -> None:
         f"{path!r} is not a cgroup filesystem, nor a folder of cgroup mounts "
         f"(see {mountinfo}); caps need one, such as {DEFAULT_CGROUP_ROOT}",
     )
-
-
-def _mount(line: str) -> tuple[str, str]:
-    """A mountinfo line's mount point and filesystem type."""
-    fields = line.split()
-    # Optional fields of any number end at "-"; the type comes after it.
-    point = _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), fields[4])
-    return point, fields[fields.index("-") + 1]
 
 
 def _filesystem(path: str, mounts: list[tuple[str, str]]) -> str:

@@ -4,13 +4,11 @@ process's /proc/<pid>/cgroup paths each controller uses."""
 
 from __future__ import annotations
 
-import re
 from typing import NamedTuple
 
-CONTROLLERS = ("cpu", "memory")
+from aiops_common.mountinfo import mount_lines
 
-# mountinfo escapes space, tab, newline and backslash in paths as \ooo.
-_ESCAPE = re.compile(r"\\([0-7]{3})")
+CONTROLLERS = ("cpu", "memory")
 
 
 class Mount(NamedTuple):
@@ -25,13 +23,7 @@ def parse_mountinfo(text: str) -> dict[str, Mount]:
     """The mount of each controller in CONTROLLERS found in a mountinfo text."""
     v1: dict[str, Mount] = {}
     v2: Mount | None = None
-    for line in text.splitlines():
-        left, dash, right = line.partition(" - ")
-        fields, tail = left.split(), right.split()
-        if not dash or len(fields) < 5 or len(tail) < 3:
-            continue
-        root, directory = _unescape(fields[3]), _unescape(fields[4])
-        fstype, options = tail[0], tail[2].split(",")
+    for root, directory, fstype, options in mount_lines(text):
         # A hierarchy mounted twice (a bind mount into a container) is best
         # used where its whole tree is visible.
         if fstype == "cgroup2" and _better(root, v2):
@@ -95,7 +87,3 @@ def directory_of(path: str, mount: Mount) -> str | None:
 
 def _better(root: str, known: Mount | None) -> bool:
     return known is None or (root == "/" and known.root != "/")
-
-
-def _unescape(text: str) -> str:
-    return _ESCAPE.sub(lambda match: chr(int(match.group(1), 8)), text)
