@@ -241,7 +241,8 @@ def check_head(conn: sqlite3.Connection, verdict: Verdict, head: Head) -> Verdic
             f"the head file says {head.hash[:16]}",
         )
     # A head behind the chain is a receiver killed between its commit and the
-    # head's update, or one that could not write the file; the records after
+    # head's update, one that could not write the file, or one that committed
+    # while verify read; the records after
     # it are checked by the chain alone, which a cut there would not show.
     if head.records < verdict.records:
         return replace(
@@ -250,8 +251,9 @@ def check_head(conn: sqlite3.Connection, verdict: Verdict, head: Head) -> Verdic
                 *verdict.notes,
                 f"the head file is {verdict.records - head.records} record(s) "
                 f"behind the chain (it says {head.records}): records past it are "
-                "vouched for by the chain alone; if the receiver is running, see "
-                "its log for 'cannot write audit head'",
+                "vouched for by the chain alone; if the receiver is running, it "
+                "may have committed meanwhile: run verify again, and see its log "
+                "for 'cannot write audit head'",
             ),
         )
     return verdict

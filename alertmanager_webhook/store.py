@@ -229,15 +229,26 @@ class Store:
     def verify(self) -> audit.Verdict:
         """Check the audit chain, the tables against it, and the head file."""
         with self._lock:
-            try:
-                verdict = audit.verify(self._conn, self.notification_digest)
-                if not verdict.ok or self._head is None:
-                    return verdict
+            # The head first, then every table in one snapshot: a receiver
+            # committing meanwhile can leave the head behind the records read
+            # (a note), never ahead of them, nor one table ahead of another.
+            head: Head | HeadError | None = None
+            if self._head is not None:
                 try:
                     head = self._head.read()
                 except HeadError as exc:
-                    return dataclasses.replace(verdict, problem=str(exc))
-                return audit.check_head(self._conn, verdict, head)
+                    head = exc
+            try:
+                self._conn.execute("BEGIN")
+                try:
+                    verdict = audit.verify(self._conn, self.notification_digest)
+                    if not verdict.ok or head is None:
+                        return verdict
+                    if isinstance(head, HeadError):
+                        return dataclasses.replace(verdict, problem=str(head))
+                    return audit.check_head(self._conn, verdict, head)
+                finally:
+                    self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 raise _store_error("cannot read database", exc) from exc
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from alertmanager_webhook import audit
 from alertmanager_webhook.intake import Intent, dedupe_key
 from alertmanager_webhook.jobs import Jobs
 from alertmanager_webhook.payload import parse_notification
@@ -262,3 +263,33 @@ def test_the_workers_limits_cost_the_same_with_a_long_history(
     long = _steps(store, limits)
 
     assert long <= short + 1
+
+
+def test_verify_beside_a_receiver_committing_meanwhile_finds_no_tampering(
+    tmp_path: Path,
+    store: Store,
+    firing: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The receiver (`store`) commits a notification after verify has read the
+    # audit records and before it reads the other tables and the head.
+    def save(group_key: str) -> None:
+        firing["groupKey"] = group_key
+        notification = parse_notification(firing)
+        store.save(notification, dedupe_key(notification), _intents(notification))
+
+    save("first")
+    compare = audit._compare_tables
+
+    def commit_then_compare(*args: Any) -> str | None:
+        save("meanwhile")
+        return compare(*args)
+
+    monkeypatch.setattr(audit, "_compare_tables", commit_then_compare)
+    reader = Store.open_existing(str(tmp_path / "webhook.db"), readonly=True)
+    try:
+        verdict = reader.verify()
+    finally:
+        reader.close()
+
+    assert verdict.problem is None
