@@ -154,13 +154,22 @@ class Store:
             raise _store_error(f"cannot open database {path!r}", exc) from exc
 
         store = cls(conn, clock, HeadFile(path, fsync=sync != "NORMAL"))
-        store._anchor()
+        try:
+            store._anchor()
+        except StoreError:
+            store.close()
+            raise
         return store
 
     def _anchor(self) -> None:
-        """Make the head file if it is missing, saying so in the chain itself."""
+        """Make the head file if it is missing, saying so in the chain itself.
+
+        Refuses a database behind its head file: the first commit would write
+        the head anew and erase the evidence that records were cut.
+        """
         assert self._head is not None
         if self._head.exists():
+            self._check_not_behind(self._head)
             return
         with self.transaction() as conn:
             top = audit.last(conn)
@@ -182,6 +191,26 @@ class Store:
                 audit.REANCHOR,
                 {"head_file": self._head.path.name, "records_before": top.records},
             )
+
+    def _check_not_behind(self, head_file: HeadFile) -> None:
+        try:
+            head = head_file.read()
+        except HeadError as exc:
+            # A torn write (a power cut) among others; verify reports it.
+            log.warning("audit head unreadable err=%s", exc)
+            return
+        row = self._conn.execute(
+            "SELECT hash FROM audit WHERE id = ?", (head.records,)
+        ).fetchone()
+        if head.records == 0 or (row is not None and row[0] == head.hash):
+            return
+        raise StoreError(
+            f"the audit head file {str(head_file.path)!r} vouches for record "
+            f"{head.records}, which this database does not hold as it was: it was "
+            "rolled back to an older copy or its records were cut; `aiops audit "
+            "verify` says which. To run on it anyway, move the head file aside: "
+            "the receiver then records a new head in the chain"
+        )
 
     @classmethod
     def open_existing(cls, path: str, readonly: bool = False) -> Store:

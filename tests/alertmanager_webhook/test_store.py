@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from alertmanager_webhook import audit
+from alertmanager_webhook.audit_head import Head, HeadFile
 from alertmanager_webhook.intake import Intent, dedupe_key
 from alertmanager_webhook.jobs import Jobs
 from alertmanager_webhook.payload import parse_notification
@@ -293,3 +294,36 @@ def test_verify_beside_a_receiver_committing_meanwhile_finds_no_tampering(
         reader.close()
 
     assert verdict.problem is None
+
+
+@pytest.mark.parametrize(
+    ("offset", "same_hash", "opens"),
+    [(-1, True, True), (0, True, True), (1, True, False), (0, False, False)],
+    ids=["behind", "level", "ahead", "another-chain"],
+)
+def test_a_database_behind_its_head_file_is_refused_at_open(
+    tmp_path: Path, firing: dict[str, Any], offset: int, same_hash: bool, opens: bool
+) -> None:
+    # Were it opened, its first commit would write the head anew and erase
+    # the evidence of a rollback or a cut tail.
+    path = str(tmp_path / "webhook.db")
+    writer = Store.open(path)
+    notification = parse_notification(firing)
+    writer.save(notification, dedupe_key(notification), _intents(notification))
+    [(records, last_hash)] = writer.query(
+        "SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1"
+    )
+    [(earlier_hash,)] = writer.query(
+        "SELECT hash FROM audit WHERE id = ?", [records - 1]
+    )
+    writer.close()
+    head = HeadFile(path)
+    vouched = earlier_hash if offset < 0 else last_hash
+    head.write(Head(records + offset, vouched if same_hash else "f" * 64))
+    head.close()
+
+    if opens:
+        Store.open(path).close()
+    else:
+        with pytest.raises(StoreError, match="rolled back to an older copy"):
+            Store.open(path)
