@@ -32,6 +32,30 @@ from alertmanager_webhook.templates import (
 
 Runner = Callable[..., subprocess.CompletedProcess]
 
+
+def run_in_session(
+    argv: Sequence[str], *, timeout: float, **popen: Any
+) -> subprocess.CompletedProcess:
+    """subprocess.run for a program in a session of its own.
+
+    Its own session, so that Ctrl-C at the receiver's terminal reaches the
+    receiver, which lets the program finish, and not the program. A timeout
+    ends the session's whole process group, not the program alone: nothing it
+    started may act after its action was recorded as failed.
+    """
+    with subprocess.Popen(argv, start_new_session=True, **popen) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass  # the group ended on its own meanwhile
+            proc.communicate()
+            raise
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
 # A job id, or an array job's element: 1234 or 1234_7.
 SLURM_JOB = re.compile(r"[0-9]{1,12}(_[0-9]{1,9})?")
 
@@ -53,13 +77,10 @@ def run_program(
         done = run(
             list(argv),
             stdin=subprocess.DEVNULL,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             timeout=timeout,
             env=env,
-            check=False,
-            # A session of its own: Ctrl-C at the receiver's terminal reaches
-            # the receiver, which lets the command finish, not the command.
-            start_new_session=True,
             **extra,
         )
     except FileNotFoundError as exc:
@@ -91,7 +112,7 @@ class Command:
     # Whether a command may run twice is the policy's to say (`idempotent`).
     idempotent = False
 
-    def __init__(self, run: Runner = subprocess.run) -> None:
+    def __init__(self, run: Runner = run_in_session) -> None:
         self._run = run
 
     def plan(
@@ -126,7 +147,7 @@ class SlurmUpdate:
 
     idempotent = True
 
-    def __init__(self, scontrol: str = "scontrol", run: Runner = subprocess.run):
+    def __init__(self, scontrol: str = "scontrol", run: Runner = run_in_session):
         self._scontrol = scontrol
         self._run = run
 

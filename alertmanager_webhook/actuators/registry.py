@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass, field
 
 import requests
 
 from alertmanager_webhook.actuators.base import Actuator, NoAction
 from alertmanager_webhook.actuators.caps import CpuCap, MemoryHigh
-from alertmanager_webhook.actuators.command import Command, Runner, SlurmUpdate
+from alertmanager_webhook.actuators.command import (
+    Command,
+    Runner,
+    SlurmUpdate,
+    run_in_session,
+)
 from alertmanager_webhook.actuators.gpu import GpuPowerLimit, NvmlLoader, load_pynvml
 from alertmanager_webhook.actuators.kubernetes import (
     DeploymentScale,
@@ -28,7 +32,7 @@ class Edges:
 
     finder: ProcessFinder
     cgroups: Cgroups
-    run: Runner = subprocess.run
+    run: Runner = run_in_session
     nvml: NvmlLoader = load_pynvml
     k8s_token: str = field(default="", repr=False)
     k8s_session: requests.Session | None = None

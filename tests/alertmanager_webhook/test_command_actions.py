@@ -6,6 +6,7 @@ import json
 import os
 import shlex
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -209,3 +210,25 @@ def test_a_command_says_it_began_from_its_own_process_before_it_runs(
     program_pid, seen_mark = effect.read_text().split()
     assert seen_mark == program_pid
     assert program_pid != str(os.getpid())
+
+
+def test_a_timeout_ends_what_the_command_started_too(tmp_path: Path) -> None:
+    # The program starts a child and waits; at the timeout both must end, or
+    # the child would act after the action was recorded as failed.
+    late = tmp_path / "late"
+    child = tmp_path / "child.py"
+    child.write_text(f"import time\ntime.sleep(1.5)\nopen({str(late)!r}, 'w')\n")
+    parent = tmp_path / "parent.py"
+    parent.write_text(
+        "import subprocess, sys, time\n"
+        f"subprocess.Popen([sys.executable, {str(child)!r}])\n"
+        "time.sleep(30)\n"
+    )
+    command = Command()
+    plan = command.plan({}, _command(sys.executable, str(parent), timeout=0.5), {})
+
+    with pytest.raises(ActuatorError, match="timed out after 0.5s"):
+        command.apply(plan.spec)
+
+    time.sleep(2.0)
+    assert not late.exists()
