@@ -105,9 +105,14 @@ def _refuse_hard_links(database: str) -> None:
     except OSError:
         return  # a missing file is reported by the opening itself
     if links > 1:
+        # Which name the receiver uses cannot be told from here, so every
+        # name is refused, the receiver's own too.
         raise StoreError(
-            f"database {database!r} has {links} names (hard links): open it by "
-            "the receiver's own path, or copy it (with its -wal file) to verify"
+            f"database {database!r} has {links} names (hard links), and SQLite "
+            "keeps its WAL beside the name it is opened by: through another name "
+            "than the receiver's, recent writes would be missed or split. Remove "
+            f"the other names (find / -xdev -samefile {database} lists them), or "
+            "work on a copy of the database and its -wal file"
         )
 
 
