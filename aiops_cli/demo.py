@@ -100,7 +100,11 @@ def run(args: argparse.Namespace) -> int:
         )
     except DatasetError as exc:
         # Bad input, as the backtests answer it.
-        print(f"aiops demo: {exc}", file=sys.stderr)
+        print(
+            f"aiops demo: {exc}; the data folder is {str(args.data)!r}: set "
+            "another with --data or $AIOPS_DATA_DIR (make demo DATA=...)",
+            file=sys.stderr,
+        )
         return 2
     except StackError as exc:
         print(f"aiops demo: {exc}", file=sys.stderr)
