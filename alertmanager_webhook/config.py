@@ -307,11 +307,16 @@ def check_cgroup_root(path: str, mountinfo: Path = MOUNTINFO) -> None:
 
     That is a path on a cgroup filesystem, or a folder with cgroup mounts right
     below it, as v1 has (one per controller, under a tmpfs). A path that does
-    not exist is left to the actions, which find no hierarchy there and say
-    so; a system without a mount table cannot be checked.
+    not exist is a typo: caps would quietly fall back to renice. A system
+    without a mount table cannot be checked.
     """
-    if not os.path.exists(path):
-        return
+    check(
+        os.path.exists(path),
+        "cgroup_root",
+        f"{path!r} does not exist; caps need a cgroup filesystem, such as "
+        f"{DEFAULT_CGROUP_ROOT}",
+    )
+
     try:
         table = mountinfo.read_text()
     except OSError:

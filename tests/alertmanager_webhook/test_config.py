@@ -244,11 +244,10 @@ def test_a_cgroup_root_that_is_no_cgroup_filesystem_is_refused(tmp_path: Path) -
     )
 
 
-def test_a_missing_cgroup_root_is_left_to_the_actions(tmp_path: Path) -> None:
-    # As before: the cgroup actions find no hierarchy there and say so.
-    config = WebhookConfig(bearer_token="a", cgroup_root=str(tmp_path / "absent"))
-
-    assert config.cgroup_root == str(tmp_path / "absent")
+def test_a_missing_cgroup_root_is_refused(tmp_path: Path) -> None:
+    # A typo: the caps would fall back to renice, saying so only per action.
+    with pytest.raises(ConfigError, match="cgroup_root: .*absent' does not exist"):
+        WebhookConfig(bearer_token="a", cgroup_root=str(tmp_path / "absent"))
 
 
 # Lines in the shape of /proc/self/mountinfo; {root} is the test's folder.
