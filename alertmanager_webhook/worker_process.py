@@ -37,13 +37,14 @@ from alertmanager_webhook.worker_moves import MoveClient, serve_moves
 
 log = logging.getLogger(__name__)
 
-# TODO: on two cores bench-receiver's p99 is still 2.2-2.6x the bare
-# endpoint's (target 2x). The answer alone, with no action at all, is about
-# 1.7x (a durable commit and two audit records per notification); the rest is
-# the worker's moves, written by a thread of the server that contends for its
-# interpreter lock (two commits and two audit records per action), and the
-# worker's WAL checkpoint each second. Writing a worker's moves in batches,
-# with the mark as running kept synchronous, is the next step.
+# TODO: on two cores bench-receiver's p99 is still 2.2-3.1x the bare
+# endpoint's (target 2x; 3.3-4.5 ms against 1.1-2.0 ms, the ratio swinging
+# with the bare endpoint's own p99). The answer alone, with no action, is
+# about 1.7x (a durable commit and two audit records per notification); the
+# rest is the worker's moves, written by a thread of the server that
+# contends for its interpreter lock (two commits and two audit records per
+# action), and the worker's WAL checkpoint each second. Writing a worker's
+# moves in batches, with the mark as running kept synchronous, is next.
 
 # Processes are started fresh rather than forked from a server with threads.
 CONTEXT = multiprocessing.get_context("spawn")
