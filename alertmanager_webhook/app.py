@@ -210,7 +210,8 @@ def create_app(
             log.info("duplicate notification group_key=%r", notification.group_key)
             return jsonify(status="duplicate")
 
-        notify()
+        if any(result == "queued" for *_, result in saved.actions):
+            notify()  # a notification that queued nothing costs the worker nothing
         metrics.notifications.labels("accepted").inc()
         metrics.last_accepted.set(wall_clock())
         for alert in notification.alerts:

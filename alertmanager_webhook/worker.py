@@ -116,9 +116,6 @@ class Worker:
         self.notify()
         for thread in self._threads:
             thread.join(timeout)
-        # A thread still applying may yet write its mark.
-        if not any(thread.is_alive() for thread in self._threads):
-            self._journal.close()
 
     def notify(self) -> None:
         """Tell the worker that something was queued, approved or let go."""
@@ -371,15 +368,13 @@ class Worker:
                 return
 
         # An action that must not run twice says when it began, so that a
-        # crash before that point runs it again (start_journal.py).
+        # crash before that point runs it again (start_journal.py). Its mark
+        # is spent once its end is recorded; a failure to record it leaves the
+        # mark, and the action running, for the next start to settle.
         watched = not (attempt.actuator.idempotent or policy.idempotent)
+        self._run(attempt, attempts, watched)
         if watched:
-            self._journal.entering()
-        try:
-            self._run(attempt, attempts, watched)
-        finally:
-            if watched:
-                self._journal.left()
+            self._journal.settle(row["id"])
 
     def _run(self, attempt: _Attempt, attempts: int, watched: bool) -> None:
         """Apply a running action and record how it ended."""

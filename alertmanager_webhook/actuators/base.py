@@ -9,21 +9,18 @@ its effect begins (start_journal.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from alertmanager_webhook.config import PolicyConfig
+from alertmanager_webhook.start_journal import Began
 
 # planned: ready to apply; skipped: nothing to do; refused: a target or label
 # check said no; failed: the plan could not be made.
 PLAN_RESULTS = ("planned", "skipped", "refused", "failed")
 
 Params = Mapping[str, float | str]
-
-# Called once an action that may not run twice has begun; safe to call in a
-# child between fork and exec.
-Began = Callable[[], None]
 
 
 class ActuatorError(Exception):

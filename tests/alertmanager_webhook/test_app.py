@@ -118,6 +118,31 @@ def test_alert_without_a_policy_is_stored_without_action(
     assert response.get_json() == {"status": "accepted", "alerts": 2, "actions": 0}
 
 
+def test_the_worker_is_woken_only_for_what_was_queued(
+    store: Store, firing: dict[str, Any]
+) -> None:
+    woken: list[int] = []
+    app = create_app(
+        make_config(),
+        store,
+        auth=Auth(bearer=TOKEN),
+        notify=lambda: woken.append(1),
+    ).test_client()
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+
+    unmatched = json.loads(json.dumps(firing))
+    for alert in unmatched["alerts"]:
+        alert["labels"]["alertname"] = "AiopsSomethingElse"
+        alert["fingerprint"] = alert["fingerprint"][::-1]
+    assert app.post("/webhook", json=unmatched, headers=headers).status_code == 200
+    assert woken == []
+
+    app.post("/webhook", json=firing, headers=headers)
+    assert woken == [1]
+    app.post("/webhook", json=firing, headers=headers)  # a resend
+    assert woken == [1]
+
+
 @pytest.mark.parametrize(
     "headers",
     [

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from alertmanager_webhook.actuators.base import ActuatorError
-from alertmanager_webhook.actuators.command import Command, SlurmUpdate
+from alertmanager_webhook.actuators.command import Command, SlurmUpdate, run_in_session
 from alertmanager_webhook.config import PolicyConfig
+from alertmanager_webhook.start_journal import Began, StartJournal
 
 DUMP_ENV = (
     "import json, os, sys; open(sys.argv[1], 'w').write(json.dumps(dict(os.environ)))"
@@ -186,30 +187,66 @@ def test_slurm_refuses_a_job_id_that_is_not_one(job: str) -> None:
     assert plan.result == "refused"
 
 
-def test_a_command_says_it_began_from_its_own_process_before_it_runs(
-    tmp_path: Path,
-) -> None:
-    # `began` runs between fork and exec: in the process that becomes the
-    # program, and before the program's first effect.
-    marks = tmp_path / "marks"
-    fd = os.open(marks, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+def test_a_commands_mark_is_made_before_the_program_runs(tmp_path: Path) -> None:
+    journal = StartJournal(str(tmp_path / "webhook.db.started"))
+    journal.open()
     effect = tmp_path / "effect"
     script = (
-        "import os, sys; "
-        "open(sys.argv[2], 'w').write(f'{os.getpid()} ' + open(sys.argv[1]).read())"
+        "import os, sys; open(sys.argv[2], 'w').write(str(os.listdir(sys.argv[1])))"
     )
-    policy = _command(sys.executable, "-c", script, str(marks), str(effect))
+    policy = _command(sys.executable, "-c", script, journal.path, str(effect))
     command = Command()
 
-    try:
-        plan = command.plan({}, policy, {})
-        command.apply(plan.spec, lambda: os.write(fd, f"{os.getpid()}".encode()))
-    finally:
-        os.close(fd)
+    command.apply(command.plan({}, policy, {}).spec, journal.mark(41))
 
-    program_pid, seen_mark = effect.read_text().split()
-    assert seen_mark == program_pid
-    assert program_pid != str(os.getpid())
+    assert effect.read_text() == "['41']"  # what the program saw at its start
+    assert journal.begun() == {41}
+
+
+@pytest.mark.parametrize("durable", [False, True])
+def test_a_program_whose_mark_cannot_be_made_does_not_run(
+    tmp_path: Path, durable: bool
+) -> None:
+    effect = tmp_path / "effect"
+    policy = _command(sys.executable, "-c", "open(__import__('sys').argv[1], 'w')")
+    policy = _command(*policy.argv, str(effect))
+    command = Command()
+    began = Began(str(tmp_path / "gone" / "7"), durable)
+
+    with pytest.raises(ActuatorError, match="cannot mark that .* began: .*gone/7"):
+        command.apply(command.plan({}, policy, {}).spec, began)
+
+    assert not effect.exists()
+
+
+def test_a_program_gets_no_descriptor_but_its_standard_three(tmp_path: Path) -> None:
+    # The worker's process holds inheritable descriptors from its start; a
+    # spawn would hand them on unless they are made to close at exec.
+    handed = os.open(tmp_path / "secret", os.O_WRONLY | os.O_CREAT, 0o600)
+    os.set_inheritable(handed, True)
+    script = "import os; print(sorted(int(f) for f in os.listdir('/proc/self/fd')))"
+    command = Command()
+    try:
+        plan = command.plan({}, _command(sys.executable, "-c", script), {})
+        done = run_in_session(plan.spec["argv"], timeout=10, env={"PATH": os.defpath})
+    finally:
+        os.close(handed)
+
+    # 3 is the listing's own descriptor, opened by the program itself.
+    assert done.stdout.decode().strip() == "[0, 1, 2, 3]"
+    assert done.returncode == 0
+
+
+def test_a_program_that_closes_its_output_is_still_timed_out(tmp_path: Path) -> None:
+    command = Command()
+    script = "import os, time; os.close(1); os.close(2); time.sleep(30)"
+    plan = command.plan({}, _command(sys.executable, "-c", script, timeout=0.5), {})
+    started = time.monotonic()
+
+    with pytest.raises(ActuatorError, match="timed out after 0.5s"):
+        command.apply(plan.spec)
+
+    assert time.monotonic() - started < 10
 
 
 def test_a_timeout_ends_what_the_command_started_too(tmp_path: Path) -> None:

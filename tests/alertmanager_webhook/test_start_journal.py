@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from alertmanager_webhook.start_journal import COMPACT_BYTES, StartJournal
+from alertmanager_webhook.start_journal import StartJournal
 
 
-def test_marks_are_read_back_and_a_start_empties_them(tmp_path: Path) -> None:
+def test_marks_are_read_back_spent_and_emptied_by_a_start(tmp_path: Path) -> None:
     journal = StartJournal.beside(str(tmp_path / "webhook.db"))
     assert journal.begun() is None  # no journal: nothing can be trusted
 
@@ -18,53 +18,73 @@ def test_marks_are_read_back_and_a_start_empties_them(tmp_path: Path) -> None:
     journal.mark(7)()
     journal.mark(12)()
     assert journal.begun() == {7, 12}
-    assert (tmp_path / "webhook.db.started").stat().st_mode & 0o777 == 0o600
+    folder = tmp_path / "webhook.db.started"
+    assert folder.stat().st_mode & 0o777 == 0o700
+    assert (folder / "7").stat().st_mode & 0o777 == 0o600
+
+    journal.settle(7)
+    journal.settle(99)  # never began: nothing to spend
+    assert journal.begun() == {12}
 
     journal.open()
     assert journal.begun() == set()
-    journal.close()
 
 
-def test_a_line_cut_short_or_foreign_trusts_nothing(tmp_path: Path) -> None:
-    path = tmp_path / "webhook.db.started"
-    journal = StartJournal(str(path))
+def test_a_durable_mark_is_made_and_synced_by_its_call(tmp_path: Path) -> None:
+    journal = StartJournal(str(tmp_path / "webhook.db.started"), fsync=True)
+    journal.open()
 
-    path.write_text("7\n1")
-    assert journal.begun() is None
-    path.write_text("7\nnot an id\n")
-    assert journal.begun() is None
+    mark = journal.mark(3)
+    assert mark.durable
+    mark()
+
+    assert journal.begun() == {3}
 
 
-def test_the_journal_is_emptied_only_when_no_action_is_in_flight(
+def test_a_worker_driven_without_a_start_still_gets_a_folder(tmp_path: Path) -> None:
+    journal = StartJournal(str(tmp_path / "webhook.db.started"))
+
+    journal.mark(5)()
+
+    assert journal.begun() == {5}
+
+
+def test_an_older_receivers_journal_file_trusts_nothing_and_is_replaced(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "webhook.db.started"
+    path.write_text("7\n12\n")
+    journal = StartJournal(str(path))
+
+    assert journal.begun() is None
+    journal.open()
+    assert path.is_dir() and journal.begun() == set()
+
+
+def test_a_name_that_is_not_an_id_trusts_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "webhook.db.started"
     journal = StartJournal(str(path))
     journal.open()
-    lines = COMPACT_BYTES // len("100000\n") + 1
-    for action_id in range(100000, 100000 + lines):
-        journal.mark(action_id)()
+    journal.mark(7)()
 
-    journal.entering()
-    journal.entering()
-    journal.mark(1)()
-    journal.left()
-    assert 1 in (journal.begun() or set())  # one action still in flight
-
-    journal.left()
-    assert journal.begun() == set()
-    journal.mark(2)()
-    assert journal.begun() == {2}
-    assert os.path.getsize(path) == 2
-    journal.close()
+    (path / "7.tmp").touch()
+    assert journal.begun() is None
+    (path / "7.tmp").unlink()
+    (path / "\u0661").touch()  # a digit, but not an ASCII one
+    assert journal.begun() is None
 
 
-@pytest.mark.parametrize("damage", ["bytes", "folder"])
-def test_an_unreadable_journal_trusts_nothing(tmp_path: Path, damage: str) -> None:
+def test_an_unreadable_journal_trusts_nothing(tmp_path: Path) -> None:
     path = tmp_path / "webhook.db.started"
-    if damage == "bytes":
-        path.write_bytes(b"7\n\xff\n")
-    else:
-        path.mkdir()
+    path.symlink_to(path)  # a loop: every read of it fails
 
+    assert StartJournal(str(path)).begun() is None
+
+
+def test_a_journal_in_the_way_of_a_folder_stops_the_open(tmp_path: Path) -> None:
+    path = tmp_path / "webhook.db.started"
+    os.mkfifo(path)
+
+    with pytest.raises(OSError):
+        StartJournal(str(path)).open()
     assert StartJournal(str(path)).begun() is None

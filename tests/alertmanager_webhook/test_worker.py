@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -515,11 +516,43 @@ def test_crash_after_a_non_idempotent_action_began_never_reruns_it(
     assert recorder.applied == []
 
 
+def test_a_mark_is_spent_once_the_end_is_recorded_and_kept_if_it_is_not(
+    make_receiver, tmp_path
+) -> None:
+    class Marking(Recorder):
+        def apply(self, spec, began=None) -> Outcome:
+            began()
+            return super().apply(spec)
+
+    journal = tmp_path / "webhook.db.started"
+    receiver = _build(make_receiver, Marking())
+    receiver.worker.recover()
+    receiver.post(_payload("a"))
+    receiver.worker.drain()
+    assert receiver.actions()[0]["result"] == "applied"
+    assert os.listdir(journal) == []
+
+    # Recording the end fails: the action stays running, its mark with it.
+    moves = receiver.worker._jobs.move
+
+    def failing_end(action_id, expect, **fields):
+        if expect == ("running",):
+            raise StoreError("disk I/O error")
+        return moves(action_id, expect, **fields)
+
+    receiver.worker._jobs.move = failing_end
+    receiver.post(_payload("b"))
+    with pytest.raises(StoreError):
+        receiver.worker.drain()
+    [running] = [a for a in receiver.actions() if a["result"] == "running"]
+    assert os.listdir(journal) == [str(running["id"])]
+
+
 def test_a_journal_that_cannot_be_opened_stops_the_start_with_its_name(
     make_receiver, tmp_path
 ) -> None:
     receiver = _build(make_receiver, Recorder())
-    (tmp_path / "webhook.db.started").mkdir()
+    os.mkfifo(tmp_path / "webhook.db.started")
 
     with pytest.raises(StoreError, match="cannot open start journal .*started"):
         receiver.worker.recover()
