@@ -520,6 +520,20 @@ class Worker:
                 row["action"],
                 fields.get("reason") or fields.get("plan", ""),
             )
+        elif result in ("planned", "pending"):
+            # What a person may want to act on: a dry run's plan, or an
+            # action that waits for an approval.
+            log.info(
+                "%s %s id=%d action=%s plan=%r%s",
+                row["kind"],
+                "planned (dry-run)" if result == "planned" else "waits for approval",
+                row["id"],
+                row["action"],
+                fields.get("plan", ""),
+                f"; approve with: aiops approve {row['id']}"
+                if result == "pending"
+                else "",
+            )
         if row["kind"] == "restore":
             self._metrics.restores.labels(row["action"], result).inc()
             return

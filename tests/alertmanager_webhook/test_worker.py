@@ -337,6 +337,29 @@ def test_failure_without_retries_is_recorded_with_its_reason(
     ]
 
 
+@pytest.mark.parametrize(
+    ("mode", "said"),
+    [
+        ("dry-run", "planned (dry-run)"),
+        ("approve", "waits for approval"),
+    ],
+)
+def test_a_plan_that_is_not_applied_is_logged(
+    make_receiver, caplog: pytest.LogCaptureFixture, mode: str, said: str
+) -> None:
+    receiver = _build(make_receiver, Recorder(), mode=mode)
+    receiver.post(_payload("a"))
+
+    with caplog.at_level("INFO", logger="alertmanager_webhook.worker"):
+        receiver.worker.drain()
+
+    [action] = receiver.actions()
+    [line] = [r.getMessage() for r in caplog.records]
+    assert line.startswith(f"act {said} id={action['id']} action=command plan=")
+    assert action["plan"] in line
+    assert ("aiops approve" in line) == (mode == "approve")
+
+
 def _crash_while_running(receiver: Receiver) -> None:
     receiver.post(_payload("a"))
     [row] = receiver.actions()
