@@ -135,13 +135,15 @@ def _apply_env(
             raise ConfigError(f"environment variable {name}: {exc}") from exc
 
         # A word meant as text; unlike in a file, what was written is at hand.
-        word = isinstance(parsed, bool) and _accepts(hints[key], value)
-        if word and not _accepts(hints[key], parsed):
-            raise ConfigError(
-                f"environment variable {name}: {key}: YAML reads {value!r} as the "
-                f'boolean {_yaml_word(parsed)}; set it to "{value}", quotes '
-                "included, to pass the word"
-            )
+        if isinstance(parsed, bool) and not _accepts(hints[key], parsed):
+            if _accepts(hints[key], value):
+                raise ConfigError(
+                    f"environment variable {name}: {key}: YAML reads {value!r} as "
+                    f'the boolean {_yaml_word(parsed)}; set it to "{value}", quotes '
+                    "included, to pass the word"
+                )
+            # Quoting would not help either: the error shows the word as set.
+            parsed = value
         merged[key] = parsed
         overridden[key] = name
     return merged, overridden
@@ -159,15 +161,65 @@ def _yaml_word(value: bool) -> str:
     return "true" if value else "false"
 
 
-def _shown(value: Any) -> str:
-    """`value` as an error shows it; a boolean there was most likely a word."""
+# YAML 1.1, which PyYAML reads, takes these unquoted words (and their
+# capitalised forms) as booleans, besides true and false.
+_BOOLEAN_ALIASES = {True: ("yes", "on"), False: ("no", "off")}
+
+_SCALAR_TAGS = {f"tag:yaml.org,2002:{kind}" for kind in ("bool", "int", "float")}
+
+
+def _unquoted(text: str) -> bool | int | float | None:
+    """The boolean or number YAML reads `text` as when unquoted; None if text."""
+    resolver = yaml.resolver.Resolver()
+    if resolver.resolve(yaml.ScalarNode, text, (True, False)) not in _SCALAR_TAGS:
+        return None
+    return yaml.safe_load(text)
+
+
+def _shown_as_text(value: Any) -> str:
+    """`value` where text belongs; a boolean there was most likely a word."""
     if isinstance(value, bool):
-        # YAML 1.1, which PyYAML reads, takes these unquoted words as booleans.
         return (
             f"the boolean {_yaml_word(value)}: YAML reads unquoted yes, no, on, "
             "off, true and false as booleans; quote a word meant as text"
         )
     return repr(value)
+
+
+def _shown_for(hint: Any, value: Any) -> str:
+    """`value` where a boolean or number belongs, in the form it was written."""
+    if isinstance(value, bool):
+        word = _yaml_word(value)
+        aliases = " and ".join(_BOOLEAN_ALIASES[value])
+        return f"{word}, a YAML boolean (unquoted {aliases} read as {word} too)"
+
+    # Text YAML would have read as a fitting value, had it not been quoted.
+    meant = _unquoted(value) if isinstance(value, str) else None
+    if meant is not None and _accepts(hint, meant):
+        kind, shown = (
+            ("boolean", _yaml_word(meant))
+            if isinstance(meant, bool)
+            else ("number", repr(meant))
+        )
+        return (
+            f"the text {value!r} (quoted in YAML, so a string); write it unquoted "
+            f"to give the YAML {kind} {shown}"
+        )
+    return repr(value)
+
+
+def _shown_among(choices: tuple[Any, ...], value: Any) -> str:
+    """`value` where one of `choices` belongs; quoting is advised only if it helps."""
+    if not isinstance(value, bool):
+        return repr(value)
+
+    word = _yaml_word(value)
+    aliases = ", ".join(_BOOLEAN_ALIASES[value])
+    read = f"the boolean {word}: YAML reads unquoted {aliases} and {word} as {word}"
+    fitting = [c for c in choices if isinstance(c, str) and _unquoted(c) is value]
+    if fitting:
+        return f"{read}; quote {' or '.join(map(repr, fitting))} to pass the word"
+    return f"{read}, none of which is a valid value"
 
 
 def _coerce(hint: Any, value: Any, key: str) -> Any:
@@ -214,22 +266,29 @@ def _coerce_scalar(hint: Any, value: Any, key: str) -> Any:
     if hint is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        raise ConfigError(
+            f"{key}: expected true or false, got {_shown_for(hint, value)}"
+        )
     if hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        raise ConfigError(
+            f"{key}: expected a whole number, got {_shown_for(hint, value)}"
+        )
     if hint is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
+        raise ConfigError(f"{key}: expected a number, got {_shown_for(hint, value)}")
     if hint is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"{key}: expected a string, got {_shown(value)}")
+        raise ConfigError(f"{key}: expected a string, got {_shown_as_text(value)}")
     if typing.get_origin(hint) is typing.Literal:
-        if value in typing.get_args(hint):
+        choices = typing.get_args(hint)
+        if value in choices:
             return value
-        choices = ", ".join(repr(a) for a in typing.get_args(hint))
-        raise ConfigError(f"{key}: expected one of {choices}, got {_shown(value)}")
+        raise ConfigError(
+            f"{key}: expected one of {', '.join(map(repr, choices))}, "
+            f"got {_shown_among(choices, value)}"
+        )
     raise ConfigError(f"{key}: unsupported type {hint!r}")

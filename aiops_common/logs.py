@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Literal, get_args
 
-LEVELS = ("debug", "info", "warn", "error")
+# A type, so that a config loader refuses a bad level (a YAML boolean such as
+# `off` too) naming the levels.
+LogLevel = Literal["debug", "info", "warn", "error"]
+LEVELS: tuple[str, ...] = get_args(LogLevel)
 
 
 def setup_logging(level: str = "info", stream=sys.stderr) -> None:

@@ -11,6 +11,7 @@ import fcntl
 import getpass
 import os
 import sys
+from http import HTTPStatus
 from typing import Any
 
 from alertmanager_webhook.audit_head import HeadFile
@@ -155,6 +156,15 @@ def _approve(database: str, action_id: int) -> int:
     try:
         Jobs(store).approve(action_id, f"cli:{getpass.getuser()}")
     except ApprovalError as exc:
+        # An id no action has is a wrong argument, a usage error like those
+        # argparse reports; an action that no longer waits is a failure.
+        if exc.code == HTTPStatus.NOT_FOUND:
+            print(
+                f"aiops approve: no action has id {action_id}; aiops approve --list "
+                "shows those waiting for approval",
+                file=sys.stderr,
+            )
+            return 2
         print(f"aiops approve: {exc}", file=sys.stderr)
         return 1
     finally:

@@ -15,7 +15,7 @@ from typing import Literal
 
 from aiops_common.address import parse_listen_address
 from aiops_common.config import ConfigError, check
-from aiops_common.logs import LEVELS
+from aiops_common.logs import LEVELS, LogLevel
 from aiops_common.mountinfo import mount_lines
 from alertmanager_webhook.params import check_params
 
@@ -182,7 +182,7 @@ class WebhookConfig:
     database_sync: Literal["normal", "full"] = "normal"
     mode: Mode = "dry-run"
     max_body_bytes: int = 1048576
-    log_level: str = "info"
+    log_level: LogLevel = "info"
     # Threads applying actions; one target is still changed by one at a time.
     # Two keep up with 200 notifications/s of a command each (bench-receiver);
     # more add little but compete with answering Alertmanager for the GIL.

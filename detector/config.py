@@ -11,7 +11,7 @@ from typing import Literal
 
 from aiops_common.address import parse_listen_address
 from aiops_common.config import check
-from aiops_common.logs import LEVELS
+from aiops_common.logs import LEVELS, LogLevel
 from detector.diagnosis.config import DiagnosisConfig
 from detector.optimizer.config import OptimizerConfig
 from detector.shard import parse_shard
@@ -248,7 +248,7 @@ class DetectorConfig:
     history_seconds: float = 3600.0
     query_timeout_seconds: float = 10.0
     max_series: int = 10000
-    log_level: str = "info"
+    log_level: LogLevel = "info"
     queries: tuple[QueryConfig, ...] = ()
     model: ModelConfig = field(default_factory=ModelConfig)
     entities: tuple[EntityConfig, ...] = ()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from aiops_common.address import parse_listen_address
 from aiops_common.config import ConfigError, check, load_config
-from aiops_common.logs import LEVELS
+from aiops_common.logs import LEVELS, LogLevel
 from exporter.processes import GROUPINGS
 
 ENV_PREFIX = "AIOPS_EXPORTER_"
@@ -34,7 +34,7 @@ class ExporterConfig:
     top_groups: int = 10
     source_timeout_seconds: float = 5.0
     stale_after_seconds: float = 120.0
-    log_level: str = "info"
+    log_level: LogLevel = "info"
     process_grouping: str = "command"
     process_cmdline: bool = False
     proc_root: str = "/proc"

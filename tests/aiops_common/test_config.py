@@ -84,6 +84,9 @@ class Words:
     log_level: str = "info"
     mode: Literal["on", "off"] = "on"
     debug: bool = False
+    level: Literal["debug", "info"] = "info"
+    retries: int = 0
+    ratio: float = 0.5
 
 
 @pytest.mark.parametrize(
@@ -118,3 +121,90 @@ def test_a_file_boolean_where_a_string_belongs_says_to_quote_it(tmp_path):
         "unquoted yes, no, on, off, true and false as booleans; quote a word meant "
         "as text"
     )
+
+
+BOOLEAN_FALSE = "the boolean false: YAML reads unquoted no, off and false as false"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "debug: 'true'\n",
+            "debug: expected true or false, got the text 'true' (quoted in YAML, "
+            "so a string); write it unquoted to give the YAML boolean true",
+        ),
+        (
+            "debug: 'Off'\n",
+            "debug: expected true or false, got the text 'Off' (quoted in YAML, "
+            "so a string); write it unquoted to give the YAML boolean false",
+        ),
+        ("debug: maybe\n", "debug: expected true or false, got 'maybe'"),
+        (
+            "retries: true\n",
+            "retries: expected a whole number, got true, a YAML boolean (unquoted "
+            "yes and on read as true too)",
+        ),
+        (
+            "retries: '3'\n",
+            "retries: expected a whole number, got the text '3' (quoted in YAML, "
+            "so a string); write it unquoted to give the YAML number 3",
+        ),
+        ("retries: 2.5\n", "retries: expected a whole number, got 2.5"),
+        (
+            "ratio: no\n",
+            "ratio: expected a number, got false, a YAML boolean (unquoted no and "
+            "off read as false too)",
+        ),
+        (
+            "ratio: '0.25'\n",
+            "ratio: expected a number, got the text '0.25' (quoted in YAML, so a "
+            "string); write it unquoted to give the YAML number 0.25",
+        ),
+        (
+            "mode: off\n",
+            f"mode: expected one of 'on', 'off', got {BOOLEAN_FALSE}; quote 'off' "
+            "to pass the word",
+        ),
+        (
+            "level: off\n",
+            f"level: expected one of 'debug', 'info', got {BOOLEAN_FALSE}, none of "
+            "which is a valid value",
+        ),
+    ],
+    ids=[
+        "quoted-true",
+        "quoted-off",
+        "no-boolean-word",
+        "boolean-for-int",
+        "quoted-int",
+        "float-for-int",
+        "boolean-for-float",
+        "quoted-float",
+        "boolean-for-valid-word",
+        "boolean-for-no-valid-word",
+    ],
+)
+def test_a_value_of_the_wrong_yaml_type_is_shown_as_written(tmp_path, text, message):
+    path = write(tmp_path, text)
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(Words, path)
+
+    assert str(caught.value) == f"{path}.{message}"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("SVC_LEVEL", "off", "level: expected one of 'debug', 'info', got 'off'"),
+        ("SVC_RETRIES", "yes", "retries: expected a whole number, got 'yes'"),
+    ],
+)
+def test_an_override_no_reading_accepts_is_shown_as_written(variable, value, message):
+    # Neither the boolean YAML makes of the word nor the word itself would do:
+    # quoting it would only lead to a second error.
+    with pytest.raises(ConfigError) as caught:
+        load_config(Words, None, env={variable: value}, env_prefix="SVC_")
+
+    assert str(caught.value) == f"environment variable {variable}: {message}"

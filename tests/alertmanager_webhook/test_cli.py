@@ -108,3 +108,31 @@ def test_a_database_with_a_second_name_is_refused(
 
     assert status == 2
     assert "has 2 names (hard links)" in capsys.readouterr().err
+
+
+def test_approving_an_id_no_action_has_is_a_usage_error(
+    database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = _parser().parse_args(["approve", "7", "--database", database])
+
+    status = cli.run(args)
+
+    assert status == 2
+    assert capsys.readouterr().err == (
+        "aiops approve: no action has id 7; aiops approve --list shows those "
+        "waiting for approval\n"
+    )
+
+
+def test_approving_an_action_that_no_longer_waits_fails(
+    database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _approve(database, capsys)[0] == 0
+    args = _parser().parse_args(["approve", "1", "--database", database])
+
+    status = cli.run(args)
+
+    assert status == 1
+    assert capsys.readouterr().err == (
+        "aiops approve: action 1 is approved, not pending approval\n"
+    )

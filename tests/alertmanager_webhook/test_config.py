@@ -14,6 +14,8 @@ from alertmanager_webhook.config import (
     is_loopback,
 )
 from alertmanager_webhook.credentials import read_approvers, read_token
+from detector.config import DetectorConfig
+from exporter.config import ExporterConfig
 
 GOOD = """
 bearer_token_file: {token_file}
@@ -110,7 +112,10 @@ def test_environment_supplies_the_token() -> None:
         ("bearer_token: a\ntls_cert_file: c.pem\n", "TLS needs both"),
         ("bearer_token: a\nmode: yolo\n", "mode: expected one of 'dry-run'"),
         ("bearer_token: a\nmax_body_bytes: 0\n", "max_body_bytes: must be above 0"),
-        ("bearer_token: a\nlog_level: loud\n", "log_level: must be one of"),
+        (
+            "bearer_token: a\nlog_level: loud\n",
+            "log_level: expected one of 'debug', 'info', 'warn', 'error', got 'loud'",
+        ),
         ("bearer_token: a\nlisten_address: nowhere\n", "listen_address: listen"),
         ("bearer_token: a\ncolour: red\n", "unknown key 'colour'"),
         ("bearer_token: a\ncgroup_name: ../x\n", "cgroup_name: must be one plain"),
@@ -227,10 +232,79 @@ def test_environment_word_read_as_a_boolean_is_shown_as_written() -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(WebhookConfig, None, env=env, env_prefix=ENV_PREFIX)
 
-    assert str(caught.value).startswith(
-        "environment variable AIOPS_WEBHOOK_LOG_LEVEL: log_level: YAML reads 'off' "
-        'as the boolean false; set it to "off", quotes included'
+    # Not advice to quote it: `off` is no log level either way.
+    assert str(caught.value) == (
+        "environment variable AIOPS_WEBHOOK_LOG_LEVEL: log_level: expected one of "
+        "'debug', 'info', 'warn', 'error', got 'off'"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "insecure_no_auth: 'true'\n",
+            "insecure_no_auth: expected true or false, got the text 'true' (quoted "
+            "in YAML, so a string); write it unquoted to give the YAML boolean true",
+        ),
+        (
+            "bearer_token: a\nlog_level: off\n",
+            "log_level: expected one of 'debug', 'info', 'warn', 'error', got the "
+            "boolean false: YAML reads unquoted no, off and false as false, none of "
+            "which is a valid value",
+        ),
+        (
+            "bearer_token: a\nworkers: true\n",
+            "workers: expected a whole number, got true, a YAML boolean (unquoted "
+            "yes and on read as true too)",
+        ),
+        (
+            "bearer_token: a\nmax_body_bytes: '1024'\n",
+            "max_body_bytes: expected a whole number, got the text '1024' (quoted in "
+            "YAML, so a string); write it unquoted to give the YAML number 1024",
+        ),
+        (
+            "bearer_token: a\nblast_radius_window_seconds: on\n",
+            "blast_radius_window_seconds: expected a number, got true, a YAML "
+            "boolean (unquoted yes and on read as true too)",
+        ),
+        (
+            "bearer_token: a\npolicies: [{name: p, match: {a: b}, action: none,"
+            " retries: no}]\n",
+            "policies[0].retries: expected a whole number, got false, a YAML boolean "
+            "(unquoted no and off read as false too)",
+        ),
+    ],
+    ids=[
+        "quoted-boolean",
+        "boolean-log-level",
+        "boolean-workers",
+        "quoted-int",
+        "boolean-float",
+        "boolean-policy-int",
+    ],
+)
+def test_a_value_of_the_wrong_yaml_type_is_shown_as_written(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = _write(tmp_path, text)
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(WebhookConfig, path, env={}, env_prefix=ENV_PREFIX)
+
+    assert str(caught.value) == f"{path}.{message}"
+
+
+@pytest.mark.parametrize("service", [WebhookConfig, DetectorConfig, ExporterConfig])
+def test_every_service_refuses_a_log_level_yaml_made_a_boolean(
+    tmp_path: Path, service: type
+) -> None:
+    path = _write(tmp_path, "log_level: off\n")
+
+    with pytest.raises(
+        ConfigError, match="expected one of 'debug', 'info', 'warn', 'error'"
+    ):
+        load_config(service, path, env={}, env_prefix="AIOPS_TEST_")
 
 
 def test_a_cgroup_root_that_is_no_cgroup_filesystem_is_refused(tmp_path: Path) -> None:
