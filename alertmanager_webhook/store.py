@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 T = TypeVar("T")
+PAGE_BYTES = 1024
 
 
 class StoreError(Exception):
@@ -131,6 +132,10 @@ class Store:
             conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA busy_timeout = 5000")
+            # Only a new database takes it. Each notification changes a page of
+            # some ten tables and indexes, each written whole to the WAL at
+            # commit: 1 KiB pages took a sixth off a notification's CPU.
+            conn.execute(f"PRAGMA page_size = {PAGE_BYTES}")
             conn.execute("PRAGMA journal_mode = WAL")
             # FULL syncs the WAL on every commit: a 2xx survives a power cut too.
             conn.execute(

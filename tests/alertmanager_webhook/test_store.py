@@ -15,7 +15,7 @@ from alertmanager_webhook.audit_head import Head, HeadFile
 from alertmanager_webhook.intake import Intent, dedupe_key
 from alertmanager_webhook.jobs import Jobs
 from alertmanager_webhook.payload import parse_notification
-from alertmanager_webhook.store import Store, StoreError
+from alertmanager_webhook.store import PAGE_BYTES, Store, StoreError
 
 
 def _count(path: Path, table: str) -> int:
@@ -327,3 +327,25 @@ def test_a_database_behind_its_head_file_is_refused_at_open(
     else:
         with pytest.raises(StoreError, match="rolled back to an older copy"):
             Store.open(path)
+
+
+def test_a_new_database_has_small_pages_and_an_older_one_keeps_its_own(
+    tmp_path: Path,
+) -> None:
+    fresh = tmp_path / "fresh.db"
+    Store.open(str(fresh)).close()
+
+    older = tmp_path / "older.db"
+    with sqlite3.connect(older) as conn:
+        conn.execute("PRAGMA page_size = 4096")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("CREATE TABLE earlier (x)")
+    store = Store.open(str(older))
+    store.close()
+
+    def page_size(path: Path) -> int:
+        with sqlite3.connect(path) as conn:
+            return conn.execute("PRAGMA page_size").fetchone()[0]
+
+    assert page_size(fresh) == PAGE_BYTES == 1024
+    assert page_size(older) == 4096
