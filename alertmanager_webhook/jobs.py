@@ -134,7 +134,20 @@ class Jobs:
         )
         return bool(rows)
 
-    def count_targets_since(self, since: float, enough: int) -> int:
+    def targets_reach(self, since: float, most: int) -> bool:
+        """Whether `most` distinct targets were changed since `since`."""
+        # Fewer actions started in the window than `most` cannot have changed
+        # `most` targets. Their count reads the start-time index alone; the
+        # targets need each action's row, which a cap set high (to be out of
+        # the way) made every action pay for every start in the window.
+        started = self.store.query(
+            "SELECT count(*) FROM (SELECT 1 FROM actions INDEXED BY actions_by_start"
+            " WHERE started_unix >= ? LIMIT ?)",
+            [since, most],
+        )
+        return started[0][0] >= most and self._count_targets_since(since, most) >= most
+
+    def _count_targets_since(self, since: float, enough: int) -> int:
         """Distinct targets changed since `since`, counted up to `enough`."""
         # Through the window's start times: by result it would read every
         # applied action ever recorded (see in_force).

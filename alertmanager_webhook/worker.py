@@ -439,13 +439,13 @@ class Worker:
         window = self._config.blast_radius_window_seconds
         most = self._config.blast_radius_targets
         since = now - window
-        if not self._jobs.changed_since(target, since):
-            changed = self._jobs.count_targets_since(since, most)
-            if changed >= most:
-                return (
-                    f"blast radius: {changed} targets changed in the last "
-                    f"{window:g}s, at most {most}"
-                )
+        if not self._jobs.changed_since(target, since) and self._jobs.targets_reach(
+            since, most
+        ):
+            return (
+                f"blast radius: {most} targets changed in the last "
+                f"{window:g}s, at most {most}"
+            )
         return ""
 
     def _restore(self, row: Row) -> None:

@@ -243,7 +243,7 @@ def test_the_workers_limits_cost_the_same_with_a_long_history(
 
     def limits() -> None:
         jobs.in_force()
-        jobs.count_targets_since(since, 100)
+        jobs.targets_reach(since, 100)
 
     def add_history(first: int, count: int) -> None:
         # Applied long ago, not reversible: neither in force nor in the window.
@@ -264,6 +264,42 @@ def test_the_workers_limits_cost_the_same_with_a_long_history(
     long = _steps(store, limits)
 
     assert long <= short + 1
+
+
+def test_the_blast_radius_reads_each_start_only_when_the_cap_may_be_reached(
+    store: Store, firing: dict[str, Any]
+) -> None:
+    notification = parse_notification(firing)
+    store.save(notification, dedupe_key(notification), _intents(notification))
+    jobs = Jobs(store)
+    now = time.time()
+
+    def start(targets: list[str]) -> None:
+        first = store.query("SELECT count(*) FROM actions")[0][0]
+        with store.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO actions (notification_id, alert_fingerprint,"
+                " alert_starts_at, labels, kind, policy, action, mode, target,"
+                " result, received_unix, started_unix, created_at, updated_at)"
+                " SELECT notification_id, ?, alert_starts_at, labels, kind, policy,"
+                " action, mode, ?, 'applied', 0, ?, created_at, updated_at"
+                " FROM actions LIMIT 1",
+                [(f"fp-{first + i}", t, now) for i, t in enumerate(targets)],
+            )
+
+    # Three starts on two targets: two targets reach a cap of 2, not of 3.
+    start(["pid 1", "pid 2", "pid 1"])
+    assert jobs.targets_reach(now - 1, 2)
+    assert not jobs.targets_reach(now - 1, 3)
+    assert not jobs.targets_reach(now + 1, 1)  # nothing started since
+
+    # A cap set far above what a window holds (to be out of the way): the
+    # check reads the start-time index alone, not each action's row.
+    start([f"pid {i}" for i in range(20_000)])
+    index_only = _steps(store, lambda: jobs.targets_reach(now - 1, 100_000))
+    rows = _steps(store, lambda: jobs._count_targets_since(now - 1, 100_000))
+    assert index_only * 2 < rows
+    assert jobs.targets_reach(now - 1, 20_000)
 
 
 def test_verify_beside_a_receiver_committing_meanwhile_finds_no_tampering(
