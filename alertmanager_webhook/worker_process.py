@@ -37,14 +37,15 @@ from alertmanager_webhook.worker_moves import MoveClient, serve_moves
 
 log = logging.getLogger(__name__)
 
-# TODO: on two cores bench-receiver's p99 is still 2.2-3.1x the bare
-# endpoint's (target 2x; 3.3-4.5 ms against 1.1-2.0 ms, the ratio swinging
-# with the bare endpoint's own p99). The answer alone, with no action, is
-# about 1.7x (a durable commit and two audit records per notification); the
-# rest is the worker's moves, written by a thread of the server that
-# contends for its interpreter lock (two commits and two audit records per
-# action), and the worker's WAL checkpoint each second. Writing a worker's
-# moves in batches, with the mark as running kept synchronous, is next.
+# TODO: on two cores bench-receiver's p99 is still 1.75-2.6x the bare
+# endpoint's (target 2x; receiver 2.7-3.7 ms against bare 1.1-1.55 ms, both
+# swinging with the host's other load). A notification that queues nothing
+# is answered at about 1.4x; each action adds about 0.3 ms of the server's
+# CPU per move it writes (two per action: running, then its result), and
+# the worker spends about 1 ms of CPU per action besides. Writing an
+# action's result together with the next action's mark as running (one
+# message, one commit) is next; the cap and cooldown checks would then have
+# to read the results not yet written.
 
 # Processes are started fresh rather than forked from a server with threads.
 CONTEXT = multiprocessing.get_context("spawn")
