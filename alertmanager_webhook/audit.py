@@ -16,11 +16,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from alertmanager_webhook import audit_guards
 from alertmanager_webhook.audit_head import Head
 
 GENESIS = "0" * 64
 # The subject of the record written when a head file had to be made anew.
 REANCHOR = "audit:head"
+# The subject of the record written when the receiver put back its triggers.
+REGUARD = "audit:guards"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
@@ -133,7 +136,7 @@ def verify(
     `notification_digest(id)` recomputes what a notification record vouches
     for from the notification and alert rows.
     """
-    if not _schema_objects(conn, "table", "audit"):
+    if not audit_guards.schema_objects(conn, "table", "audit"):
         # Dropping the table takes the records and their triggers with it.
         return Verdict(0, GENESIS, "the audit table is gone: dropped, records and all")
 
@@ -162,6 +165,13 @@ def verify(
                 f"record {prev_id} replaced: record {record_id} does not follow it",
             )
         latest[subject] = (record_id, json.loads(detail))
+        if subject == REGUARD:
+            found = "; ".join(json.loads(detail)["found"])
+            notes.append(
+                f"the receiver put back the audit log's triggers at record "
+                f"{record_id} ({at}), having found: {found}; records written "
+                "before then were not kept from edits, but the chain shows any"
+            )
         if subject == REANCHOR:
             notes.append(
                 f"the head file was made anew at record {record_id} ({at}): a tail "
@@ -182,43 +192,13 @@ def verify(
             "gone from the end",
         )
 
-    problem = _compare_tables(conn, latest, notification_digest)
-    return Verdict(len(rows), prev_hash, problem or _check_guards(conn), tuple(notes))
-
-
-def _schema_objects(conn: sqlite3.Connection, kind: str, table: str) -> dict[str, str]:
-    """The schema's objects of `kind` on `table`, by name, with their SQL."""
-    rows = conn.execute(
-        "SELECT name, sql FROM sqlite_master WHERE type = ? AND tbl_name = ?",
-        (kind, table),
-    )
-    return {name: sql for name, sql in rows}
-
-
-def _check_guards(conn: sqlite3.Connection) -> str | None:
-    """Name a trigger of SCHEMA's that was dropped or rewritten; None if all hold.
-
-    Checked after the records: an edit made once the guard was gone is the
-    sharper finding. Without the triggers the chain still shows edits, but
-    nothing stops the next one.
-    """
-    # The schema as SQLite stores it, which drops IF NOT EXISTS.
-    expected = sqlite3.connect(":memory:")
-    try:
-        expected.executescript(SCHEMA)
-        guards = _schema_objects(expected, "trigger", "audit")
-    finally:
-        expected.close()
-    found = _schema_objects(conn, "trigger", "audit")
-
-    for name, sql in guards.items():
-        if name not in found:
-            return f"trigger {name} dropped: the audit log is no longer append-only"
-        if " ".join(found[name].split()) != " ".join(sql.split()):
-            return (
-                f"trigger {name} replaced: it no longer reads as the receiver wrote it"
-            )
-    return None
+    # The guards after the records: an edit made once a guard was gone is
+    # the sharper finding, and a trigger added to drop records explains why
+    # they are missing.
+    problems = [_compare_tables(conn, latest, notification_digest)]
+    problems += [f.text for f in audit_guards.findings(conn, SCHEMA)]
+    problem = "; ".join(p for p in problems if p) or None
+    return Verdict(len(rows), prev_hash, problem, tuple(notes))
 
 
 def check_head(conn: sqlite3.Connection, verdict: Verdict, head: Head) -> Verdict:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from alertmanager_webhook import audit, intake
+from alertmanager_webhook import audit, audit_guards, intake
 from alertmanager_webhook.audit_head import Head, HeadError, HeadFile
 from alertmanager_webhook.commits import GroupCommit
 from alertmanager_webhook.intake import Intent, Saved
@@ -157,6 +157,12 @@ class Store:
                     f"database {path!r} has schema {version}, this receiver "
                     f"writes {SCHEMA_VERSION}; move the old file aside"
                 )
+            # Read before the schema below makes a dropped trigger anew.
+            guards = (
+                audit_guards.findings(conn, audit.SCHEMA)
+                if audit_guards.schema_objects(conn, "table", "audit")
+                else []
+            )
             # The reports table is CREATE IF NOT EXISTS too: an older database
             # of the same version gains it on open.
             conn.executescript(SCHEMA + audit.SCHEMA + REPORT_SCHEMA)
@@ -171,6 +177,7 @@ class Store:
         store = cls(conn, clock, HeadFile(path, fsync=sync != "NORMAL"))
         try:
             store._anchor()
+            store._restore_guards(guards)
         except StoreError:
             store.close()
             raise
@@ -205,6 +212,27 @@ class Store:
                 "audit",
                 audit.REANCHOR,
                 {"head_file": self._head.path.name, "records_before": top.records},
+            )
+
+    def _restore_guards(self, found: list[audit_guards.Finding]) -> None:
+        """Put back dropped or rewritten audit triggers, saying so in the chain."""
+        for finding in found:
+            log.warning(
+                "audit log guard: %s; run aiops audit verify to see whether "
+                "records were changed meanwhile",
+                finding.text,
+            )
+        restored = [f for f in found if f.restorable]
+        if not restored:
+            return
+        with self.transaction() as conn:
+            audit_guards.restore(conn, audit.SCHEMA)
+            audit.append(
+                conn,
+                self._clock().isoformat(),
+                "audit",
+                audit.REGUARD,
+                {"found": [f.text for f in restored]},
             )
 
     def _check_not_behind(self, head_file: HeadFile) -> None:

@@ -417,3 +417,46 @@ def test_approve_refuses_an_id_no_action_can_have(capsys) -> None:
 
     assert exited.value.code == 2
     assert "no action has id 99999999999999999999999" in capsys.readouterr().err
+
+
+def test_a_trigger_added_to_drop_records_is_named_with_what_went_missing(
+    receiver: Receiver, db: Path, firing: dict[str, Any], capsys
+) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "CREATE TRIGGER quiet BEFORE INSERT ON audit"
+            " BEGIN SELECT RAISE(IGNORE); END"
+        )
+    firing["groupKey"] = "another group"
+    receiver.post(firing)  # stored; its audit records are dropped
+
+    status, out = _verify(db, capsys)
+
+    assert status == 1
+    assert "trigger quiet added on the audit table" in out
+    assert out.index("notification") < out.index("trigger quiet")
+
+
+@pytest.mark.parametrize("damage", ["dropped", "replaced"])
+def test_a_receiver_puts_its_guards_back_and_the_chain_says_so(
+    db: Path, capsys, caplog: pytest.LogCaptureFixture, damage: str
+) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TRIGGER audit_no_delete")
+        if damage == "replaced":
+            conn.execute(
+                "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
+                " BEGIN SELECT 1; END"
+            )
+
+    with caplog.at_level("WARNING", logger="alertmanager_webhook.store"):
+        Store.open(str(db)).close()  # the receiver starts again
+
+    assert f"trigger audit_no_delete {damage}" in caplog.text
+    with sqlite3.connect(db) as conn:
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("DELETE FROM audit WHERE id = 2")
+    status, out = _verify(db, capsys)
+    assert status == 0
+    assert "put back the audit log's triggers at record 8" in out
+    assert f"trigger audit_no_delete {damage}" in out
