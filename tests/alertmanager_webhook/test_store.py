@@ -231,15 +231,33 @@ def _steps(store: Store, read: Callable[[], object]) -> int:
     return steps
 
 
+def _jobs_of_one_action(store: Store, firing: dict[str, Any]) -> Jobs:
+    notification = parse_notification(firing)
+    store.save(notification, dedupe_key(notification), _intents(notification))
+    return Jobs(store)
+
+
+def _copy_action(store: Store, rows: list[tuple[str, str, float]]) -> None:
+    """Copies of the first action, applied: (fingerprint, target, start) each."""
+    with store.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO actions (notification_id, alert_fingerprint,"
+            " alert_starts_at, labels, kind, policy, action, mode, target,"
+            " result, received_unix, started_unix, created_at, updated_at)"
+            " SELECT notification_id, ?, alert_starts_at, labels, kind, policy,"
+            " action, mode, ?, 'applied', 0, ?, created_at, updated_at"
+            " FROM actions LIMIT 1",
+            rows,
+        )
+
+
 def test_the_workers_limits_cost_the_same_with_a_long_history(
     store: Store, firing: dict[str, Any]
 ) -> None:
     # The cap and the blast radius are read before every action: were they
     # to read every applied action ever recorded, each action would cost
     # more than the one before.
-    notification = parse_notification(firing)
-    store.save(notification, dedupe_key(notification), _intents(notification))
-    jobs = Jobs(store)
+    jobs = _jobs_of_one_action(store, firing)
     since = time.time() - 60
 
     def limits() -> None:
@@ -248,16 +266,8 @@ def test_the_workers_limits_cost_the_same_with_a_long_history(
 
     def add_history(first: int, count: int) -> None:
         # Applied long ago, not reversible: neither in force nor in the window.
-        with store.transaction() as conn:
-            conn.executemany(
-                "INSERT INTO actions (notification_id, alert_fingerprint,"
-                " alert_starts_at, labels, kind, policy, action, mode, target,"
-                " result, received_unix, started_unix, created_at, updated_at)"
-                " SELECT notification_id, ?, alert_starts_at, labels, kind, policy,"
-                " action, mode, ?, 'applied', 0, 1, created_at, updated_at"
-                " FROM actions LIMIT 1",
-                [(f"old-{i}", f"pid {i}") for i in range(first, first + count)],
-            )
+        rows = [(f"old-{i}", f"pid {i}", 1.0) for i in range(first, first + count)]
+        _copy_action(store, rows)
 
     add_history(0, 100)
     short = _steps(store, limits)
@@ -270,23 +280,14 @@ def test_the_workers_limits_cost_the_same_with_a_long_history(
 def test_the_blast_radius_reads_each_start_only_when_the_cap_may_be_reached(
     store: Store, firing: dict[str, Any]
 ) -> None:
-    notification = parse_notification(firing)
-    store.save(notification, dedupe_key(notification), _intents(notification))
-    jobs = Jobs(store)
+    jobs = _jobs_of_one_action(store, firing)
     now = time.time()
 
     def start(targets: list[str]) -> None:
         first = store.query("SELECT count(*) FROM actions")[0][0]
-        with store.transaction() as conn:
-            conn.executemany(
-                "INSERT INTO actions (notification_id, alert_fingerprint,"
-                " alert_starts_at, labels, kind, policy, action, mode, target,"
-                " result, received_unix, started_unix, created_at, updated_at)"
-                " SELECT notification_id, ?, alert_starts_at, labels, kind, policy,"
-                " action, mode, ?, 'applied', 0, ?, created_at, updated_at"
-                " FROM actions LIMIT 1",
-                [(f"fp-{first + i}", t, now) for i, t in enumerate(targets)],
-            )
+        _copy_action(
+            store, [(f"fp-{first + i}", t, now) for i, t in enumerate(targets)]
+        )
 
     # Three starts on two targets: two targets reach a cap of 2, not of 3.
     start(["pid 1", "pid 2", "pid 1"])
