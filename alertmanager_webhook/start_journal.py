@@ -11,10 +11,12 @@ mark never began and is run again; one with a mark stays failed, outcome
 unknown.
 
 The journal is the folder `<database>.started` beside the database, one
-empty file per action that has begun and whose end is not yet recorded,
-named by its id. A file, not a line in one: a spawn can create a file on its
-own, but cannot write, and a child that writes needs a fork of the whole
-worker, which cost three milliseconds of CPU per program.
+file per action that has begun and whose end is not yet recorded, named by
+its id; a program's holds its pid and start time once it runs, so that a
+program that outlived a crash is waited for (survivors.py). A file, not a
+line in one: a spawn can create a file on its own, but cannot write, and a
+child that writes needs a fork of the whole worker, which cost three
+milliseconds of CPU per program.
 """
 
 from __future__ import annotations
@@ -47,6 +49,25 @@ class Began:
         os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
         if self.durable:
             _sync_folder(os.path.dirname(self.path))
+
+    def record(self, pid: int) -> None:
+        """Write the program's pid and start time into its mark.
+
+        After a crash they tell whether the program still runs, so that
+        nothing else changes its target meanwhile. Best effort: a mark
+        without them still says that the action began.
+        """
+        start = process_start(pid)
+        if start is None:
+            return  # it has ended already
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, f"{pid} {start}\n".encode())
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
 
 
 class StartJournal:
@@ -111,12 +132,35 @@ class StartJournal:
             self._made = True
         return Began(os.path.join(self.path, str(action_id)), self._fsync)
 
+    def program(self, action_id: int) -> tuple[int, int] | None:
+        """The pid and start time a mark holds; None if it holds none."""
+        try:
+            with open(os.path.join(self.path, str(action_id)), encoding="ascii") as fh:
+                pid, start = (int(field) for field in fh.read().split())
+        except (OSError, ValueError, UnicodeDecodeError):
+            return None
+        return pid, start
+
     def settle(self, action_id: int) -> None:
         """The action's end is recorded: its mark is spent."""
         try:
             os.unlink(os.path.join(self.path, str(action_id)))
         except FileNotFoundError:
             pass  # it ended before its effect began (a program not found)
+
+
+def process_start(pid: int) -> int | None:
+    """When process `pid` started, in clock ticks since boot; None if gone.
+
+    With the pid it names one process: a pid is used again once it is free.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            # Past the command's parentheses, which may hold spaces.
+            fields = fh.read().rpartition(")")[2].split()
+        return int(fields[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _sync_folder(path: str) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from sqlite3 import Row
 from typing import Any
 
+from alertmanager_webhook import survivors
 from alertmanager_webhook.actuators.base import Actuator, ActuatorError
 from alertmanager_webhook.config import PolicyConfig, WebhookConfig
 from alertmanager_webhook.forwarded_metrics import ForwardedMetrics
@@ -153,12 +154,43 @@ class Worker:
                     row["action"],
                     row["target"],
                 )
+                self._hold_for_survivor(row)
         try:
             self._journal.open()
         except OSError as exc:
             raise StoreError(
                 f"cannot open start journal {self._journal.path!r}: {exc}"
             ) from exc
+
+    def _hold_for_survivor(self, row: Row) -> None:
+        """Keep the target of a program that outlived the crash until it ends."""
+        program = self._journal.program(row["id"])
+        target = row["target"]
+        if program is None or not target:
+            return
+        policy = self._policies.get(row["policy"])
+        timeout = policy.timeout_seconds if policy is not None else 0.0
+        left = (row["started_unix"] or 0.0) + timeout - self._clock()
+
+        def gone() -> None:
+            with self._busy:
+                self._targets.discard(target)
+                self._busy.notify_all()
+
+        with self._busy:
+            self._targets.add(target)
+        if not survivors.watch(*program, left, gone):
+            gone()
+            return
+        log.warning(
+            "program of interrupted action still runs id=%d pid=%d target=%r; "
+            "actions on the target wait until it ends, at its timeout in %.0fs "
+            "at the latest",
+            row["id"],
+            program[0],
+            target,
+            max(0.0, left),
+        )
 
     def _requeue(self, row: Row, reason: str) -> None:
         previous = "approved" if row["approved_by"] else "queued"

@@ -93,6 +93,8 @@ def run_in_session(
     finally:
         os.close(out_write)
         os.close(err_write)
+    if began is not None:
+        began.record(pid)
 
     program = _Program(pid, out_read, err_read)
     try:

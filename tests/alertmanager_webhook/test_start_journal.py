@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from alertmanager_webhook.start_journal import StartJournal
+from alertmanager_webhook import survivors
+from alertmanager_webhook.start_journal import StartJournal, process_start
 
 
 def test_marks_are_read_back_spent_and_emptied_by_a_start(tmp_path: Path) -> None:
@@ -88,3 +89,31 @@ def test_a_journal_in_the_way_of_a_folder_stops_the_open(tmp_path: Path) -> None
     with pytest.raises(OSError):
         StartJournal(str(path)).open()
     assert StartJournal(str(path)).begun() is None
+
+
+def test_a_mark_holds_its_programs_pid_and_start_when_recorded(
+    tmp_path: Path,
+) -> None:
+    journal = StartJournal(str(tmp_path / "webhook.db.started"))
+    journal.open()
+    mark = journal.mark(8)
+    mark()
+    assert journal.program(8) is None  # began, its program not yet known
+
+    mark.record(os.getpid())
+
+    start = process_start(os.getpid())
+    assert start is not None and start > 0
+    assert journal.program(8) == (os.getpid(), start)
+    assert journal.begun() == {8}
+
+
+def test_a_pid_whose_process_has_gone_or_changed_is_not_watched() -> None:
+    pid = os.getpid()
+    start = process_start(pid)
+    assert start is not None
+    seen: list[int] = []
+
+    assert not survivors.watch(pid, start + 1, 1.0, lambda: seen.append(1))
+    assert not survivors.watch(2**22 + 1, start, 1.0, lambda: seen.append(1))
+    assert seen == []

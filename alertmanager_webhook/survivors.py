@@ -1,0 +1,62 @@
+"""Programs that outlived the worker that started them.
+
+After a crash (`kill -9`, the OOM killer) a command the worker had started
+runs on in its own session. No two actions on one target may run at once,
+so the target stays held until that program ends, and it is ended at the
+timeout its policy gave it, as it would have been.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import threading
+from collections.abc import Callable
+
+from alertmanager_webhook.start_journal import process_start
+
+log = logging.getLogger(__name__)
+
+# How long a killed program's end is waited for before its target is let go.
+KILL_WAIT_SECONDS = 5.0
+
+
+def watch(pid: int, start: int, seconds: float, gone: Callable[[], None]) -> bool:
+    """Call `gone` once process `pid`, started at `start`, has ended.
+
+    Its process group is killed if it still runs after `seconds`. Returns
+    False, and calls nothing, when that process no longer runs.
+    """
+    try:
+        ended = os.pidfd_open(pid)
+    except OSError:  # gone (or not ours to watch): nothing to wait for
+        return False
+    if process_start(pid) != start:
+        os.close(ended)  # the pid names another process now
+        return False
+    threading.Thread(
+        target=_outlive,
+        args=(ended, pid, seconds, gone),
+        name=f"survivor-{pid}",
+        daemon=True,
+    ).start()
+    return True
+
+
+def _outlive(ended: int, pid: int, seconds: float, gone: Callable[[], None]) -> None:
+    try:
+        readable, _, _ = select.select([ended], [], [], max(0.0, seconds))
+        if not readable:
+            log.warning(
+                "killing interrupted action's program at its timeout pid=%d", pid
+            )
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass  # it ended meanwhile
+            select.select([ended], [], [], KILL_WAIT_SECONDS)
+    finally:
+        os.close(ended)
+        gone()

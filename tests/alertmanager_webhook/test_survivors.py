@@ -1,0 +1,131 @@
+"""A program that outlived a crash keeps its target until it ends."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from alertmanager_webhook.actuators.command import Command, run_in_session
+from alertmanager_webhook.jobs import Jobs
+from alertmanager_webhook.metrics import WebhookMetrics
+from alertmanager_webhook.start_journal import StartJournal
+from alertmanager_webhook.worker import Worker
+
+from .conftest import FakeClock, Receiver, make_config
+from .test_worker import _payload
+
+# Writes when it starts and, unless killed first, when it ends.
+PROGRAM = """\
+import sys, time
+open(sys.argv[1], "a").write(f"start {time.monotonic()}\\n")
+time.sleep(float(sys.argv[2]))
+open(sys.argv[1], "a").write(f"end {time.monotonic()}\\n")
+"""
+
+
+def _crash_while_a_program_runs(
+    make_receiver, tmp_path: Path, clock: FakeClock, sleep: float, timeout: float
+) -> tuple[Receiver, Worker, threading.Thread, Path]:
+    """A receiver whose worker died while the program of its action ran on."""
+    runs, script = tmp_path / "runs", tmp_path / "program.py"
+    script.write_text(PROGRAM)
+    policy = {
+        "name": "poke",
+        "match": {"alertname": "Poke"},
+        "action": "command",
+        "argv": [sys.executable, str(script), str(runs), str(sleep)],
+        "cooldown_seconds": 0,
+        "timeout_seconds": timeout,
+    }
+    config = make_config(mode="apply", policies=[policy])
+    command = Command()
+    receiver = make_receiver(config, actuators={"command": command})
+    receiver.worker.recover()
+    receiver.post(_payload("a"))
+    [row] = receiver.actions()
+    plan = command.plan({}, config.policies[0], {})
+    assert Jobs(receiver.store).move(
+        row["id"],
+        ("queued",),
+        result="running",
+        target=plan.target,
+        spec=plan.spec,
+        started_unix=clock(),
+    )
+
+    # The dead worker's program, started as that worker starts one.
+    journal = StartJournal.beside(receiver.store.file())
+    program = threading.Thread(
+        target=lambda: _run_ignoring_its_end(plan.spec["argv"], journal, row["id"])
+    )
+    program.start()
+    deadline = time.monotonic() + 10
+    while journal.program(row["id"]) is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+    restarted = Worker(
+        config,
+        Jobs(receiver.store),
+        {"command": command},
+        WebhookMetrics(CollectorRegistry()),
+        clock=clock,
+    )
+    restarted.recover()
+    return receiver, restarted, program, runs
+
+
+def _run_ignoring_its_end(argv: list[str], journal: StartJournal, action: int) -> None:
+    try:
+        run_in_session(
+            argv, timeout=60, env={"PATH": os.defpath}, began=journal.mark(action)
+        )
+    except Exception:  # noqa: BLE001 (killed: what the dead worker would have seen)
+        pass
+
+
+def _runs(path: Path) -> list[tuple[str, float]]:
+    return [
+        (w, float(t))
+        for w, t in (line.split() for line in path.read_text().splitlines())
+    ]
+
+
+def test_a_new_action_on_the_target_waits_for_the_survivor_to_end(
+    make_receiver, tmp_path: Path, clock: FakeClock
+) -> None:
+    receiver, restarted, program, runs = _crash_while_a_program_runs(
+        make_receiver, tmp_path, clock, sleep=1.0, timeout=30.0
+    )
+
+    receiver.post(_payload("b"))  # another alert, the same command: one target
+    restarted.drain()
+    program.join()
+
+    assert [w for w, _ in _runs(runs)] == ["start", "end", "start", "end"]
+    first, second = receiver.actions()
+    assert first["reason"].startswith("interrupted by a restart; outcome unknown")
+    assert second["result"] == "applied"
+
+
+def test_a_survivor_is_killed_at_its_timeout_and_the_target_let_go(
+    make_receiver, tmp_path: Path, clock: FakeClock
+) -> None:
+    receiver, restarted, program, runs = _crash_while_a_program_runs(
+        make_receiver, tmp_path, clock, sleep=60.0, timeout=1.0
+    )
+    began = time.monotonic()
+
+    receiver.post(_payload("b"))
+    restarted.drain()
+    program.join(10)
+
+    assert not program.is_alive()
+    assert time.monotonic() - began < 10
+    # Both killed at their timeout, one after the other, neither ending itself.
+    assert [w for w, _ in _runs(runs)] == ["start", "start"]
+    assert receiver.actions()[1]["reason"].endswith("timed out after 1s")
