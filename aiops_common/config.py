@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -165,6 +166,10 @@ def _yaml_word(value: bool) -> str:
 # capitalised forms) as booleans, besides true and false.
 _BOOLEAN_ALIASES = {True: ("yes", "on"), False: ("no", "off")}
 
+# A number with an exponent as people write it, which YAML 1.1 reads as text
+# unless it has a dot and a signed exponent.
+EXPONENT = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+")
+
 _SCALAR_TAGS = {f"tag:yaml.org,2002:{kind}" for kind in ("bool", "int", "float")}
 
 
@@ -204,6 +209,12 @@ def _shown_for(hint: Any, value: Any) -> str:
         return (
             f"the text {value!r} (quoted in YAML, so a string); write it unquoted "
             f"to give the YAML {kind} {shown}"
+        )
+    if meant is None and isinstance(value, str) and EXPONENT.fullmatch(value):
+        # YAML 1.1 reads 1e3 as text: its exponents need a dot and a sign.
+        return (
+            f"the text {value!r}: YAML reads a number with an exponent only with "
+            f"a dot and a sign (1.0e+3); write {float(value):g}"
         )
     return repr(value)
 

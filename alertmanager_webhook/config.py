@@ -35,6 +35,9 @@ ActionName = Literal[
 ]
 Mode = Literal["dry-run", "approve", "apply"]
 
+# The longest a policy's action may run: a stopping receiver waits for it.
+MAX_TIMEOUT_SECONDS = 86400
+
 # From most to least cautious; a policy's own mode can only be more cautious.
 MODES: tuple[Mode, ...] = ("dry-run", "approve", "apply")
 
@@ -123,7 +126,23 @@ class PolicyConfig:
         check(bool(self.match), "match", "needs at least one label to match on")
         check(self.cooldown_seconds >= 0, "cooldown_seconds", "must be 0 or more")
         check(0 <= self.retries <= 10, "retries", "must be 0 to 10")
-        check(self.timeout_seconds > 0, "timeout_seconds", "must be above 0")
+        check(
+            0 < self.timeout_seconds <= MAX_TIMEOUT_SECONDS,
+            "timeout_seconds",
+            f"must be above 0 and at most {MAX_TIMEOUT_SECONDS} (a day): a "
+            "stopping receiver waits this long for running actions, got "
+            f"{self.timeout_seconds:g}",
+        )
+        check(
+            not self.argv or bool(self.argv[0]),
+            "argv",
+            "the program (argv[0]) must not be empty",
+        )
+        check(
+            not any("\0" in arg for arg in self.argv),
+            "argv",
+            "must not hold a NUL character: no program can be passed one",
+        )
         check(
             self.action == "command" or not self.argv,
             "argv",

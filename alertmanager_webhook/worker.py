@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -334,6 +335,8 @@ class Worker:
             self._finish(
                 row, "failed", ("queued", "approved", "running"), reason=repr(exc)
             )
+            # Recorded as ended: a mark it may have left is spent too.
+            self._journal.settle(row["id"])
 
     def _plan(self, row: Row) -> None:
         policy = self._policies.get(row["policy"])
@@ -451,6 +454,12 @@ class Worker:
             attempt.target,
         )
 
+    def _approve_hint(self, row: Row) -> str:
+        # With the database's own path: from another folder, or beside another
+        # receiver's database, a bare id would approve nothing, or another action.
+        database = shlex.quote(self._jobs.store.file())
+        return f"; approve with: aiops approve {row['id']} --database {database}"
+
     def _limit(self, row: Row, policy: PolicyConfig, target: str) -> str:
         """Say why the cooldown, the cap or the blast radius holds this back."""
         now = self._clock()
@@ -562,9 +571,7 @@ class Worker:
                 row["id"],
                 row["action"],
                 fields.get("plan", ""),
-                f"; approve with: aiops approve {row['id']}"
-                if result == "pending"
-                else "",
+                self._approve_hint(row) if result == "pending" else "",
             )
         if row["kind"] == "restore":
             self._metrics.restores.labels(row["action"], result).inc()

@@ -96,13 +96,22 @@ def run_in_session(
     if began is not None:
         began.record(pid)
 
-    program = _Program(pid, out_read, err_read)
+    try:
+        program = _Program(pid, out_read, err_read)
+    except OSError as exc:
+        # Unwatched, its timeout could not be kept: it is ended at once.
+        _kill_group(pid)
+        os.waitpid(pid, 0)
+        os.close(out_read)
+        os.close(err_read)
+        raise OSError(
+            exc.errno,
+            f"cannot watch for its end (pidfd_open: {exc.strerror}; Linux 5.3 or "
+            "later is needed), so it was killed",
+        ) from exc
     try:
         if not program.wait_until(time.monotonic() + timeout):
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass  # the group ended on its own meanwhile
+            _kill_group(pid)
             program.wait_until(time.monotonic() + DRAIN_AFTER_KILL_SECONDS)
             program.reap()
             raise subprocess.TimeoutExpired(list(argv), timeout)
@@ -110,6 +119,13 @@ def run_in_session(
     finally:
         program.close()
     return subprocess.CompletedProcess(list(argv), code, *program.output())
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # the group ended on its own meanwhile
 
 
 def _keep_descriptors_from_programs() -> None:
@@ -133,15 +149,15 @@ class _Program:
     """A spawned program: its output read as it comes, its end waited for."""
 
     def __init__(self, pid: int, out: int, err: int) -> None:
+        # Readable once the program has ended, even if its pipes stay open.
+        # Opened first: a failure leaves nothing else to close.
+        self._ended = os.pidfd_open(pid)
         self.pid = pid
         self._chunks: dict[int, list[bytes]] = {out: [], err: []}
         self._pipes = (out, err)
         self._selector = selectors.DefaultSelector()
-        for fd in self._pipes:
+        for fd in (*self._pipes, self._ended):
             self._selector.register(fd, selectors.EVENT_READ)
-        # Readable once the program has ended, even if its pipes stay open.
-        self._ended = os.pidfd_open(pid)
-        self._selector.register(self._ended, selectors.EVENT_READ)
 
     def wait_until(self, deadline: float) -> bool:
         """Read until both pipes end and the program has; False at the deadline."""

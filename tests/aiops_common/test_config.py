@@ -157,6 +157,11 @@ BOOLEAN_FALSE = "the boolean false: YAML reads unquoted no, off and false as fal
             "off read as false too)",
         ),
         (
+            "ratio: 25e-2\n",
+            "ratio: expected a number, got the text '25e-2': YAML reads a number "
+            "with an exponent only with a dot and a sign (1.0e+3); write 0.25",
+        ),
+        (
             "ratio: '0.25'\n",
             "ratio: expected a number, got the text '0.25' (quoted in YAML, so a "
             "string); write it unquoted to give the YAML number 0.25",
@@ -180,6 +185,7 @@ BOOLEAN_FALSE = "the boolean false: YAML reads unquoted no, off and false as fal
         "quoted-int",
         "float-for-int",
         "boolean-for-float",
+        "exponent-without-dot",
         "quoted-float",
         "boolean-for-valid-word",
         "boolean-for-no-valid-word",

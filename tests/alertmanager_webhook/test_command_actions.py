@@ -269,3 +269,40 @@ def test_a_timeout_ends_what_the_command_started_too(tmp_path: Path) -> None:
 
     time.sleep(2.0)
     assert not late.exists()
+
+
+def test_a_program_whose_end_cannot_be_watched_is_killed_and_cleaned_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without pidfd_open (Linux before 5.3, or a seccomp filter) the timeout
+    # could not be kept: the program must not run on unwatched.
+    effect = tmp_path / "effect"
+    script = "import sys, time; time.sleep(1); open(sys.argv[1], 'w')"
+    command = Command()
+    plan = command.plan({}, _command(sys.executable, "-c", script, str(effect)), {})
+    descriptors = len(os.listdir("/proc/self/fd"))
+
+    def no_pidfd(pid: int) -> int:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+    with pytest.raises(ActuatorError, match="cannot watch for its end .* killed"):
+        command.apply(plan.spec)
+    monkeypatch.undo()
+
+    time.sleep(1.5)
+    assert not effect.exists()
+    assert len(os.listdir("/proc/self/fd")) == descriptors
+    assert not _zombie_children()
+
+
+def _zombie_children() -> list[str]:
+    found = []
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{name}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # ended meanwhile
+        if stat[0] == "Z" and int(stat[1]) == os.getpid():
+            found.append(name)
+    return found

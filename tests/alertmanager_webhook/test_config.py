@@ -152,6 +152,21 @@ def test_environment_supplies_the_token() -> None:
             "policies[0].argv: only a command action takes argv",
         ),
         (
+            "bearer_token: a\npolicies: [{name: p, match: {a: b}, action: command,"
+            " argv: ['']}]\n",
+            "policies[0].argv: the program (argv[0]) must not be empty",
+        ),
+        (
+            "bearer_token: a\npolicies: [{name: p, match: {a: b}, action: command,"
+            ' argv: [x, "a\\0b"]}]\n',
+            "policies[0].argv: must not hold a NUL character",
+        ),
+        (
+            "bearer_token: a\npolicies: [{name: p, match: {a: b}, action: command,"
+            " argv: [x], timeout_seconds: .inf}]\n",
+            "policies[0].timeout_seconds: must be above 0 and at most 86400",
+        ),
+        (
             "bearer_token: a\npolicies: [{name: p, match: {a: b},"
             " action: k8s_scale, params: {replicas: 1}}]\n",
             "policies[0].action: k8s_scale needs a kubernetes section",

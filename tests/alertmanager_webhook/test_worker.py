@@ -357,7 +357,9 @@ def test_a_plan_that_is_not_applied_is_logged(
     [line] = [r.getMessage() for r in caplog.records]
     assert line.startswith(f"act {said} id={action['id']} action=command plan=")
     assert action["plan"] in line
-    assert ("aiops approve" in line) == (mode == "approve")
+    database = receiver.store.file()
+    hint = f"approve with: aiops approve {action['id']} --database {database}"
+    assert (hint in line) == (mode == "approve")
 
 
 def _crash_while_running(receiver: Receiver) -> None:
@@ -569,6 +571,24 @@ def test_a_mark_is_spent_once_the_end_is_recorded_and_kept_if_it_is_not(
         receiver.worker.drain()
     [running] = [a for a in receiver.actions() if a["result"] == "running"]
     assert os.listdir(journal) == [str(running["id"])]
+
+
+def test_an_actuator_that_crashes_after_it_began_leaves_no_mark(
+    make_receiver, tmp_path
+) -> None:
+    class Crashing(Recorder):
+        def apply(self, spec, began=None) -> Outcome:
+            began()
+            raise ValueError("a bug of the actuator's")
+
+    receiver = _build(make_receiver, Crashing())
+    receiver.worker.recover()
+    receiver.post(_payload("a"))
+    receiver.worker.drain()
+
+    [action] = receiver.actions()
+    assert action["result"] == "failed"
+    assert os.listdir(tmp_path / "webhook.db.started") == []
 
 
 def test_a_journal_that_cannot_be_opened_stops_the_start_with_its_name(
