@@ -8,12 +8,7 @@ import requests
 
 from alertmanager_webhook.actuators.base import Actuator, NoAction
 from alertmanager_webhook.actuators.caps import CpuCap, MemoryHigh
-from alertmanager_webhook.actuators.command import (
-    Command,
-    Runner,
-    SlurmUpdate,
-    run_in_session,
-)
+from alertmanager_webhook.actuators.command import Command, Runner, SlurmUpdate
 from alertmanager_webhook.actuators.gpu import GpuPowerLimit, NvmlLoader, load_pynvml
 from alertmanager_webhook.actuators.kubernetes import (
     DeploymentScale,
@@ -21,6 +16,7 @@ from alertmanager_webhook.actuators.kubernetes import (
     PodResize,
 )
 from alertmanager_webhook.actuators.priority import Renice, Signal
+from alertmanager_webhook.actuators.spawn import run_in_session
 from alertmanager_webhook.cgroups import Cgroups
 from alertmanager_webhook.config import WebhookConfig
 from alertmanager_webhook.processes import ProcessFinder

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from alertmanager_webhook.actuators.command import Command, run_in_session
+from alertmanager_webhook.actuators.command import Command
+from alertmanager_webhook.actuators.spawn import run_in_session
 from alertmanager_webhook.jobs import Jobs
 from alertmanager_webhook.metrics import WebhookMetrics
 from alertmanager_webhook.start_journal import StartJournal
