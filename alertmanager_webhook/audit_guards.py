@@ -29,8 +29,10 @@ class Finding:
 
 def schema_objects(conn: sqlite3.Connection, kind: str, table: str) -> dict[str, str]:
     """The schema's objects of `kind` on `table`, by name, with their SQL."""
+    # Without regard to case, as SQLite names tables: ON "AUDIT" is on audit.
     rows = conn.execute(
-        "SELECT name, sql FROM sqlite_master WHERE type = ? AND tbl_name = ?",
+        "SELECT name, sql FROM sqlite_master WHERE type = ?"
+        " AND tbl_name = ? COLLATE NOCASE",
         (kind, table),
     )
     return {name: sql for name, sql in rows}

@@ -106,10 +106,12 @@ class StartJournal:
             return None
         return {int(name) for name in names}
 
-    def open(self) -> None:
+    def open(self, keep: frozenset[int] = frozenset()) -> None:
         """Start anew: the crash's survivors are settled, their marks spent.
 
-        Raises OSError when the folder cannot be made or emptied.
+        The marks in `keep` stay: their programs still run, and a crash
+        before they end must find them again. Raises OSError when the folder
+        cannot be made or emptied.
         """
         try:
             mode = os.lstat(self.path).st_mode
@@ -121,7 +123,8 @@ class StartJournal:
         if mode is None:
             os.mkdir(self.path, 0o700)
         for name in os.listdir(self.path):
-            os.unlink(os.path.join(self.path, name))
+            if not (name.isdigit() and int(name) in keep):
+                os.unlink(os.path.join(self.path, name))
         self._made = True
 
     def mark(self, action_id: int) -> Began:

@@ -129,7 +129,9 @@ class Worker:
     def recover(self) -> None:
         """Settle actions a crash left running, before any new work."""
         begun = self._journal.begun()
-        for row in self._jobs.running():
+        running = self._jobs.running()
+        held = set()
+        for row in running:
             actuator = self._actuators.get(row["action"])
             policy = self._policies.get(row["policy"])
             again = row["kind"] == "restore" or (
@@ -155,25 +157,36 @@ class Worker:
                     row["action"],
                     row["target"],
                 )
-                self._hold_for_survivor(row)
+                if self._hold_for_survivor(row):
+                    held.add(row["id"])
+        # Programs that outlived an earlier crash, their actions settled then.
+        for action_id in (begun or set()) - {row["id"] for row in running}:
+            row = self._jobs.get(action_id)
+            if row is not None and self._hold_for_survivor(row):
+                held.add(action_id)
         try:
-            self._journal.open()
+            self._journal.open(keep=frozenset(held))
         except OSError as exc:
             raise StoreError(
                 f"cannot open start journal {self._journal.path!r}: {exc}"
             ) from exc
 
-    def _hold_for_survivor(self, row: Row) -> None:
-        """Keep the target of a program that outlived the crash until it ends."""
+    def _hold_for_survivor(self, row: Row) -> bool:
+        """Keep the target of a program that outlived a crash until it ends.
+
+        Its mark stays until then, so that a crash meanwhile finds it again.
+        False when no program of the action still runs.
+        """
         program = self._journal.program(row["id"])
         target = row["target"]
         if program is None or not target:
-            return
+            return False
         policy = self._policies.get(row["policy"])
         timeout = policy.timeout_seconds if policy is not None else 0.0
         left = (row["started_unix"] or 0.0) + timeout - self._clock()
 
         def gone() -> None:
+            self._journal.settle(row["id"])
             with self._busy:
                 self._targets.discard(target)
                 self._busy.notify_all()
@@ -181,8 +194,9 @@ class Worker:
         with self._busy:
             self._targets.add(target)
         if not survivors.watch(*program, left, gone):
-            gone()
-            return
+            with self._busy:
+                self._targets.discard(target)
+            return False
         log.warning(
             "program of interrupted action still runs id=%d pid=%d target=%r; "
             "actions on the target wait until it ends, at its timeout in %.0fs "
@@ -192,6 +206,7 @@ class Worker:
             target,
             max(0.0, left),
         )
+        return True
 
     def _requeue(self, row: Row, reason: str) -> None:
         previous = "approved" if row["approved_by"] else "queued"
@@ -269,6 +284,11 @@ class Worker:
     @contextmanager
     def _holding(self, target: str) -> Iterator[None]:
         """Wait until no other thread changes `target`, and keep it for this one."""
+        # TODO: the wait keeps this thread: with `workers` actions queued on
+        # one held target (a long command, or a program that outlived a crash
+        # and is held up to its timeout), actions on other targets wait too.
+        # A queued action's target is known only once it is planned, so the
+        # claim cannot pass over it; setting it aside after planning is next.
         with self._busy:
             self._busy.wait_for(lambda: target not in self._targets)
             self._targets.add(target)

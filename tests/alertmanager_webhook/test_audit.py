@@ -460,3 +460,17 @@ def test_a_receiver_puts_its_guards_back_and_the_chain_says_so(
     assert status == 0
     assert "put back the audit log's triggers at record 8" in out
     assert f"trigger audit_no_delete {damage}" in out
+
+
+def test_a_trigger_on_the_audit_table_is_seen_whatever_case_names_it(
+    db: Path, capsys
+) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            'CREATE TRIGGER sneaky AFTER INSERT ON "Audit" BEGIN SELECT 1; END'
+        )
+
+    status, out = _verify(db, capsys)
+
+    assert status == 1
+    assert "trigger sneaky added on the audit table" in out

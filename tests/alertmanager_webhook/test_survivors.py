@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from alertmanager_webhook.actuators.command import Command
 from alertmanager_webhook.actuators.spawn import run_in_session
+from alertmanager_webhook.config import WebhookConfig
 from alertmanager_webhook.jobs import Jobs
 from alertmanager_webhook.metrics import WebhookMetrics
 from alertmanager_webhook.start_journal import StartJournal
@@ -69,15 +70,20 @@ def _crash_while_a_program_runs(
     while journal.program(row["id"]) is None and time.monotonic() < deadline:
         time.sleep(0.01)
 
-    restarted = Worker(
+    return receiver, _restart(receiver, config, clock), program, runs
+
+
+def _restart(receiver: Receiver, config: WebhookConfig, clock: FakeClock) -> Worker:
+    """A worker started anew on the receiver's database, as after a crash."""
+    worker = Worker(
         config,
         Jobs(receiver.store),
-        {"command": command},
+        {"command": Command()},
         WebhookMetrics(CollectorRegistry()),
         clock=clock,
     )
-    restarted.recover()
-    return receiver, restarted, program, runs
+    worker.recover()
+    return worker
 
 
 def _run_ignoring_its_end(argv: list[str], journal: StartJournal, action: int) -> None:
@@ -130,3 +136,25 @@ def test_a_survivor_is_killed_at_its_timeout_and_the_target_let_go(
     # Both killed at their timeout, one after the other, neither ending itself.
     assert [w for w, _ in _runs(runs)] == ["start", "start"]
     assert receiver.actions()[1]["reason"].endswith("timed out after 1s")
+
+
+def test_a_crash_while_the_survivor_is_waited_for_finds_it_again(
+    make_receiver, tmp_path: Path, clock: FakeClock
+) -> None:
+    receiver, restarted, program, runs = _crash_while_a_program_runs(
+        make_receiver, tmp_path, clock, sleep=1.5, timeout=30.0
+    )
+    # The restarted worker dies too, its survivor still running.
+    config = restarted._config
+    again = _restart(receiver, config, clock)
+
+    receiver.post(_payload("b"))
+    again.drain()
+    program.join()
+
+    assert [w for w, _ in _runs(runs)] == ["start", "end", "start", "end"]
+    journal = StartJournal.beside(receiver.store.file())
+    deadline = time.monotonic() + 5
+    while journal.begun() and time.monotonic() < deadline:
+        time.sleep(0.05)  # the survivor's mark is spent once it has ended
+    assert journal.begun() == set()
