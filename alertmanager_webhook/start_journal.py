@@ -26,6 +26,8 @@ import os
 import stat
 from dataclasses import dataclass
 
+import psutil
+
 from alertmanager_webhook.siblings import beside
 
 log = logging.getLogger(__name__)
@@ -36,7 +38,7 @@ class Began:
     """The mark of one action: `path` to create when its effect begins.
 
     Called, it creates the mark in this process. A spawn creates `path`
-    itself instead (actuators/command.py), unless `durable`: then the mark is
+    itself instead (actuators/spawn.py), unless `durable`: then the mark is
     created and synced to disk first, so that a power cut cannot lose it while
     the program runs; a crash in between leaves the action "outcome unknown"
     though it never ran, never run twice.
@@ -53,17 +55,19 @@ class Began:
     def record(self, pid: int) -> None:
         """Write the program's pid and start time into its mark.
 
-        After a crash they tell whether the program still runs, so that
-        nothing else changes its target meanwhile. Best effort: a mark
-        without them still says that the action began.
+        After a crash they tell whether the program still runs
+        (processes.same_process), so that nothing else changes its target
+        meanwhile. Best effort: a mark without them still says that the
+        action began.
         """
-        start = process_start(pid)
-        if start is None:
+        try:
+            started = psutil.Process(pid).create_time()
+        except psutil.Error:
             return  # it has ended already
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)
             try:
-                os.write(fd, f"{pid} {start}\n".encode())
+                os.write(fd, f"{pid} {started!r}\n".encode())
             finally:
                 os.close(fd)
         except OSError:
@@ -133,37 +137,26 @@ class StartJournal:
             # A worker driven inline, with no recovery first, has none yet.
             os.makedirs(self.path, 0o700, exist_ok=True)
             self._made = True
-        return Began(os.path.join(self.path, str(action_id)), self._fsync)
+        return Began(self._mark_path(action_id), self._fsync)
 
-    def program(self, action_id: int) -> tuple[int, int] | None:
+    def program(self, action_id: int) -> tuple[int, float] | None:
         """The pid and start time a mark holds; None if it holds none."""
         try:
-            with open(os.path.join(self.path, str(action_id)), encoding="ascii") as fh:
-                pid, start = (int(field) for field in fh.read().split())
+            with open(self._mark_path(action_id), encoding="ascii") as fh:
+                pid, started = fh.read().split()
+            return int(pid), float(started)
         except (OSError, ValueError, UnicodeDecodeError):
             return None
-        return pid, start
 
     def settle(self, action_id: int) -> None:
         """The action's end is recorded: its mark is spent."""
         try:
-            os.unlink(os.path.join(self.path, str(action_id)))
+            os.unlink(self._mark_path(action_id))
         except FileNotFoundError:
-            pass  # it ended before its effect began (a program not found)
+            pass  # its actuator failed before its effect began
 
-
-def process_start(pid: int) -> int | None:
-    """When process `pid` started, in clock ticks since boot; None if gone.
-
-    With the pid it names one process: a pid is used again once it is free.
-    """
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
-            # Past the command's parentheses, which may hold spaces.
-            fields = fh.read().rpartition(")")[2].split()
-        return int(fields[19])
-    except (OSError, ValueError, IndexError):
-        return None
+    def _mark_path(self, action_id: int) -> str:
+        return os.path.join(self.path, str(action_id))
 
 
 def _sync_folder(path: str) -> None:

@@ -15,7 +15,7 @@ import signal
 import threading
 from collections.abc import Callable
 
-from alertmanager_webhook.start_journal import process_start
+from alertmanager_webhook.processes import same_process
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 KILL_WAIT_SECONDS = 5.0
 
 
-def watch(pid: int, start: int, seconds: float, gone: Callable[[], None]) -> bool:
-    """Call `gone` once process `pid`, started at `start`, has ended.
+def watch(pid: int, started: float, seconds: float, gone: Callable[[], None]) -> bool:
+    """Call `gone` once process `pid`, created at `started`, has ended.
 
     Its process group is killed if it still runs after `seconds`. Returns
     False, and calls nothing, when that process no longer runs.
@@ -33,7 +33,8 @@ def watch(pid: int, start: int, seconds: float, gone: Callable[[], None]) -> boo
         ended = os.pidfd_open(pid)
     except OSError:  # gone (or not ours to watch): nothing to wait for
         return False
-    if process_start(pid) != start:
+    # Checked once the pidfd holds the pid: it cannot name another meanwhile.
+    if same_process(pid, started) is None:
         os.close(ended)  # the pid names another process now
         return False
     threading.Thread(

@@ -71,8 +71,10 @@ class Worker:
         checkpoint_seconds: float = 1.0,
     ) -> None:
         self._config = config
+        # As SQLite opened it: absolute, whatever the config said.
+        self._database = jobs.store.file()
         self._journal = StartJournal.beside(
-            jobs.store.file(), fsync=config.database_sync == "full"
+            self._database, fsync=config.database_sync == "full"
         )
         self._policies = {p.name: p for p in config.policies}
         self._jobs = jobs
@@ -477,7 +479,7 @@ class Worker:
     def _approve_hint(self, row: Row) -> str:
         # With the database's own path: from another folder, or beside another
         # receiver's database, a bare id would approve nothing, or another action.
-        database = shlex.quote(self._jobs.store.file())
+        database = shlex.quote(self._database)
         return f"; approve with: aiops approve {row['id']} --database {database}"
 
     def _limit(self, row: Row, policy: PolicyConfig, target: str) -> str:
