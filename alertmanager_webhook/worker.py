@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shlex
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from sqlite3 import Row
 from typing import Any
 
@@ -31,6 +34,19 @@ from alertmanager_webhook.start_journal import StartJournal
 from alertmanager_webhook.store import StoreError
 
 log = logging.getLogger(__name__)
+
+
+def _aiops_command() -> str:
+    """The operator command as a person can paste it into a shell.
+
+    The one installed beside this interpreter (a virtualenv's bin/), which
+    need not be on PATH; plain `aiops` where there is none.
+    """
+    beside = Path(sys.executable).with_name("aiops")
+    return str(beside) if os.access(beside, os.X_OK) else "aiops"
+
+
+AIOPS = _aiops_command()
 
 # A failed action's next attempt waits this long, doubled per attempt.
 RETRY_BASE_SECONDS = 5.0
@@ -480,7 +496,10 @@ class Worker:
         # With the database's own path: from another folder, or beside another
         # receiver's database, a bare id would approve nothing, or another action.
         database = shlex.quote(self._database)
-        return f"; approve with: aiops approve {row['id']} --database {database}"
+        return (
+            f"; approve with: {shlex.quote(AIOPS)} approve {row['id']} "
+            f"--database {database}"
+        )
 
     def _limit(self, row: Row, policy: PolicyConfig, target: str) -> str:
         """Say why the cooldown, the cap or the blast radius holds this back."""

@@ -14,7 +14,7 @@ from alertmanager_webhook.jobs import Jobs
 from alertmanager_webhook.metrics import WebhookMetrics
 from alertmanager_webhook.recommend import Recommender
 from alertmanager_webhook.store import StoreError
-from alertmanager_webhook.worker import Worker
+from alertmanager_webhook.worker import AIOPS, Worker
 
 from .conftest import Receiver, make_config
 
@@ -358,7 +358,7 @@ def test_a_plan_that_is_not_applied_is_logged(
     assert line.startswith(f"act {said} id={action['id']} action=command plan=")
     assert action["plan"] in line
     database = receiver.store.file()
-    hint = f"approve with: aiops approve {action['id']} --database {database}"
+    hint = f"approve with: {AIOPS} approve {action['id']} --database {database}"
     assert (hint in line) == (mode == "approve")
 
 
