@@ -45,10 +45,7 @@ log = logging.getLogger(__name__)
 # the worker spends about 1 ms of CPU per action besides. Writing an
 # action's result together with the next action's mark as running (one
 # message, one commit) is next; the cap and cooldown checks would then have
-# to read the results not yet written. The WAL's bound (store.py) costs a
-# stall of some 10 ms each time a commit checkpoints (every 7 s or so at
-# this load; p99.9 5-6 ms without it, 11-14 ms with it), and is kept: a WAL
-# that never starts again grows without end and slows every read.
+# to read the results not yet written.
 
 # Processes are started fresh rather than forked from a server with threads.
 CONTEXT = multiprocessing.get_context("spawn")
