@@ -1,7 +1,7 @@
 """A program run as an argument list, never through a shell; and Slurm's scontrol.
 
-Programs get no standard input and an environment of PATH and LANG only, so
-that the receiver's own secrets never reach them.
+Programs get no standard input and an environment of PATH and LC_CTYPE only,
+so that the receiver's own secrets never reach them.
 """
 
 from __future__ import annotations
@@ -48,7 +48,9 @@ def run_program(
     `began`'s mark is made just before the program starts: the last moment at
     which not running it is still certain.
     """
-    env = {"PATH": os.environ.get("PATH", os.defpath), "LANG": "C.UTF-8"}
+    # UTF-8 text, messages and formats of the C locale. LANG would load every
+    # category of the locale: a third of what a small program's start costs.
+    env = {"PATH": os.environ.get("PATH", os.defpath), "LC_CTYPE": "C.UTF-8"}
     try:
         done = run(list(argv), timeout=timeout, env=env, began=began)
     except FileNotFoundError as exc:
