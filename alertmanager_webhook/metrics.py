@@ -80,7 +80,7 @@ class WebhookMetrics:
         self.queue_depth = Gauge(
             "aiops_webhook_queue_depth",
             "Actions waiting, by state: queued or approved for the worker, "
-            "pending a person, running.",
+            "pending a person, running for over a second.",
             ["state"],
             registry=registry,
         )

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 SCHEMA_VERSION = 2
 
-# queued: waiting for the worker; pending: waiting for a person; approved:
-# waiting for the worker after approval; running: being applied (a crash
-# leaves it so); the others are final.
+# queued: waiting for the worker, or being applied for less than a second
+# (admissions.py); pending: waiting for a person; approved: waiting for the
+# worker after approval, or as queued; running: being applied for longer (a
+# crash leaves it so); the others are final.
 RESULTS = (
     "queued",
     "planned",

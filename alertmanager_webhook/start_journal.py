@@ -1,19 +1,18 @@
 """Which actions' effects have begun, so that a crash's survivors run once.
 
-An action that is not idempotent (a program, a signal) is marked running in
-the database before it starts; a crash after that mark left it unknown
-whether it took effect, so it was never run again, and an action killed
-before its program even started was lost. Now the action leaves a mark at
-the moment it begins: a program's mark is made by the spawn that starts it,
-as its last step before the program replaces it; a signal's by its sender
-just before the first signal. After a crash, a running action without a
-mark never began and is run again; one with a mark stays failed, outcome
-unknown.
+An action that is not idempotent (a program, a signal) leaves a mark at the
+moment it begins: a program's mark is made by the spawn that starts it, as
+its last step before the program replaces it; a signal's by its sender just
+before the first signal. After a crash, an action without a mark never began
+and is run again, whether its row was marked running or not yet
+(admissions.py); one with a mark is recorded failed, outcome unknown, never
+run twice.
 
 The journal is the folder `<database>.started` beside the database, one
 file per action that has begun and whose end is not yet recorded, named by
-its id; a program's holds its pid and start time once it runs, so that a
-program that outlived a crash is waited for (survivors.py). A file, not a
+its id. It holds the action's target, and a program's pid and start time
+once it runs, so that a program that outlived a crash is waited for
+(survivors.py), even if the action's row had not yet said which target. A file, not a
 line in one: a spawn can create a file on its own, but cannot write, and a
 child that writes needs a fork of the whole worker, which cost three
 milliseconds of CPU per program.
@@ -21,6 +20,7 @@ milliseconds of CPU per program.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import stat
@@ -46,9 +46,10 @@ class Began:
 
     path: str
     durable: bool = False
+    target: str = ""
 
     def __call__(self) -> None:
-        os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        self._write({"target": self.target}, os.O_CREAT)
         if self.durable:
             _sync_folder(os.path.dirname(self.path))
 
@@ -65,13 +66,17 @@ class Began:
         except psutil.Error:
             return  # it has ended already
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.write(fd, f"{pid} {started!r}\n".encode())
-            finally:
-                os.close(fd)
+            self._write({"pid": pid, "started": started, "target": self.target})
         except OSError:
             pass
+
+    def _write(self, content: dict[str, object], create: int = 0) -> None:
+        flags = os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC | create
+        fd = os.open(self.path, flags, 0o600)
+        try:
+            os.write(fd, json.dumps(content).encode() + b"\n")
+        finally:
+            os.close(fd)
 
 
 class StartJournal:
@@ -131,22 +136,42 @@ class StartJournal:
                 os.unlink(os.path.join(self.path, name))
         self._made = True
 
-    def mark(self, action_id: int) -> Began:
-        """The mark to make when action `action_id` begins."""
+    def mark(self, action_id: int, target: str = "") -> Began:
+        """The mark to make when action `action_id` on `target` begins."""
         if not self._made:
             # A worker driven inline, with no recovery first, has none yet.
             os.makedirs(self.path, 0o700, exist_ok=True)
             self._made = True
-        return Began(self._mark_path(action_id), self._fsync)
+        return Began(self._mark_path(action_id), self._fsync, target)
 
     def program(self, action_id: int) -> tuple[int, float] | None:
         """The pid and start time a mark holds; None if it holds none."""
+        content = self._read(action_id)
         try:
-            with open(self._mark_path(action_id), encoding="ascii") as fh:
-                pid, started = fh.read().split()
-            return int(pid), float(started)
-        except (OSError, ValueError, UnicodeDecodeError):
+            return int(content["pid"]), float(content["started"])
+        except (KeyError, TypeError, ValueError):
             return None
+
+    def target(self, action_id: int) -> str:
+        """The target a mark names; "" if it names none."""
+        target = self._read(action_id).get("target")
+        return target if isinstance(target, str) else ""
+
+    def _read(self, action_id: int) -> dict[str, object]:
+        try:
+            with open(self._mark_path(action_id), encoding="utf-8") as fh:
+                text = fh.read()
+        except (OSError, UnicodeDecodeError):
+            return {}
+        try:
+            content = json.loads(text)
+        except ValueError:
+            # An older receiver's mark: "pid start-time".
+            fields = text.split()
+            if len(fields) != 2:
+                return {}
+            return {"pid": fields[0], "started": fields[1]}
+        return content if isinstance(content, dict) else {}
 
     def settle(self, action_id: int) -> None:
         """The action's end is recorded: its mark is spent."""

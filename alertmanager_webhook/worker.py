@@ -25,6 +25,7 @@ from typing import Any
 
 from alertmanager_webhook import survivors
 from alertmanager_webhook.actuators.base import Actuator, ActuatorError
+from alertmanager_webhook.admissions import Admissions, Admitted
 from alertmanager_webhook.config import PolicyConfig, WebhookConfig
 from alertmanager_webhook.forwarded_metrics import ForwardedMetrics
 from alertmanager_webhook.jobs import Jobs
@@ -115,15 +116,20 @@ class Worker:
         # One may have been cancelled since; its move then finds it so.
         self._batch: list[Row] = []
         self._in_hand: dict[int, tuple[str, str]] = {}
+        # Actions whose end could not be written: their rows may still say
+        # queued, and must not be taken again.
+        self._unsettled: set[int] = set()
         self._targets: set[str] = set()
         self._generation = 0
         self._idle = False
-        # The limit checks and the mark as running are one step, so that two
+        # The limit checks and the admission are one step, so that two
         # threads cannot both pass a cap that has room for one.
         self._admitting = threading.Lock()
+        self._admissions = Admissions(self._jobs.move)
 
     def start(self) -> None:
         self.recover()
+        self._admissions.start()
         self._threads = [
             threading.Thread(target=self._loop, name=f"actions-{i}", daemon=True)
             for i in range(self._config.workers)
@@ -136,6 +142,7 @@ class Worker:
         self.notify()
         for thread in self._threads:
             thread.join(timeout)
+        self._admissions.stop()
 
     def notify(self) -> None:
         """Tell the worker that something was queued, approved or let go."""
@@ -160,27 +167,18 @@ class Worker:
                 self._requeue(row, "interrupted by a restart; safe to run again")
             elif begun is not None and row["id"] not in begun:
                 self._requeue(row, "interrupted by a restart before it began")
-            else:
-                self._finish(
-                    row,
-                    "failed",
-                    ("running",),
-                    reason="interrupted by a restart; outcome unknown, not run "
-                    "again because the action is not idempotent",
-                )
-                log.warning(
-                    "interrupted action not run again id=%d action=%s target=%r; "
-                    "check whether it took effect",
-                    row["id"],
-                    row["action"],
-                    row["target"],
-                )
-                if self._hold_for_survivor(row):
-                    held.add(row["id"])
-        # Programs that outlived an earlier crash, their actions settled then.
+            elif self._interrupted(row, ("running",)):
+                held.add(row["id"])
         for action_id in (begun or set()) - {row["id"] for row in running}:
             row = self._jobs.get(action_id)
-            if row is not None and self._hold_for_survivor(row):
+            if row is None:
+                continue
+            if row["result"] in ("queued", "approved"):
+                # Began while admitted, before any mark as running.
+                if self._interrupted(row, ("queued", "approved")):
+                    held.add(action_id)
+            elif self._hold_for_survivor(row):
+                # A program that outlived an earlier crash, settled then.
                 held.add(action_id)
         try:
             self._journal.open(keep=frozenset(held))
@@ -188,6 +186,35 @@ class Worker:
             raise StoreError(
                 f"cannot open start journal {self._journal.path!r}: {exc}"
             ) from exc
+
+    def _interrupted(self, row: Row, expect: tuple[str, ...]) -> bool:
+        """Record an action a crash cut short after it began; True if held.
+
+        Its row may not yet say which target it changed, nor when it
+        started: its mark does.
+        """
+        fields = {}
+        if not row["target"] and self._journal.target(row["id"]):
+            fields["target"] = self._journal.target(row["id"])
+        program = self._journal.program(row["id"])
+        if row["started_unix"] is None and program is not None:
+            fields["started_unix"] = program[1]
+        self._finish(
+            row,
+            "failed",
+            expect,
+            reason="interrupted by a restart; outcome unknown, not run again "
+            "because the action is not idempotent",
+            **fields,
+        )
+        log.warning(
+            "interrupted action not run again id=%d action=%s target=%r; "
+            "check whether it took effect",
+            row["id"],
+            row["action"],
+            fields.get("target", row["target"]),
+        )
+        return self._hold_for_survivor(self._jobs.get(row["id"]) or row)
 
     def _hold_for_survivor(self, row: Row) -> bool:
         """Keep the target of a program that outlived a crash until it ends.
@@ -282,7 +309,11 @@ class Worker:
     def _claim(self) -> Row | None:
         with self._busy:
             # Those another thread took since the batch was read are its own.
-            self._batch = [r for r in self._batch if r["id"] not in self._in_hand]
+            self._batch = [
+                r
+                for r in self._batch
+                if r["id"] not in self._in_hand and r["id"] not in self._unsettled
+            ]
             episodes = set(self._in_hand.values())
             for i, row in enumerate(self._batch):
                 episode = (row["alert_fingerprint"], row["alert_starts_at"])
@@ -374,6 +405,7 @@ class Worker:
                 row, "failed", ("queued", "approved", "running"), reason=repr(exc)
             )
             # Recorded as ended: a mark it may have left is spent too.
+            self._admissions.forget(row["id"])
             self._journal.settle(row["id"])
 
     def _plan(self, row: Row) -> None:
@@ -421,70 +453,87 @@ class Worker:
 
     def _gated_apply(self, attempt: _Attempt, planned: Mapping[str, Any]) -> None:
         row, policy = attempt.row, attempt.policy
-        with self._admitting:
-            refusal = self._limit(row, policy, attempt.target)
+        with self._admitting, self._admissions.unmarked() as unmarked:
+            refusal = self._limit(row, policy, attempt.target, unmarked)
             if refusal:
                 self._finish(
                     row, "skipped", (attempt.before,), reason=refusal, **planned
                 )
                 return
-
-            attempts = row["attempts"] + 1
-            if not self._jobs.move(
+            # Written with the action's end, or its mark as running if it
+            # runs long (admissions.py).
+            admitted = self._admissions.admit(
                 row["id"],
-                (attempt.before,),
-                result="running",
-                started_unix=self._clock(),
-                attempts=attempts,
-                **planned,
-            ):
-                return
+                attempt.target,
+                attempt.before,
+                {
+                    "started_unix": self._clock(),
+                    "attempts": row["attempts"] + 1,
+                    **planned,
+                },
+            )
 
         # An action that must not run twice says when it began, so that a
         # crash before that point runs it again (start_journal.py). Its mark
         # is spent once its end is recorded; a failure to record it leaves the
-        # mark, and the action running, for the next start to settle.
+        # mark, and the action unsettled, for the next start to settle.
         watched = not (attempt.actuator.idempotent or policy.idempotent)
-        self._run(attempt, attempts, watched)
+        try:
+            self._run(attempt, admitted, watched)
+        except StoreError:
+            # Its end is not written and its row may still say queued: never
+            # taken again by this worker; the next start settles it.
+            with self._busy:
+                self._unsettled.add(row["id"])
+            raise
         if watched:
             self._journal.settle(row["id"])
 
-    def _run(self, attempt: _Attempt, attempts: int, watched: bool) -> None:
-        """Apply a running action and record how it ended."""
+    def _run(self, attempt: _Attempt, admitted: Admitted, watched: bool) -> None:
+        """Apply an admitted action and record how it ended."""
         row, spec = attempt.row, attempt.spec
+        attempts = admitted.fields["attempts"]
         started = self._clock()
         try:
             if watched:
-                outcome = attempt.actuator.apply(spec, self._journal.mark(row["id"]))
+                began = self._journal.mark(row["id"], attempt.target)
+                outcome = attempt.actuator.apply(spec, began)
             else:
                 outcome = attempt.actuator.apply(spec)
         except ActuatorError as exc:
             self._metrics.apply_duration.labels(row["action"]).observe(
                 self._clock() - started
             )
-            if attempts <= attempt.policy.retries:
+            with self._admissions.ending(admitted) as (expect, first):
+                if attempts > attempt.policy.retries:
+                    self._finish(row, "failed", expect, **first, reason=str(exc))
+                    return
                 delay = RETRY_BASE_SECONDS * 2 ** (attempts - 1)
                 self._jobs.move(
                     row["id"],
-                    ("running",),
-                    result=attempt.before,
-                    not_before=self._clock() + delay,
-                    reason=f"attempt {attempts} failed: {exc}; retrying in {delay:g}s",
+                    expect,
+                    **{
+                        **first,
+                        "result": attempt.before,
+                        "not_before": self._clock() + delay,
+                        "reason": f"attempt {attempts} failed: {exc}; "
+                        f"retrying in {delay:g}s",
+                    },
                 )
-                return
-            self._finish(row, "failed", ("running",), reason=str(exc))
             return
 
         self._metrics.apply_duration.labels(row["action"]).observe(
             self._clock() - started
         )
-        self._finish(
-            row,
-            "applied",
-            ("running",),
-            reason=outcome.text,
-            undo=None if outcome.undo is None else dict(outcome.undo),
-        )
+        with self._admissions.ending(admitted) as (expect, first):
+            self._finish(
+                row,
+                "applied",
+                expect,
+                **first,
+                reason=outcome.text,
+                undo=None if outcome.undo is None else dict(outcome.undo),
+            )
         log.info(
             "applied id=%d action=%s target=%r",
             row["id"],
@@ -501,8 +550,13 @@ class Worker:
             f"--database {database}"
         )
 
-    def _limit(self, row: Row, policy: PolicyConfig, target: str) -> str:
-        """Say why the cooldown, the cap or the blast radius holds this back."""
+    def _limit(
+        self, row: Row, policy: PolicyConfig, target: str, unmarked: list[Admitted]
+    ) -> str:
+        """Say why the cooldown, the cap or the blast radius holds this back.
+
+        `unmarked` are actions under way that the database does not show yet.
+        """
         now = self._clock()
         last = self._jobs.last_change(row["action"], target, row["id"])
         if last is not None and now - last < policy.cooldown_seconds:
@@ -511,7 +565,7 @@ class Worker:
                 f"cooldown {policy.cooldown_seconds:g}s"
             )
 
-        active = self._jobs.in_force()
+        active = self._jobs.in_force() + len(unmarked)
         if active >= self._config.max_active_actions:
             return (
                 f"cap: {active} changes in force, at most "
@@ -521,9 +575,12 @@ class Worker:
         window = self._config.blast_radius_window_seconds
         most = self._config.blast_radius_targets
         since = now - window
-        if not self._jobs.changed_since(target, since) and self._jobs.targets_reach(
-            since, most
-        ):
+        if self._jobs.changed_since(target, since):
+            return ""  # a target changed already adds nothing to the radius
+        under_way = {a.target for a in unmarked} - {target}
+        # Those under way and not also changed earlier in the window.
+        more = sum(1 for t in under_way if not self._jobs.changed_since(t, since))
+        if more >= most or self._jobs.targets_reach(since, most - more):
             return (
                 f"blast radius: {most} targets changed in the last "
                 f"{window:g}s, at most {most}"

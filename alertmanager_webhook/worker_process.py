@@ -37,15 +37,13 @@ from alertmanager_webhook.worker_moves import MoveClient, serve_moves
 
 log = logging.getLogger(__name__)
 
-# TODO: on two cores bench-receiver's p99 is still 1.75-2.6x the bare
-# endpoint's (target 2x; receiver 2.7-3.7 ms against bare 1.1-1.55 ms, both
-# swinging with the host's other load). A notification that queues nothing
-# is answered at about 1.4x; each action adds about 0.3 ms of the server's
-# CPU per move it writes (two per action: running, then its result), and
-# the worker spends about 1 ms of CPU per action besides. Writing an
-# action's result together with the next action's mark as running (one
-# message, one commit) is next; the cap and cooldown checks would then have
-# to read the results not yet written.
+# TODO: on two cores bench-receiver's p99 is still about 2x the bare
+# endpoint's. Each action-queuing notification costs the server some 1.5 ms
+# of CPU (intake 0.9 with its action's row and audit record, its end's
+# commit 0.3) against 0.4 for the bare endpoint, and the worker 1.1 ms plus
+# its program's start; next are the audit record of each state change (a
+# JSON of the whole row and a hash, 0.1 ms) and the worker's per-action
+# queries (ready batch, limits, restore check).
 
 # Processes are started fresh rather than forked from a server with threads.
 CONTEXT = multiprocessing.get_context("spawn")

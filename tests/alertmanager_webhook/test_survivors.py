@@ -15,7 +15,7 @@ from alertmanager_webhook.actuators.spawn import run_in_session
 from alertmanager_webhook.config import WebhookConfig
 from alertmanager_webhook.jobs import Jobs
 from alertmanager_webhook.metrics import WebhookMetrics
-from alertmanager_webhook.start_journal import StartJournal
+from alertmanager_webhook.start_journal import Began, StartJournal
 from alertmanager_webhook.worker import Worker
 
 from .conftest import FakeClock, Receiver, make_config
@@ -31,9 +31,18 @@ open(sys.argv[1], "a").write(f"end {time.monotonic()}\\n")
 
 
 def _crash_while_a_program_runs(
-    make_receiver, tmp_path: Path, clock: FakeClock, sleep: float, timeout: float
+    make_receiver,
+    tmp_path: Path,
+    clock: FakeClock,
+    sleep: float,
+    timeout: float,
+    marked: bool = True,
 ) -> tuple[Receiver, Worker, threading.Thread, Path]:
-    """A receiver whose worker died while the program of its action ran on."""
+    """A receiver whose worker died while the program of its action ran on.
+
+    Unless `marked`, it died before the action's row was marked running, as
+    an action that runs under a second never is (admissions.py).
+    """
     runs, script = tmp_path / "runs", tmp_path / "program.py"
     script.write_text(PROGRAM)
     policy = {
@@ -51,19 +60,21 @@ def _crash_while_a_program_runs(
     receiver.post(_payload("a"))
     [row] = receiver.actions()
     plan = command.plan({}, config.policies[0], {})
-    assert Jobs(receiver.store).move(
-        row["id"],
-        ("queued",),
-        result="running",
-        target=plan.target,
-        spec=plan.spec,
-        started_unix=clock(),
-    )
+    if marked:
+        assert Jobs(receiver.store).move(
+            row["id"],
+            ("queued",),
+            result="running",
+            target=plan.target,
+            spec=plan.spec,
+            started_unix=clock(),
+        )
 
     # The dead worker's program, started as that worker starts one.
     journal = StartJournal.beside(receiver.store.file())
+    mark = journal.mark(row["id"], plan.target)
     program = threading.Thread(
-        target=lambda: _run_ignoring_its_end(plan.spec["argv"], journal, row["id"])
+        target=lambda: _run_ignoring_its_end(plan.spec["argv"], mark)
     )
     program.start()
     deadline = time.monotonic() + 10
@@ -86,11 +97,9 @@ def _restart(receiver: Receiver, config: WebhookConfig, clock: FakeClock) -> Wor
     return worker
 
 
-def _run_ignoring_its_end(argv: list[str], journal: StartJournal, action: int) -> None:
+def _run_ignoring_its_end(argv: list[str], began: Began) -> None:
     try:
-        run_in_session(
-            argv, timeout=60, env={"PATH": os.defpath}, began=journal.mark(action)
-        )
+        run_in_session(argv, timeout=60, env={"PATH": os.defpath}, began=began)
     except Exception:  # noqa: BLE001 (killed: what the dead worker would have seen)
         pass
 
@@ -116,6 +125,28 @@ def test_a_new_action_on_the_target_waits_for_the_survivor_to_end(
     assert [w for w, _ in _runs(runs)] == ["start", "end", "start", "end"]
     first, second = receiver.actions()
     assert first["reason"].startswith("interrupted by a restart; outcome unknown")
+    assert second["result"] == "applied"
+
+
+def test_a_survivor_of_an_action_not_yet_marked_running_is_found_by_its_mark(
+    make_receiver, tmp_path: Path, clock: FakeClock
+) -> None:
+    receiver, restarted, program, runs = _crash_while_a_program_runs(
+        make_receiver, tmp_path, clock, sleep=1.0, timeout=30.0, marked=False
+    )
+
+    receiver.post(_payload("b"))
+    restarted.drain()
+    program.join()
+
+    # Not run again, and the next action on its target waited for it to end.
+    assert [w for w, _ in _runs(runs)] == ["start", "end", "start", "end"]
+    first, second = receiver.actions()
+    assert first["result"] == "failed"
+    assert first["reason"].startswith("interrupted by a restart; outcome unknown")
+    # What its row did not yet say, its mark did.
+    assert first["target"] == second["target"] != ""
+    assert first["started_unix"] is not None
     assert second["result"] == "applied"
 
 
