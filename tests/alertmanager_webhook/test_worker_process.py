@@ -191,6 +191,27 @@ def test_commands_the_worker_runs_hear_sigterm(
     assert heard.read_text() == str(int(signal.SIG_DFL))
 
 
+def test_the_worker_and_its_commands_yield_the_cpu_to_the_server(
+    start_server, session, tmp_path: Path, firing: dict[str, Any]
+) -> None:
+    found = tmp_path / "scheduling"
+    # What a command finds: its scheduling policy and niceness.
+    report = (
+        "import os, sys; open(sys.argv[1], 'w')"
+        ".write(f'{os.sched_getscheduler(0)} {os.nice(0)}')"
+    )
+    policy = _command_policy(sys.executable, "-c", f'"{report}"', f"'{found}'")
+    base, proc, _ = start_server(policies=policy)
+    wait_healthy(session, base, proc)
+
+    session.post(f"{base}/webhook", json=firing, headers=AUTH, timeout=5)
+
+    assert _wait_for(lambda: found.exists() and found.read_text(), "the command")
+    scheduler, niceness = map(int, found.read_text().split())
+    assert scheduler == os.SCHED_IDLE
+    assert niceness >= worker_process.NICENESS
+
+
 def test_one_database_has_one_worker(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
