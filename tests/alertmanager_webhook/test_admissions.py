@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -12,7 +14,7 @@ import pytest
 from alertmanager_webhook.actuators.base import Outcome
 from alertmanager_webhook.admissions import Admissions
 
-from .test_worker import Recorder, _build, _payload
+from .test_worker import Recorder, _act_once, _build, _payload
 
 
 class Moves:
@@ -27,6 +29,15 @@ class Moves:
         return self.answer
 
 
+@contextmanager
+def _started(admissions: Admissions) -> Iterator[Admissions]:
+    admissions.start()
+    try:
+        yield admissions
+    finally:
+        admissions.stop()
+
+
 def _wait_for(condition, seconds: float = 5.0) -> bool:
     deadline = time.monotonic() + seconds
     while not condition() and time.monotonic() < deadline:
@@ -36,17 +47,13 @@ def _wait_for(condition, seconds: float = 5.0) -> bool:
 
 def test_an_action_that_ends_soon_is_never_marked() -> None:
     moves = Moves()
-    admissions = Admissions(moves, mark_after=30.0)
-    admissions.start()
-    try:
+    with _started(Admissions(moves, mark_after=30.0)) as admissions:
         admitted = admissions.admit(7, "host a", "queued", {"attempts": 1})
         with admissions.unmarked() as unmarked:
             assert unmarked == [admitted]
         with admissions.ending(admitted) as (expect, first):
             with admissions.unmarked() as unmarked:
                 assert unmarked == [admitted]  # counted until its end is written
-    finally:
-        admissions.stop()
 
     assert moves.asked == []
     # Its end writes what a mark would have: from the state it is still in.
@@ -67,17 +74,13 @@ def test_an_end_that_fails_to_be_written_leaves_the_action_counted() -> None:
 
 def test_an_action_that_runs_long_is_marked_running_meanwhile() -> None:
     moves = Moves()
-    admissions = Admissions(moves, mark_after=0.05)
-    admissions.start()
-    try:
+    with _started(Admissions(moves, mark_after=0.05)) as admissions:
         admitted = admissions.admit(7, "host a", "approved", {"attempts": 2})
         assert _wait_for(lambda: admitted.marked)
         with admissions.unmarked() as unmarked:
             assert unmarked == []  # the database shows it running now
         with admissions.ending(admitted) as (expect, first):
             pass
-    finally:
-        admissions.stop()
 
     assert moves.asked == [(7, ("approved",), {"result": "running", "attempts": 2})]
     assert (expect, first) == (("running",), {})
@@ -85,16 +88,12 @@ def test_an_action_that_runs_long_is_marked_running_meanwhile() -> None:
 
 def test_a_mark_refused_is_not_asked_again_and_the_end_writes_it_all() -> None:
     moves = Moves(answer=False)
-    admissions = Admissions(moves, mark_after=0.01)
-    admissions.start()
-    try:
+    with _started(Admissions(moves, mark_after=0.01)) as admissions:
         admitted = admissions.admit(7, "host a", "queued", {"attempts": 1})
         assert _wait_for(lambda: len(moves.asked) == 1)
         time.sleep(0.1)
         with admissions.ending(admitted) as (expect, first):
             pass
-    finally:
-        admissions.stop()
 
     assert len(moves.asked) == 1
     assert (expect, first) == (("queued",), {"attempts": 1})
@@ -109,12 +108,8 @@ def _audited_results(receiver, action_id: int) -> list[str]:
 
 
 def test_a_short_action_is_written_once_with_when_it_started(make_receiver) -> None:
-    receiver = _build(make_receiver, Recorder())
-    receiver.worker.recover()
-    receiver.post(_payload("a"))
-    receiver.worker.drain()
+    receiver, action = _act_once(make_receiver, Recorder())
 
-    [action] = receiver.actions()
     assert action["result"] == "applied"
     assert action["target"] == "host a" and action["attempts"] == 1
     assert action["started_unix"] <= action["finished_unix"]

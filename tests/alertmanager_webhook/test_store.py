@@ -389,25 +389,27 @@ def test_a_new_database_has_small_pages_and_an_older_one_keeps_its_own(
     assert page_size(older) == 4096
 
 
-def test_checkpoints_start_the_wal_again_between_commits_without_a_backstop(
-    tmp_path: Path, firing: dict[str, Any]
-) -> None:
-    # As at a steady load: a commit every millisecond or two. A checkpoint
-    # pass overlaps commits, so one pass alone never finds the WAL all copied.
-    path = tmp_path / "webhook.db"
+def _save_while_checkpointing(
+    path: Path,
+    firing: dict[str, Any],
+    backstop: int,
+    pause: float,
+    checkpointed: Callable[[], None] = lambda: None,
+) -> int:
+    """Save 1,500 notifications while another connection checkpoints.
+
+    Returns the WAL's size at the end, before the last connection closes.
+    """
     store = Store.open(
-        str(path), autocheckpoint=False, sync="NORMAL", wal_backstop_bytes=0
+        str(path), autocheckpoint=False, sync="NORMAL", wal_backstop_bytes=backstop
     )
     worker = Store.open_existing(str(path))
     stop = threading.Event()
-    salts: set[bytes] = set()
 
     def checkpoints() -> None:
         while not stop.wait(0.3):
             worker.checkpoint()
-            # The WAL header's salts change each time it starts again.
-            with open(f"{path}-wal", "rb") as wal:
-                salts.add(wal.read(32)[16:24])
+            checkpointed()
 
     checkpointer = threading.Thread(target=checkpoints)
     checkpointer.start()
@@ -416,12 +418,31 @@ def test_checkpoints_start_the_wal_again_between_commits_without_a_backstop(
             firing["groupKey"] = f"group-{seq}"
             notification = parse_notification(firing)
             store.save(notification, dedupe_key(notification), _intents(notification))
-            time.sleep(0.001)
+            if pause:
+                time.sleep(pause)
     finally:
         stop.set()
         checkpointer.join()
+    grown = Path(f"{path}-wal").stat().st_size
     worker.close()
     store.close()
+    return grown
+
+
+def test_checkpoints_start_the_wal_again_between_commits_without_a_backstop(
+    tmp_path: Path, firing: dict[str, Any]
+) -> None:
+    # As at a steady load: a commit every millisecond or two. A checkpoint
+    # pass overlaps commits, so one pass alone never finds the WAL all copied.
+    path = tmp_path / "webhook.db"
+    salts: set[bytes] = set()
+
+    def checkpointed() -> None:
+        # The WAL header's salts change each time it starts again.
+        with open(f"{path}-wal", "rb") as wal:
+            salts.add(wal.read(32)[16:24])
+
+    _save_while_checkpointing(path, firing, 0, 0.001, checkpointed)
 
     # Some eight checkpoints: one pass each never started it again; a pass
     # until nothing came in starts it again at most of them.
@@ -435,31 +456,7 @@ def test_the_wal_stays_bounded_while_writes_never_pause(
     # The worker's checkpoints (another connection) run while the receiver
     # writes on: none catches up with the last commit, and without the
     # backstop the WAL never starts again from its beginning.
-    path = tmp_path / "webhook.db"
-    store = Store.open(
-        str(path), autocheckpoint=False, sync="NORMAL", wal_backstop_bytes=backstop
-    )
-    worker = Store.open_existing(str(path))
-    wal = Path(f"{path}-wal")
-    stop = threading.Event()
-
-    def checkpoints() -> None:
-        while not stop.wait(0.3):
-            worker.checkpoint()
-
-    checkpointer = threading.Thread(target=checkpoints)
-    checkpointer.start()
-    try:
-        for seq in range(1500):
-            firing["groupKey"] = f"group-{seq}"
-            notification = parse_notification(firing)
-            store.save(notification, dedupe_key(notification), _intents(notification))
-    finally:
-        stop.set()
-        checkpointer.join()
-    grown = wal.stat().st_size
-    worker.close()
-    store.close()
+    grown = _save_while_checkpointing(tmp_path / "webhook.db", firing, backstop, 0)
 
     if backstop:
         assert grown < 4 * backstop

@@ -101,6 +101,16 @@ def _build(
     )
 
 
+def _act_once(make_receiver, actuator: Recorder) -> tuple[Receiver, dict[str, Any]]:
+    """A receiver whose worker took one alert's action; that action."""
+    receiver = _build(make_receiver, actuator)
+    receiver.worker.recover()
+    receiver.post(_payload("a"))
+    receiver.worker.drain()
+    [action] = receiver.actions()
+    return receiver, action
+
+
 def _results(receiver: Receiver) -> list[tuple[str, str]]:
     return [(a["kind"], a["result"]) for a in receiver.actions()]
 
@@ -590,12 +600,8 @@ def test_an_actuator_that_crashes_after_it_began_leaves_no_mark(
             began()
             raise ValueError("a bug of the actuator's")
 
-    receiver = _build(make_receiver, Crashing())
-    receiver.worker.recover()
-    receiver.post(_payload("a"))
-    receiver.worker.drain()
+    _, action = _act_once(make_receiver, Crashing())
 
-    [action] = receiver.actions()
     assert action["result"] == "failed"
     assert os.listdir(tmp_path / "webhook.db.started") == []
 
