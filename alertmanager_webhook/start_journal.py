@@ -12,7 +12,7 @@ The journal is the folder `<database>.started` beside the database, one
 file per action that has begun and whose end is not yet recorded, named by
 its id. It holds the action's target, and a program's pid and start time
 once it runs, so that a program that outlived a crash is waited for
-(survivors.py), even if the action's row had not yet said which target. A file, not a
+(survivors.py), even before the action's row named its target. A file, not a
 line in one: a spawn can create a file on its own, but cannot write, and a
 child that writes needs a fork of the whole worker, which cost three
 milliseconds of CPU per program.

@@ -194,8 +194,9 @@ class Worker:
         started: its mark does.
         """
         fields = {}
-        if not row["target"] and self._journal.target(row["id"]):
-            fields["target"] = self._journal.target(row["id"])
+        marked_target = "" if row["target"] else self._journal.target(row["id"])
+        if marked_target:
+            fields["target"] = marked_target
         program = self._journal.program(row["id"])
         if row["started_unix"] is None and program is not None:
             fields["started_unix"] = program[1]
