@@ -14,6 +14,7 @@ blast radius (worker.py asks `unmarked()`).
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -21,6 +22,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 # An action that runs longer than this is marked running while it runs.
 MARK_AFTER_SECONDS = 1.0
@@ -45,9 +48,16 @@ class Admitted:
 class Admissions:
     """The actions admitted and not yet written, and the thread that marks them."""
 
-    def __init__(self, move: Move, mark_after: float = MARK_AFTER_SECONDS) -> None:
+    def __init__(
+        self,
+        move: Move,
+        mark_after: float = MARK_AFTER_SECONDS,
+        marked: Callable[[], None] = lambda: None,
+    ) -> None:
         self._move = move
         self._mark_after = mark_after
+        # Told after each mark: the running actions' count has changed.
+        self._marked = marked
         # Held over a mark's write, so that no count sees an action neither
         # among the unmarked nor in the database as running.
         self._lock = threading.Condition()
@@ -141,3 +151,8 @@ class Admissions:
             return
         if not admitted.marked:
             admitted.due = math.inf  # its row moved on: its end finds it so
+            return
+        try:
+            self._marked()
+        except Exception:  # noqa: BLE001 (a gauge left stale is no reason to stop)
+            log.exception("cannot publish the queue's depth after a mark")

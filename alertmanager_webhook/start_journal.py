@@ -1,21 +1,17 @@
 """Which actions' effects have begun, so that a crash's survivors run once.
 
 An action that is not idempotent (a program, a signal) leaves a mark at the
-moment it begins: a program's mark is made by the spawn that starts it, as
-its last step before the program replaces it; a signal's by its sender just
-before the first signal. After a crash, an action without a mark never began
+moment it begins: just before the spawn that starts its program, or before
+the first signal. After a crash, an action without a mark never began
 and is run again, whether its row was marked running or not yet
 (admissions.py); one with a mark is recorded failed, outcome unknown, never
 run twice.
 
 The journal is the folder `<database>.started` beside the database, one
 file per action that has begun and whose end is not yet recorded, named by
-its id. It holds the action's target, and a program's pid and start time
-once it runs, so that a program that outlived a crash is waited for
-(survivors.py), even before the action's row named its target. A file, not a
-line in one: a spawn can create a file on its own, but cannot write, and a
-child that writes needs a fork of the whole worker, which cost three
-milliseconds of CPU per program.
+its id. It holds the action's target and plan, and a program's pid and
+start time once it runs, so that a program that outlived a crash is waited
+for (survivors.py), even before the action's row named its target.
 """
 
 from __future__ import annotations
@@ -37,19 +33,20 @@ log = logging.getLogger(__name__)
 class Began:
     """The mark of one action: `path` to create when its effect begins.
 
-    Called, it creates the mark in this process. A spawn creates `path`
-    itself instead (actuators/spawn.py), unless `durable`: then the mark is
-    created and synced to disk first, so that a power cut cannot lose it while
-    the program runs; a crash in between leaves the action "outcome unknown"
-    though it never ran, never run twice.
+    Called, it creates the mark, naming the action's target and plan, just
+    before the effect (a program's spawn, a signal); if `durable`, synced to
+    disk too, so that a power cut cannot lose it while the program runs. A
+    crash between the mark and the effect leaves the action "outcome
+    unknown" though it never took effect, never run twice.
     """
 
     path: str
     durable: bool = False
     target: str = ""
+    plan: str = ""
 
     def __call__(self) -> None:
-        self._write({"target": self.target}, os.O_CREAT)
+        self._write({"target": self.target, "plan": self.plan}, os.O_CREAT)
         if self.durable:
             _sync_folder(os.path.dirname(self.path))
 
@@ -66,7 +63,14 @@ class Began:
         except psutil.Error:
             return  # it has ended already
         try:
-            self._write({"pid": pid, "started": started, "target": self.target})
+            self._write(
+                {
+                    "pid": pid,
+                    "started": started,
+                    "target": self.target,
+                    "plan": self.plan,
+                }
+            )
         except OSError:
             pass
 
@@ -136,13 +140,13 @@ class StartJournal:
                 os.unlink(os.path.join(self.path, name))
         self._made = True
 
-    def mark(self, action_id: int, target: str = "") -> Began:
+    def mark(self, action_id: int, target: str = "", plan: str = "") -> Began:
         """The mark to make when action `action_id` on `target` begins."""
         if not self._made:
             # A worker driven inline, with no recovery first, has none yet.
             os.makedirs(self.path, 0o700, exist_ok=True)
             self._made = True
-        return Began(self._mark_path(action_id), self._fsync, target)
+        return Began(self._mark_path(action_id), self._fsync, target, plan)
 
     def program(self, action_id: int) -> tuple[int, float] | None:
         """The pid and start time a mark holds; None if it holds none."""
@@ -152,10 +156,14 @@ class StartJournal:
         except (KeyError, TypeError, ValueError):
             return None
 
-    def target(self, action_id: int) -> str:
-        """The target a mark names; "" if it names none."""
-        target = self._read(action_id).get("target")
-        return target if isinstance(target, str) else ""
+    def named(self, action_id: int) -> tuple[str, str]:
+        """The target and the plan a mark names; "" for either it lacks."""
+        content = self._read(action_id)
+        target, plan = content.get("target"), content.get("plan")
+        return (
+            target if isinstance(target, str) else "",
+            plan if isinstance(plan, str) else "",
+        )
 
     def _read(self, action_id: int) -> dict[str, object]:
         try:

@@ -125,7 +125,9 @@ class Worker:
         # The limit checks and the admission are one step, so that two
         # threads cannot both pass a cap that has room for one.
         self._admitting = threading.Lock()
-        self._admissions = Admissions(self._jobs.move)
+        self._admissions = Admissions(
+            self._jobs.move, marked=lambda: self._publish_depth(force=True)
+        )
 
     def start(self) -> None:
         self.recover()
@@ -193,13 +195,16 @@ class Worker:
         Its row may not yet say which target it changed, nor when it
         started: its mark does.
         """
-        fields = {}
-        marked_target = "" if row["target"] else self._journal.target(row["id"])
-        if marked_target:
-            fields["target"] = marked_target
-        program = self._journal.program(row["id"])
-        if row["started_unix"] is None and program is not None:
-            fields["started_unix"] = program[1]
+        fields: dict[str, Any] = {}
+        if "running" not in expect:
+            # Cut short before its row said anything of this attempt: its
+            # start is its program's, not an earlier attempt's.
+            fields["attempts"] = row["attempts"] + 1
+            target, plan = self._journal.named(row["id"])
+            fields.update({"target": target, "plan": plan} if target else {})
+            program = self._journal.program(row["id"])
+            if program is not None:
+                fields["started_unix"] = program[1]
         self._finish(
             row,
             "failed",
@@ -497,7 +502,8 @@ class Worker:
         started = self._clock()
         try:
             if watched:
-                began = self._journal.mark(row["id"], attempt.target)
+                plan = admitted.fields.get("plan", row["plan"])
+                began = self._journal.mark(row["id"], attempt.target, plan)
                 outcome = attempt.actuator.apply(spec, began)
             else:
                 outcome = attempt.actuator.apply(spec)

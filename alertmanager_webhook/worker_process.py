@@ -195,9 +195,7 @@ class WorkerProcess:
         if kind != "ready":
             process.join()
             raise WorkerStartError(body)
-        log.info(
-            "worker started pid=%d niceness=+%d scheduling=idle", process.pid, NICENESS
-        )
+        log.info("worker started pid=%d niceness=+%d", process.pid, NICENESS)
 
     def _relay_loop(self) -> None:
         while True:

@@ -18,8 +18,6 @@ from alertmanager_webhook.start_journal import Began
 
 # Signals Python ignores for itself; a program must start with them default.
 DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
-# Where a program's mark is opened in the spawn, and closed before exec.
-MARK_FD = 3
 # What a killed program's group may still write after the kill.
 DRAIN_AFTER_KILL_SECONDS = 1.0
 
@@ -38,9 +36,11 @@ def run_in_session(
     ends the session's whole process group, not the program alone: nothing it
     started may act after its action was recorded as failed.
 
-    The spawn's last step before the program replaces it creates `began`'s
-    mark, so the mark precedes the program's first effect. Raises
-    FileNotFoundError, subprocess.TimeoutExpired and OSError.
+    `began`'s mark, naming the action's target, is made just before the
+    spawn, so that it precedes the program's first effect; a crash between
+    the two leaves the action "outcome unknown" though its program never
+    ran, never run twice. Raises FileNotFoundError,
+    subprocess.TimeoutExpired and OSError.
     """
     _keep_descriptors_from_programs()
     out_read, out_write = os.pipe()
@@ -51,11 +51,7 @@ def run_in_session(
         (os.POSIX_SPAWN_DUP2, err_write, 2),
     ]
     if began is not None:
-        if began.durable:
-            began()
-        flags = os.O_WRONLY | os.O_CREAT
-        steps.append((os.POSIX_SPAWN_OPEN, MARK_FD, began.path, flags, 0o600))
-        steps.append((os.POSIX_SPAWN_CLOSE, MARK_FD))
+        began()
     try:
         pid = os.posix_spawnp(
             argv[0],

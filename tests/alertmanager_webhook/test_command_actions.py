@@ -308,3 +308,18 @@ def _zombie_children() -> list[str]:
         if stat[0] == "Z" and int(stat[1]) == os.getpid():
             found.append(name)
     return found
+
+
+def test_a_programs_mark_names_its_target_before_the_program_runs(
+    tmp_path: Path,
+) -> None:
+    # A crash the moment the program starts must find which target it changes.
+    journal = StartJournal.beside(str(tmp_path / "webhook.db"))
+    began = journal.mark(7, "host a", "poke host a")
+    done = run_in_session(
+        ["cat", began.path], timeout=10, env={"PATH": os.defpath}, began=began
+    )
+
+    seen = json.loads(done.stdout)
+    assert (seen["target"], seen["plan"]) == ("host a", "poke host a")
+    assert journal.named(7) == ("host a", "poke host a")

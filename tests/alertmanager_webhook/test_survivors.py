@@ -69,10 +69,14 @@ def _crash_while_a_program_runs(
             spec=plan.spec,
             started_unix=clock(),
         )
+    else:  # a second attempt, the first one's failure recorded
+        assert Jobs(receiver.store).move(
+            row["id"], ("queued",), attempts=1, started_unix=clock() - 100
+        )
 
     # The dead worker's program, started as that worker starts one.
     journal = StartJournal.beside(receiver.store.file())
-    mark = journal.mark(row["id"], plan.target)
+    mark = journal.mark(row["id"], plan.target, plan.text)
     program = threading.Thread(
         target=lambda: _run_ignoring_its_end(plan.spec["argv"], mark)
     )
@@ -144,9 +148,11 @@ def test_a_survivor_of_an_action_not_yet_marked_running_is_found_by_its_mark(
     first, second = receiver.actions()
     assert first["result"] == "failed"
     assert first["reason"].startswith("interrupted by a restart; outcome unknown")
-    # What its row did not yet say, its mark did.
+    # What its row did not yet say of this attempt, its mark did.
     assert first["target"] == second["target"] != ""
-    assert first["started_unix"] is not None
+    assert first["plan"] == second["plan"] != ""
+    assert first["attempts"] == 2
+    assert abs(first["started_unix"] - time.time()) < 60  # not the first attempt's
     assert second["result"] == "applied"
 
 
