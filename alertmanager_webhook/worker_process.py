@@ -37,13 +37,16 @@ from alertmanager_webhook.worker_moves import MoveClient, serve_moves
 
 log = logging.getLogger(__name__)
 
-# TODO: on two cores bench-receiver's p99 is still about 2x the bare
-# endpoint's. Each action-queuing notification costs the server some 1.5 ms
-# of CPU (intake 0.9 with its action's row and audit record, its end's
-# commit 0.3) against 0.4 for the bare endpoint, and the worker 1.1 ms plus
-# its program's start; next are the audit record of each state change (a
-# JSON of the whole row and a hash, 0.1 ms) and the worker's per-action
-# queries (ready batch, limits, restore check).
+# TODO: on two cores bench-receiver's p99 is 1.86-2.26x the bare endpoint's
+# over five runs (target 2x, not met in every run). Each action-queuing
+# notification costs the server some 1.5 ms of CPU (intake 0.9 with its
+# action's row and audit record, its end's commit 0.3) against 0.4 for the
+# bare endpoint, and the worker 1.1 ms plus its program's start. Next are
+# the audit record of each state change (a JSON of the whole row and a
+# hash, 0.1 ms) and the worker's per-action queries (ready batch, limits,
+# restore check). A command's own session is a scheduling autogroup of its
+# own where the kernel makes one per session: there its niceness and
+# SCHED_IDLE rank it only within that group.
 
 # Processes are started fresh rather than forked from a server with threads.
 CONTEXT = multiprocessing.get_context("spawn")
