@@ -129,11 +129,12 @@ def run_demo(
     run_dir: Path | None = None,
     out: TextIO = sys.stdout,
 ) -> dict[str, Any]:
-    run_dir = run_dir or Path(tempfile.mkdtemp(prefix="aiops-demo-"))
     say = _printer(out)
 
     say(f"reading recorded series from {nab_dir} and {alibaba_dir}")
     tracks = build_tracks(nab_dir, alibaba_dir, live_seconds)
+    # Made once the data has been read: bad data leaves no empty folder.
+    run_dir = run_dir or Path(tempfile.mkdtemp(prefix="aiops-demo-"))
     anchors = [t.anchor(int(time.time() * 1000)) for t in tracks]
     for track in tracks:
         say(

@@ -1,4 +1,5 @@
 import signal
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -79,8 +80,12 @@ def test_stuck_fault_is_labelled_and_bounded(tmp_path):
         inject_stuck(series, start=8, length=3, value=1.0)
 
 
-def test_the_demo_without_its_data_is_bad_input(tmp_path, capsys):
+def test_the_demo_without_its_data_is_bad_input(tmp_path, capsys, monkeypatch):
     from aiops_cli.main import main
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
 
     # The demo takes SIGTERM and SIGHUP over; give them back to pytest.
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
@@ -93,6 +98,7 @@ def test_the_demo_without_its_data_is_bad_input(tmp_path, capsys):
 
     assert exited.value.code == 2
     assert "aiops demo: cannot read" in capsys.readouterr().err
+    assert list(scratch.iterdir()) == []  # no run folder left behind
 
 
 @pytest.mark.parametrize("seconds", ["-5", "0", "nan", "inf", "soon"])
