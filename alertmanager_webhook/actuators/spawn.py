@@ -42,6 +42,9 @@ def run_in_session(
     ran, never run twice. Raises FileNotFoundError,
     subprocess.TimeoutExpired and OSError.
     """
+    # First: a mark that cannot be made leaves no pipe open behind it.
+    if began is not None:
+        began()
     _keep_descriptors_from_programs()
     out_read, out_write = os.pipe()
     err_read, err_write = os.pipe()
@@ -50,8 +53,6 @@ def run_in_session(
         (os.POSIX_SPAWN_DUP2, out_write, 1),
         (os.POSIX_SPAWN_DUP2, err_write, 2),
     ]
-    if began is not None:
-        began()
     try:
         pid = os.posix_spawnp(
             argv[0],

@@ -323,3 +323,13 @@ def test_a_programs_mark_names_its_target_before_the_program_runs(
     seen = json.loads(done.stdout)
     assert (seen["target"], seen["plan"]) == ("host a", "poke host a")
     assert journal.named(7) == ("host a", "poke host a")
+
+
+def test_a_mark_that_cannot_be_made_leaves_no_descriptor_open(tmp_path: Path) -> None:
+    began = Began(str(tmp_path / "no-journal" / "7"), target="host a")
+    before = len(os.listdir("/proc/self/fd"))
+
+    with pytest.raises(FileNotFoundError):
+        run_in_session(["true"], timeout=10, env={"PATH": os.defpath}, began=began)
+
+    assert len(os.listdir("/proc/self/fd")) == before
