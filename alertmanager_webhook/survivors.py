@@ -1,7 +1,7 @@
 """Programs that outlived the worker that started them.
 
 After a crash (`kill -9`, the OOM killer) a command the worker had started
-runs on in its own session. No two actions on one target may run at once,
+runs on in its own process group. No two actions on one target may run at once,
 so the target stays held until that program ends, and it is ended at the
 timeout its policy gave it, as it would have been.
 """

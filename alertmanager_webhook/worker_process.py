@@ -44,9 +44,7 @@ log = logging.getLogger(__name__)
 # bare endpoint, and the worker 1.1 ms plus its program's start. Next are
 # the audit record of each state change (a JSON of the whole row and a
 # hash, 0.1 ms) and the worker's per-action queries (ready batch, limits,
-# restore check). A command's own session is a scheduling autogroup of its
-# own where the kernel makes one per session: there its niceness and
-# SCHED_IDLE rank it only within that group.
+# restore check).
 
 # Processes are started fresh rather than forked from a server with threads.
 CONTEXT = multiprocessing.get_context("spawn")

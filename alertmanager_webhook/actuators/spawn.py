@@ -1,4 +1,4 @@
-"""Programs started by posix_spawn in a session of their own, output captured.
+"""Programs started by posix_spawn in a process group of their own, output captured.
 
 A spawn, not a fork: forking the worker, whose memory must be copied, cost
 ten times the spawn's CPU per program (4 ms against 0.65 ms).
@@ -22,19 +22,25 @@ DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
 DRAIN_AFTER_KILL_SECONDS = 1.0
 
 
-def run_in_session(
+def run_in_group(
     argv: Sequence[str],
     *,
     timeout: float,
     env: Mapping[str, str],
     began: Began | None = None,
 ) -> subprocess.CompletedProcess:
-    """Run `argv` in a session of its own, its output captured.
+    """Run `argv` in a process group of its own, its output captured.
 
-    Its own session, so that Ctrl-C at the receiver's terminal reaches the
+    Its own group, so that Ctrl-C at the receiver's terminal reaches the
     receiver, which lets the program finish, and not the program. A timeout
-    ends the session's whole process group, not the program alone: nothing it
-    started may act after its action was recorded as failed.
+    ends the whole group, not the program alone: nothing it started may act
+    after its action was recorded as failed. Not a session of its own: where
+    the kernel makes a scheduling autogroup per session, a program in its own
+    would take as much CPU as the whole receiver, whatever its niceness; in
+    the receiver's, the worker's SCHED_IDLE it inherits keeps it behind the
+    server's threads (under bench-receiver's load, with two CPU-bound
+    commands running, p99 was 3.7-7.1 ms with them in sessions of their own,
+    2.7-3.8 ms in the receiver's, over four runs each).
 
     `began`'s mark, naming the action's target, is made just before the
     spawn, so that it precedes the program's first effect; a crash between
@@ -59,7 +65,7 @@ def run_in_session(
             list(argv),
             dict(env),
             file_actions=steps,
-            setsid=True,
+            setpgroup=0,
             setsigmask=(),
             setsigdef=DEFAULT_SIGNALS,
         )

@@ -13,7 +13,7 @@ import pytest
 
 from alertmanager_webhook.actuators.base import ActuatorError
 from alertmanager_webhook.actuators.command import Command, SlurmUpdate
-from alertmanager_webhook.actuators.spawn import run_in_session
+from alertmanager_webhook.actuators.spawn import run_in_group
 from alertmanager_webhook.config import PolicyConfig
 from alertmanager_webhook.start_journal import Began, StartJournal
 
@@ -87,11 +87,14 @@ def test_failing_command_reports_its_exit_and_stderr() -> None:
 
 
 def test_a_command_killed_by_a_signal_says_which(tmp_path: Path) -> None:
-    # It also writes whether it leads a session of its own, out of reach of
-    # a Ctrl-C at the receiver's terminal.
+    # It also writes whether it leads a process group of its own, out of
+    # reach of a Ctrl-C at the receiver's terminal, and stays in the
+    # receiver's session (a session of its own is a scheduling autogroup of
+    # its own, which its niceness would not rank below the receiver).
     script = (
         "import os, signal, sys; "
-        "open(sys.argv[1], 'w').write(str(os.getsid(0) == os.getpid())); "
+        "open(sys.argv[1], 'w').write("
+        f"str((os.getpgid(0) == os.getpid(), os.getsid(0) == {os.getsid(0)}))); "
         "os.kill(os.getpid(), signal.SIGTERM)"
     )
     leads = tmp_path / "leads"
@@ -102,7 +105,7 @@ def test_a_command_killed_by_a_signal_says_which(tmp_path: Path) -> None:
         command.apply(plan.spec)
 
     assert str(caught.value) == f"{sys.executable} killed by SIGTERM: ''"
-    assert leads.read_text() == "True"
+    assert leads.read_text() == "(True, True)"
 
 
 def test_missing_program_and_timeout_fail() -> None:
@@ -230,7 +233,7 @@ def test_a_program_gets_no_descriptor_but_its_standard_three(tmp_path: Path) -> 
     command = Command()
     try:
         plan = command.plan({}, _command(sys.executable, "-c", script), {})
-        done = run_in_session(plan.spec["argv"], timeout=10, env={"PATH": os.defpath})
+        done = run_in_group(plan.spec["argv"], timeout=10, env={"PATH": os.defpath})
     finally:
         os.close(handed)
 
@@ -316,7 +319,7 @@ def test_a_programs_mark_names_its_target_before_the_program_runs(
     # A crash the moment the program starts must find which target it changes.
     journal = StartJournal.beside(str(tmp_path / "webhook.db"))
     began = journal.mark(7, "host a", "poke host a")
-    done = run_in_session(
+    done = run_in_group(
         ["cat", began.path], timeout=10, env={"PATH": os.defpath}, began=began
     )
 
@@ -330,6 +333,6 @@ def test_a_mark_that_cannot_be_made_leaves_no_descriptor_open(tmp_path: Path) ->
     before = len(os.listdir("/proc/self/fd"))
 
     with pytest.raises(FileNotFoundError):
-        run_in_session(["true"], timeout=10, env={"PATH": os.defpath}, began=began)
+        run_in_group(["true"], timeout=10, env={"PATH": os.defpath}, began=began)
 
     assert len(os.listdir("/proc/self/fd")) == before
