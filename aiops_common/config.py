@@ -103,7 +103,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"cannot read config file {str(path)!r}: {exc}") from exc
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if data is None:
@@ -111,6 +111,40 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping of keys")
     return data
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a key given twice in one mapping.
+
+    PyYAML keeps the last of them silently, so a second `policies:` block
+    would replace the first unseen; Prometheus and Alertmanager refuse such
+    a file, and so do we.
+    """
+
+
+def _unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
+    first_lines: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # `<<` overrides on purpose
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, typing.Hashable):
+            continue  # construct_mapping says what is wrong with it
+        if key in first_lines:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"key {key!r} is given twice in one mapping"
+                f" (first on line {first_lines[key]})",
+                key_node.start_mark,
+            )
+        first_lines[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=True)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping
+)
 
 
 def _apply_env(

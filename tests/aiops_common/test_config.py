@@ -214,3 +214,37 @@ def test_an_override_no_reading_accepts_is_shown_as_written(variable, value, mes
         load_config(Words, None, env={variable: value}, env_prefix="SVC_")
 
     assert str(caught.value) == f"environment variable {variable}: {message}"
+
+
+def test_a_key_given_twice_is_refused_with_both_lines(tmp_path):
+    # YAML parsers often keep the last silently: a second `queries:` would
+    # drop the first unseen.
+    path = write(
+        tmp_path,
+        "queries:\n  - {name: a, promql: up}\ninterval_seconds: 5\n"
+        "queries:\n  - {name: b, promql: up}\n",
+    )
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(Settings, path)
+
+    message = str(caught.value)
+    assert message.startswith(f"{path}: not valid YAML: ")
+    assert "key 'queries' is given twice in one mapping (first on line 1)" in message
+    assert "line 4, column 1" in message
+
+
+def test_a_key_given_twice_in_a_nested_mapping_is_refused(tmp_path):
+    path = write(tmp_path, "labels:\n  team: a\n  team: b\n")
+
+    with pytest.raises(ConfigError, match="key 'team' is given twice"):
+        load_config(Settings, path)
+
+
+def test_merge_keys_still_override_what_they_merge(tmp_path):
+    path = write(
+        tmp_path,
+        "labels:\n  <<: {team: a, site: x}\n  team: b\n",
+    )
+
+    assert load_config(Settings, path).labels == {"team": "b", "site": "x"}
