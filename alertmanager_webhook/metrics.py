@@ -29,6 +29,24 @@ WORKER_STAGES = ("plan", "apply", "restore", "store", "process")
 
 # From a millisecond (a dry-run plan) to minutes (an approval).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+# A notification is answered in about a millisecond: with the client's
+# default buckets, which start at 5 ms, every answer fell in the first and a
+# dashboard's p99 read 4.95 ms whatever it was.
+REQUEST_BUCKETS = (
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    1,
+    5,
+    10,
+)
 
 
 class WebhookMetrics:
@@ -75,6 +93,7 @@ class WebhookMetrics:
             "aiops_webhook_request_duration_seconds",
             "Time to answer an HTTP request, by handler.",
             ["handler"],
+            buckets=REQUEST_BUCKETS,
             registry=registry,
         )
         self.queue_depth = Gauge(
