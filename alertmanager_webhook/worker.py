@@ -117,7 +117,9 @@ class Worker:
         self._batch: list[Row] = []
         self._in_hand: dict[int, tuple[str, str]] = {}
         # Actions whose end could not be written: their rows may still say
-        # queued, and must not be taken again.
+        # queued, and must not be taken again. Admissions holds them too, but
+        # under a lock held over every end's write: taking the next action
+        # must not wait for one.
         self._unsettled: set[int] = set()
         self._targets: set[str] = set()
         self._generation = 0
