@@ -86,6 +86,26 @@ def test_an_action_that_runs_long_is_marked_running_meanwhile() -> None:
     assert (expect, first) == (("running",), {})
 
 
+def test_actions_admitted_while_one_waits_are_each_marked_at_their_own_time() -> None:
+    # The marking thread is woken only when it waits for nothing: one admitted
+    # while it waits for an earlier one's mark must still be marked, and not
+    # before its own second is up.
+    moves = Moves()
+    with _started(Admissions(moves, mark_after=0.5)) as admissions:
+        first = admissions.admit(1, "host a", "queued", {"attempts": 1})
+        time.sleep(0.25)
+        second = admissions.admit(2, "host b", "queued", {"attempts": 1})
+        second_admitted = time.monotonic()
+        assert _wait_for(lambda: first.marked)
+        assert not second.marked
+        assert _wait_for(lambda: second.marked)
+        assert time.monotonic() - second_admitted >= 0.49
+        third = admissions.admit(3, "host c", "queued", {"attempts": 1})
+        assert _wait_for(lambda: third.marked)
+
+    assert [asked[0] for asked in moves.asked] == [1, 2, 3]
+
+
 def test_a_mark_refused_is_not_asked_again_and_the_end_writes_it_all() -> None:
     moves = Moves(answer=False)
     with _started(Admissions(moves, mark_after=0.01)) as admissions:
