@@ -72,6 +72,10 @@ class _Attempt:
     before: str
 
 
+class _TargetHeld(Exception):
+    """Another change holds the action's target: it waits, set aside."""
+
+
 class Worker:
     """Takes ready actions from the queue; `drain()` runs it inline for tests."""
 
@@ -122,6 +126,13 @@ class Worker:
         # must not wait for one.
         self._unsettled: set[int] = set()
         self._targets: set[str] = set()
+        # Actions planned on a target another change held, by that target,
+        # with their alert episodes: none is taken again, nor any other
+        # action of its episode, until the target is let go.
+        self._parked: dict[str, dict[int, tuple[str, str]]] = {}
+        # Set when a target with parked actions is let go: they are not in
+        # the batch any more, so the next look reads the queue anew.
+        self._reread = False
         self._generation = 0
         self._idle = False
         # The limit checks and the admission are one step, so that two
@@ -240,9 +251,7 @@ class Worker:
 
         def gone() -> None:
             self._journal.settle(row["id"])
-            with self._busy:
-                self._targets.discard(target)
-                self._busy.notify_all()
+            self._let_target_go(target)
 
         with self._busy:
             self._targets.add(target)
@@ -267,11 +276,20 @@ class Worker:
         log.warning("requeued interrupted action id=%d reason=%r", row["id"], reason)
 
     def drain(self) -> int:
-        """Process every ready action in this thread; return how many were taken."""
+        """Process every ready action in this thread; return how many were taken.
+
+        One set aside for a target held by a program that outlived a crash
+        is waited for.
+        """
         done = 0
-        while self._work_one():
-            done += 1
-        return done
+        while True:
+            while self._work_one():
+                done += 1
+            with self._busy:
+                if not self._parked or self._stop.is_set():
+                    return done
+                seen = self._generation
+            self._wait_for_work(seen)
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until a look at the queue found nothing ready and nothing in hand."""
@@ -288,13 +306,15 @@ class Worker:
             self._metrics.worker_last_success.set(self._clock())
             with self._busy:
                 # Idle only if nothing was queued or let go while it looked.
-                if self._generation == seen and not self._in_hand:
+                if self._generation == seen and not (self._in_hand or self._parked):
                     self._idle = True
                     self._busy.notify_all()
             return False
 
         try:
             self._process(row)
+        except _TargetHeld:
+            pass  # parked by _holding; taken again once its target is let go
         finally:
             self._let_go(row["id"])
         return True
@@ -305,6 +325,8 @@ class Worker:
             self._checkpoint()
             # Published while a backlog is worked off, not only once it is gone.
             self._publish_depth()
+            if self._reread:
+                self._batch, self._reread = [], False
             row = self._claim()
             if row is None:
                 # What the batch holds waits on other threads; look again.
@@ -317,12 +339,15 @@ class Worker:
     def _claim(self) -> Row | None:
         with self._busy:
             # Those another thread took since the batch was read are its own.
+            parked = {i: e for held in self._parked.values() for i, e in held.items()}
             self._batch = [
                 r
                 for r in self._batch
-                if r["id"] not in self._in_hand and r["id"] not in self._unsettled
+                if r["id"] not in self._in_hand
+                and r["id"] not in self._unsettled
+                and r["id"] not in parked
             ]
-            episodes = set(self._in_hand.values())
+            episodes = {*self._in_hand.values(), *parked.values()}
             for i, row in enumerate(self._batch):
                 episode = (row["alert_fingerprint"], row["alert_starts_at"])
                 if episode not in episodes:
@@ -339,22 +364,36 @@ class Worker:
             self._busy.notify_all()
 
     @contextmanager
-    def _holding(self, target: str) -> Iterator[None]:
-        """Wait until no other thread changes `target`, and keep it for this one."""
-        # TODO: the wait keeps this thread: with `workers` actions queued on
-        # one held target (a long command, or a program that outlived a crash
-        # and is held up to its timeout), actions on other targets wait too.
-        # A queued action's target is known only once it is planned, so the
-        # claim cannot pass over it; setting it aside after planning is next.
+    def _holding(self, target: str, row: Row) -> Iterator[None]:
+        """Keep `target` for this thread; raise _TargetHeld if another has it.
+
+        The action is then parked rather than waited for in this thread:
+        waiting, `workers` actions queued on one held target (a long command,
+        or a program that outlived a crash, held up to its timeout) kept every
+        thread, and actions on other targets waited for it too. Its target is
+        known only once it is planned, so it is set aside only then.
+        """
         with self._busy:
-            self._busy.wait_for(lambda: target not in self._targets)
+            if target in self._targets:
+                episode = (row["alert_fingerprint"], row["alert_starts_at"])
+                self._parked.setdefault(target, {})[row["id"]] = episode
+                log.info(
+                    "action waits for its target id=%d target=%r", row["id"], target
+                )
+                raise _TargetHeld(target)
             self._targets.add(target)
         try:
             yield
         finally:
-            with self._busy:
-                self._targets.discard(target)
-                self._busy.notify_all()
+            self._let_target_go(target)
+
+    def _let_target_go(self, target: str) -> None:
+        with self._busy:
+            self._targets.discard(target)
+            if self._parked.pop(target, None):
+                self._reread = True
+                self._generation += 1
+            self._busy.notify_all()
 
     def _publish_depth(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -399,7 +438,7 @@ class Worker:
                 self._apply(row, row["target"], json.loads(row["spec"]))
             else:
                 self._plan(row)
-        except StoreError:
+        except (StoreError, _TargetHeld):
             raise
         except Exception as exc:  # an actuator's bug must not stop the queue
             # The stage the action entered at: a queued one is planned first.
@@ -456,7 +495,7 @@ class Worker:
         planned = planned or {}
 
         attempt = _Attempt(row, policy, actuator, target, spec, before)
-        with self._holding(target):
+        with self._holding(target, row):
             self._gated_apply(attempt, planned)
 
     def _gated_apply(self, attempt: _Attempt, planned: Mapping[str, Any]) -> None:
@@ -602,7 +641,7 @@ class Worker:
             self._finish(row, "failed", reason="the original action is gone")
             return
 
-        with self._holding(original["target"]):
+        with self._holding(original["target"], row):
             # Read again: another change to the target may have finished meanwhile.
             self._restore_held(row, self._jobs.get(row["restores"]) or original)
 

@@ -168,3 +168,43 @@ def test_each_action_runs_exactly_once(make_receiver, workers: int) -> None:
 
     assert gathering.applied == Counter(dict.fromkeys(hosts, 1))
     assert gathering.overlaps == []
+
+
+def test_an_action_on_a_held_target_waits_aside_while_others_run(make_receiver) -> None:
+    # Two threads; "a1" holds db-1 until let go. "a2", planned on db-1 too,
+    # must not keep the second thread: "b", on another target, runs meanwhile.
+    class Held(Gathering):
+        def meet(self, spec: Any) -> None:
+            if spec["host"] == "a1":
+                a1_inside.set()
+                assert let_go.wait(GUARD_SECONDS)
+            elif spec["host"] == "b":
+                b_applied.set()
+
+    a1_inside, let_go, b_applied = (
+        threading.Event(),
+        threading.Event(),
+        threading.Event(),
+    )
+    held = Held(parties=1, target_of={"a1": "db-1", "a2": "db-1"})
+    receiver = _receiver(make_receiver, held, workers=2)
+
+    receiver.worker.start()
+    try:
+        receiver.post(_payload("a1"))
+        assert a1_inside.wait(GUARD_SECONDS)
+        receiver.post(_payload("a2"))
+        receiver.post(_payload("b"))
+        b_ran_while_held = b_applied.wait(GUARD_SECONDS)
+        a2_ran_while_held = held.applied["a2"]
+        let_go.set()
+        assert receiver.worker.wait_idle(GUARD_SECONDS)
+    finally:
+        let_go.set()
+        receiver.worker.stop(GUARD_SECONDS)
+
+    assert b_ran_while_held
+    assert a2_ran_while_held == 0
+    assert held.overlaps == []
+    assert held.applied == Counter({"a1": 1, "a2": 1, "b": 1})
+    assert [a["result"] for a in receiver.actions()] == ["applied"] * 3
