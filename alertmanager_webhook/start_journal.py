@@ -9,9 +9,9 @@ run twice.
 
 The journal is the folder `<database>.started` beside the database, one
 file per action that has begun and whose end is not yet recorded, named by
-its id. It holds the action's target and plan, and a program's pid and
-start time once it runs, so that a program that outlived a crash is waited
-for (survivors.py), even before the action's row named its target.
+its id. It holds the action's target, plan and attempt, and a program's pid
+and start time once it runs, so that a program that outlived a crash is
+waited for (survivors.py), even before the action's row named its target.
 """
 
 from __future__ import annotations
@@ -44,9 +44,12 @@ class Began:
     durable: bool = False
     target: str = ""
     plan: str = ""
+    # Which attempt began: a mark no later than the attempts its row records
+    # is one whose end was recorded (a retry) before it could be spent.
+    attempt: int = 0
 
     def __call__(self) -> None:
-        self._write({"target": self.target, "plan": self.plan}, os.O_CREAT)
+        self._write(self._named(), os.O_CREAT)
         if self.durable:
             _sync_folder(os.path.dirname(self.path))
 
@@ -63,16 +66,12 @@ class Began:
         except psutil.Error:
             return  # it has ended already
         try:
-            self._write(
-                {
-                    "pid": pid,
-                    "started": started,
-                    "target": self.target,
-                    "plan": self.plan,
-                }
-            )
+            self._write({"pid": pid, "started": started, **self._named()})
         except OSError:
             pass
+
+    def _named(self) -> dict[str, object]:
+        return {"target": self.target, "plan": self.plan, "attempt": self.attempt}
 
     def _write(self, content: dict[str, object], create: int = 0) -> None:
         flags = os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC | create
@@ -140,13 +139,15 @@ class StartJournal:
                 os.unlink(os.path.join(self.path, name))
         self._made = True
 
-    def mark(self, action_id: int, target: str = "", plan: str = "") -> Began:
-        """The mark to make when action `action_id` on `target` begins."""
+    def mark(
+        self, action_id: int, target: str = "", plan: str = "", attempt: int = 0
+    ) -> Began:
+        """The mark to make when attempt `attempt` of an action begins."""
         if not self._made:
             # A worker driven inline, with no recovery first, has none yet.
             os.makedirs(self.path, 0o700, exist_ok=True)
             self._made = True
-        return Began(self._mark_path(action_id), self._fsync, target, plan)
+        return Began(self._mark_path(action_id), self._fsync, target, plan, attempt)
 
     def program(self, action_id: int) -> tuple[int, float] | None:
         """The pid and start time a mark holds; None if it holds none."""
@@ -164,6 +165,13 @@ class StartJournal:
             target if isinstance(target, str) else "",
             plan if isinstance(plan, str) else "",
         )
+
+    def attempt(self, action_id: int) -> int | None:
+        """The attempt a mark says began; None if it does not say."""
+        attempt = self._read(action_id).get("attempt")
+        if isinstance(attempt, int) and not isinstance(attempt, bool) and attempt > 0:
+            return attempt
+        return None
 
     def _read(self, action_id: int) -> dict[str, object]:
         try:

@@ -188,12 +188,13 @@ class Worker:
             row = self._jobs.get(action_id)
             if row is None:
                 continue
-            if row["result"] in ("queued", "approved"):
+            if self._began_unrecorded(row):
                 # Began while admitted, before any mark as running.
                 if self._interrupted(row, ("queued", "approved")):
                     held.add(action_id)
             elif self._hold_for_survivor(row):
-                # A program that outlived an earlier crash, settled then.
+                # A program that outlived an earlier crash, settled then, or
+                # an attempt whose failure was recorded, its retry to come.
                 held.add(action_id)
         try:
             self._journal.open(keep=frozenset(held))
@@ -201,6 +202,19 @@ class Worker:
             raise StoreError(
                 f"cannot open start journal {self._journal.path!r}: {exc}"
             ) from exc
+
+    def _began_unrecorded(self, row: Row) -> bool:
+        """Whether a marked, unmarked-running action began and was not recorded.
+
+        A crash between an attempt's recorded failure, retry to come, and the
+        spending of its mark leaves the mark too: that attempt is over, and
+        the retry is due as recorded. A mark that names no attempt (an older
+        receiver's) cannot tell, and counts as begun.
+        """
+        if row["result"] not in ("queued", "approved"):
+            return False
+        attempt = self._journal.attempt(row["id"])
+        return attempt is None or attempt > row["attempts"]
 
     def _interrupted(self, row: Row, expect: tuple[str, ...]) -> bool:
         """Record an action a crash cut short after it began; True if held.
@@ -544,7 +558,7 @@ class Worker:
         try:
             if watched:
                 plan = admitted.fields.get("plan", row["plan"])
-                began = self._journal.mark(row["id"], attempt.target, plan)
+                began = self._journal.mark(row["id"], attempt.target, plan, attempts)
                 outcome = attempt.actuator.apply(spec, began)
             else:
                 outcome = attempt.actuator.apply(spec)

@@ -108,6 +108,34 @@ def test_a_mark_holds_its_programs_pid_and_start_when_recorded(
     assert journal.begun() == {8}
 
 
+def test_a_mark_names_its_attempt_before_and_after_its_program_is_recorded(
+    tmp_path: Path,
+) -> None:
+    journal = StartJournal(str(tmp_path / "webhook.db.started"))
+    journal.open()
+    mark = journal.mark(8, "host a", "poke host a", attempt=2)
+    mark()
+    assert journal.attempt(8) == 2
+
+    mark.record(os.getpid())
+
+    assert journal.attempt(8) == 2
+    assert journal.named(8) == ("host a", "poke host a")
+
+
+@pytest.mark.parametrize(
+    "content",
+    ['{"target": "host a", "plan": "p"}', '{"attempt": true}', '{"attempt": 0}', "1 2"],
+    ids=["no-attempt", "boolean", "zero", "older-receiver"],
+)
+def test_a_mark_that_names_no_attempt_says_so(tmp_path: Path, content: str) -> None:
+    journal = StartJournal(str(tmp_path / "webhook.db.started"))
+    journal.open()
+    (tmp_path / "webhook.db.started" / "8").write_text(content)
+
+    assert journal.attempt(8) is None
+
+
 def test_a_pid_whose_process_has_gone_or_changed_is_not_watched() -> None:
     pid = os.getpid()
     start = psutil.Process(pid).create_time()

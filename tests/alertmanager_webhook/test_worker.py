@@ -553,6 +553,88 @@ def test_crash_after_a_non_idempotent_action_began_never_reruns_it(
     assert recorder.applied == []
 
 
+def test_a_crash_after_a_retry_was_recorded_runs_the_retry_once(
+    make_receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first attempt began, failed and had its retry recorded; the
+    # receiver died before spending its mark. That attempt is over: the
+    # retry runs at its time, not recorded "outcome unknown".
+    class FailingOnce(Recorder):
+        def apply(self, spec, began=None) -> Outcome:
+            began()
+            return super().apply(spec, began)
+
+    receiver = _build(
+        make_receiver, FailingOnce(failures=1), policies=[_policy(retries=1)]
+    )
+    receiver.worker.recover()
+    receiver.post(_payload("a"))
+
+    def die(action_id: int) -> None:
+        raise KeyboardInterrupt  # the process dies before the mark is spent
+
+    monkeypatch.setattr(receiver.worker._journal, "settle", die)
+    with pytest.raises(KeyboardInterrupt):
+        receiver.worker.drain()
+    [waiting] = receiver.actions()
+    assert (waiting["result"], waiting["attempts"]) == ("queued", 1)
+
+    recorder = Recorder()
+    restarted = Worker(
+        make_config(mode="apply", policies=[_policy(retries=1)]),
+        Jobs(receiver.store),
+        {"command": recorder},
+        WebhookMetrics(CollectorRegistry()),
+        clock=receiver.clock,
+    )
+    restarted.recover()
+    assert restarted.drain() == 0  # not before its retry is due
+    receiver.clock.now += 5
+    restarted.drain()
+
+    [action] = receiver.actions()
+    assert (action["result"], action["attempts"]) == ("applied", 2)
+    assert recorder.applied == ["a"]
+
+
+def test_a_mark_of_the_attempt_after_a_recorded_retry_counts_as_begun(
+    make_receiver,
+) -> None:
+    # The retry itself began and the receiver died before its row said so.
+    class CrashingRetry(Recorder):
+        def apply(self, spec, began=None) -> Outcome:
+            began()
+            if self.failures:
+                return super().apply(spec, began)
+            raise KeyboardInterrupt
+
+    receiver = _build(
+        make_receiver, CrashingRetry(failures=1), policies=[_policy(retries=1)]
+    )
+    receiver.worker.recover()
+    receiver.post(_payload("a"))
+    receiver.worker.drain()
+    receiver.clock.now += 5
+    with pytest.raises(KeyboardInterrupt):
+        receiver.worker.drain()
+
+    recorder = Recorder()
+    restarted = Worker(
+        make_config(mode="apply", policies=[_policy(retries=1)]),
+        Jobs(receiver.store),
+        {"command": recorder},
+        WebhookMetrics(CollectorRegistry()),
+        clock=receiver.clock,
+    )
+    restarted.recover()
+    restarted.drain()
+
+    [action] = receiver.actions()
+    assert (action["result"], action["attempts"]) == ("failed", 2)
+    assert action["reason"].startswith("interrupted by a restart; outcome unknown")
+    assert recorder.applied == []
+
+
 def test_a_mark_is_spent_once_the_end_is_recorded_and_kept_if_it_is_not(
     make_receiver, tmp_path
 ) -> None:
