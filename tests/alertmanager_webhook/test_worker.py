@@ -520,6 +520,21 @@ def test_crash_before_a_non_idempotent_action_began_runs_it_once(
     assert recorder.applied == ["a"]
 
 
+def _restarted(
+    receiver: Receiver, actuator: Recorder, policies: list[dict[str, Any]]
+) -> Worker:
+    """A worker started anew on the receiver's database, as after a crash."""
+    worker = Worker(
+        make_config(mode="apply", policies=policies),
+        Jobs(receiver.store),
+        {"command": actuator},
+        WebhookMetrics(CollectorRegistry()),
+        clock=receiver.clock,
+    )
+    worker.recover()
+    return worker
+
+
 def test_crash_after_a_non_idempotent_action_began_never_reruns_it(
     make_receiver,
 ) -> None:
@@ -537,13 +552,7 @@ def test_crash_after_a_non_idempotent_action_began_never_reruns_it(
     assert [a["result"] for a in receiver.actions()] == ["queued"]
 
     recorder = Recorder()
-    restarted = Worker(
-        make_config(mode="apply", policies=[_policy()]),
-        Jobs(receiver.store),
-        {"command": recorder},
-        WebhookMetrics(CollectorRegistry()),
-    )
-    restarted.recover()
+    restarted = _restarted(receiver, recorder, [_policy()])
     restarted.drain()
 
     [action] = receiver.actions()
@@ -580,14 +589,7 @@ def test_a_crash_after_a_retry_was_recorded_runs_the_retry_once(
     assert (waiting["result"], waiting["attempts"]) == ("queued", 1)
 
     recorder = Recorder()
-    restarted = Worker(
-        make_config(mode="apply", policies=[_policy(retries=1)]),
-        Jobs(receiver.store),
-        {"command": recorder},
-        WebhookMetrics(CollectorRegistry()),
-        clock=receiver.clock,
-    )
-    restarted.recover()
+    restarted = _restarted(receiver, recorder, [_policy(retries=1)])
     assert restarted.drain() == 0  # not before its retry is due
     receiver.clock.now += 5
     restarted.drain()
@@ -619,14 +621,7 @@ def test_a_mark_of_the_attempt_after_a_recorded_retry_counts_as_begun(
         receiver.worker.drain()
 
     recorder = Recorder()
-    restarted = Worker(
-        make_config(mode="apply", policies=[_policy(retries=1)]),
-        Jobs(receiver.store),
-        {"command": recorder},
-        WebhookMetrics(CollectorRegistry()),
-        clock=receiver.clock,
-    )
-    restarted.recover()
+    restarted = _restarted(receiver, recorder, [_policy(retries=1)])
     restarted.drain()
 
     [action] = receiver.actions()
