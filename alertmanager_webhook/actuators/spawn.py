@@ -1,4 +1,4 @@
-"""Programs started by posix_spawn in a process group of their own, output captured.
+"""Programs started by posix_spawn in a session of their own, output captured.
 
 A spawn, not a fork: forking the worker, whose memory must be copied, cost
 ten times the spawn's CPU per program (4 ms against 0.65 ms).
@@ -18,6 +18,8 @@ from alertmanager_webhook.start_journal import Began
 
 # Signals Python ignores for itself; a program must start with them default.
 DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
+# The niceness of a program's scheduling group, where sessions have one.
+AUTOGROUP_NICE = 19
 # What a killed program's group may still write after the kill.
 DRAIN_AFTER_KILL_SECONDS = 1.0
 
@@ -29,18 +31,13 @@ def run_in_group(
     env: Mapping[str, str],
     began: Began | None = None,
 ) -> subprocess.CompletedProcess:
-    """Run `argv` in a process group of its own, its output captured.
+    """Run `argv` in a session of its own, its output captured.
 
-    Its own group, so that Ctrl-C at the receiver's terminal reaches the
-    receiver, which lets the program finish, and not the program. A timeout
-    ends the whole group, not the program alone: nothing it started may act
-    after its action was recorded as failed. Not a session of its own: where
-    the kernel makes a scheduling autogroup per session, a program in its own
-    would take as much CPU as the whole receiver, whatever its niceness; in
-    the receiver's, the worker's SCHED_IDLE it inherits keeps it behind the
-    server's threads (under bench-receiver's load, with two CPU-bound
-    commands running, p99 was 3.7-7.1 ms with them in sessions of their own,
-    2.7-3.8 ms in the receiver's, over four runs each).
+    Its own session, without the receiver's terminal: Ctrl-C there reaches
+    the receiver, which lets the program finish, and not the program, and
+    the program can neither read that terminal nor type into it (TIOCSTI).
+    A timeout ends the session's whole process group, not the program alone:
+    nothing it started may act after its action was recorded as failed.
 
     `began`'s mark, naming the action's target, is made just before the
     spawn, so that it precedes the program's first effect; a crash between
@@ -65,7 +62,7 @@ def run_in_group(
             list(argv),
             dict(env),
             file_actions=steps,
-            setpgroup=0,
+            setsid=True,
             setsigmask=(),
             setsigdef=DEFAULT_SIGNALS,
         )
@@ -76,6 +73,7 @@ def run_in_group(
     finally:
         os.close(out_write)
         os.close(err_write)
+    _rank_below_the_receiver(pid)
     if began is not None:
         began.record(pid)
 
@@ -102,6 +100,25 @@ def run_in_group(
     finally:
         program.close()
     return subprocess.CompletedProcess(list(argv), code, *program.output())
+
+
+def _rank_below_the_receiver(pid: int) -> None:
+    """Give the program's session the scheduler's lowest weight.
+
+    Where the kernel makes a scheduling group per session (autogroup), a
+    session of its own would take as much CPU as the whole receiver whatever
+    the niceness and SCHED_IDLE its program inherits, which rank it only
+    within that group (under bench-receiver's load, with two CPU-bound
+    commands running, p99 was 7.3-8.7 ms with their sessions' groups at
+    niceness 0, 4.0-4.6 ms at +19, in two runs each). Best effort: without
+    autogroups
+    there is no such file, and the inherited policy is what ranks it.
+    """
+    try:
+        with open(f"/proc/{pid}/autogroup", "w") as group:
+            group.write(str(AUTOGROUP_NICE))
+    except OSError:
+        pass
 
 
 def _kill_group(pid: int) -> None:

@@ -87,14 +87,11 @@ def test_failing_command_reports_its_exit_and_stderr() -> None:
 
 
 def test_a_command_killed_by_a_signal_says_which(tmp_path: Path) -> None:
-    # It also writes whether it leads a process group of its own, out of
-    # reach of a Ctrl-C at the receiver's terminal, and stays in the
-    # receiver's session (a session of its own is a scheduling autogroup of
-    # its own, which its niceness would not rank below the receiver).
+    # It also writes whether it leads a session of its own, out of reach of
+    # a Ctrl-C at the receiver's terminal and without that terminal.
     script = (
         "import os, signal, sys; "
-        "open(sys.argv[1], 'w').write("
-        f"str((os.getpgid(0) == os.getpid(), os.getsid(0) == {os.getsid(0)}))); "
+        "open(sys.argv[1], 'w').write(str(os.getsid(0) == os.getpid())); "
         "os.kill(os.getpid(), signal.SIGTERM)"
     )
     leads = tmp_path / "leads"
@@ -105,7 +102,31 @@ def test_a_command_killed_by_a_signal_says_which(tmp_path: Path) -> None:
         command.apply(plan.spec)
 
     assert str(caught.value) == f"{sys.executable} killed by SIGTERM: ''"
-    assert leads.read_text() == "(True, True)"
+    assert leads.read_text() == "True"
+
+
+@pytest.mark.skipif(
+    not os.path.exists("/proc/self/autogroup"), reason="no scheduling autogroups"
+)
+def test_a_commands_session_is_ranked_below_the_receiver(tmp_path: Path) -> None:
+    # Its session's scheduling group is given niceness +19 just after the
+    # spawn: the program waits for it, then writes what it sees.
+    script = (
+        "import sys, time; deadline = time.monotonic() + 5\n"
+        "def group(): return open('/proc/self/autogroup').read()\n"
+        "while 'nice 19' not in group() and time.monotonic() < deadline:\n"
+        "    time.sleep(0.01)\n"
+        "open(sys.argv[1], 'w').write(group())"
+    )
+    seen = tmp_path / "autogroup"
+    command = Command()
+
+    command.apply(
+        command.plan({}, _command(sys.executable, "-c", script, str(seen)), {}).spec
+    )
+
+    assert seen.read_text().rstrip().endswith("nice 19")
+    assert Path("/proc/self/autogroup").read_text() != seen.read_text()  # not ours
 
 
 def test_missing_program_and_timeout_fail() -> None:
