@@ -126,11 +126,16 @@ class Worker:
         # must not wait for one.
         self._unsettled: set[int] = set()
         self._targets: set[str] = set()
-        # Actions planned on a target another change held, by that target,
-        # with their alert episodes: none is taken again, nor any other
-        # action of its episode, until the target is let go.
-        self._parked: dict[str, dict[int, tuple[str, str]]] = {}
-        # Set when a target with parked actions is let go: they are not in
+        # Actions set aside, by id: the target they were planned on, which
+        # another change held, and their alert episode. While that target is
+        # held, none is taken again, nor any other action of its episode. Once
+        # it is let go they may be, oldest first: the first takes the target,
+        # and the few that other threads plan meanwhile are set aside again,
+        # so that each is planned a few times, not once per action let go.
+        # Kept past the row's own end (a resolve cancelled it) until the next
+        # look at the queue.
+        self._aside: dict[int, tuple[str, tuple[str, str]]] = {}
+        # Set when a target with actions set aside is let go: they are not in
         # the batch any more, so the next look reads the queue anew.
         self._reread = False
         self._generation = 0
@@ -300,7 +305,7 @@ class Worker:
             while self._work_one():
                 done += 1
             with self._busy:
-                if not self._parked or self._stop.is_set():
+                if not self._waiting_aside() or self._stop.is_set():
                     return done
                 seen = self._generation
             self._wait_for_work(seen)
@@ -320,7 +325,9 @@ class Worker:
             self._metrics.worker_last_success.set(self._clock())
             with self._busy:
                 # Idle only if nothing was queued or let go while it looked.
-                if self._generation == seen and not (self._in_hand or self._parked):
+                if self._generation == seen and not (
+                    self._in_hand or self._waiting_aside()
+                ):
                     self._idle = True
                     self._busy.notify_all()
             return False
@@ -328,7 +335,7 @@ class Worker:
         try:
             self._process(row)
         except _TargetHeld:
-            pass  # parked by _holding; taken again once its target is let go
+            pass  # set aside by _holding; taken again once its target is let go
         finally:
             self._let_go(row["id"])
         return True
@@ -344,24 +351,37 @@ class Worker:
             row = self._claim()
             if row is None:
                 # What the batch holds waits on other threads; look again.
-                self._batch = self._jobs.ready(
-                    self._clock(), len(self._in_hand) + BATCH
-                )
+                # Room for those set aside too, which would fill it otherwise.
+                with self._busy:
+                    room = len(self._in_hand) + len(self._aside) + BATCH
+                self._batch = self._jobs.ready(self._clock(), room)
+                with self._busy:
+                    ready = {r["id"] for r in self._batch}
+                    for action_id in set(self._aside) - ready:
+                        del self._aside[action_id]  # ended meanwhile
                 row = self._claim()
         return row
+
+    def _waiting_aside(self) -> bool:
+        """Whether an action set aside still waits for its target."""
+        return any(target in self._targets for target, _ in self._aside.values())
 
     def _claim(self) -> Row | None:
         with self._busy:
             # Those another thread took since the batch was read are its own.
-            parked = {i: e for held in self._parked.values() for i, e in held.items()}
+            waiting = {
+                action_id: episode
+                for action_id, (target, episode) in self._aside.items()
+                if target in self._targets
+            }
             self._batch = [
                 r
                 for r in self._batch
                 if r["id"] not in self._in_hand
                 and r["id"] not in self._unsettled
-                and r["id"] not in parked
+                and r["id"] not in waiting
             ]
-            episodes = {*self._in_hand.values(), *parked.values()}
+            episodes = {*self._in_hand.values(), *waiting.values()}
             for i, row in enumerate(self._batch):
                 episode = (row["alert_fingerprint"], row["alert_starts_at"])
                 if episode not in episodes:
@@ -381,7 +401,7 @@ class Worker:
     def _holding(self, target: str, row: Row) -> Iterator[None]:
         """Keep `target` for this thread; raise _TargetHeld if another has it.
 
-        The action is then parked rather than waited for in this thread:
+        The action is then set aside rather than waited for in this thread:
         waiting, `workers` actions queued on one held target (a long command,
         or a program that outlived a crash, held up to its timeout) kept every
         thread, and actions on other targets waited for it too. Its target is
@@ -390,11 +410,15 @@ class Worker:
         with self._busy:
             if target in self._targets:
                 episode = (row["alert_fingerprint"], row["alert_starts_at"])
-                self._parked.setdefault(target, {})[row["id"]] = episode
-                log.info(
-                    "action waits for its target id=%d target=%r", row["id"], target
-                )
+                if row["id"] not in self._aside:
+                    log.info(
+                        "action waits for its target id=%d target=%r",
+                        row["id"],
+                        target,
+                    )
+                self._aside[row["id"]] = (target, episode)
                 raise _TargetHeld(target)
+            self._aside.pop(row["id"], None)
             self._targets.add(target)
         try:
             yield
@@ -404,7 +428,7 @@ class Worker:
     def _let_target_go(self, target: str) -> None:
         with self._busy:
             self._targets.discard(target)
-            if self._parked.pop(target, None):
+            if any(aside == target for aside, _ in self._aside.values()):
                 self._reread = True
                 self._generation += 1
             self._busy.notify_all()
