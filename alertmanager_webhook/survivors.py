@@ -1,9 +1,10 @@
 """Programs that outlived the worker that started them.
 
 After a crash (`kill -9`, the OOM killer) a command the worker had started
-runs on in its own process group. No two actions on one target may run at once,
-so the target stays held until that program ends, and it is ended at the
-timeout its policy gave it, as it would have been.
+runs on in its own session. No two actions on one target may run at once, so
+the target stays held until that program and what it started (its process
+group) end, and they are ended at the timeout its policy gave it, as they
+would have been.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import os
 import select
 import signal
 import threading
+import time
 from collections.abc import Callable
 
+from alertmanager_webhook.actuators.spawn import group_ends_by
 from alertmanager_webhook.processes import same_process
 
 log = logging.getLogger(__name__)
@@ -47,9 +50,10 @@ def watch(pid: int, started: float, seconds: float, gone: Callable[[], None]) ->
 
 
 def _outlive(ended: int, pid: int, seconds: float, gone: Callable[[], None]) -> None:
+    deadline = time.monotonic() + max(0.0, seconds)
     try:
         readable, _, _ = select.select([ended], [], [], max(0.0, seconds))
-        if not readable:
+        if not (readable and group_ends_by(pid, deadline)):
             log.warning(
                 "killing interrupted action's program at its timeout pid=%d", pid
             )

@@ -11,7 +11,7 @@ import selectors
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from alertmanager_webhook.start_journal import Began
@@ -20,6 +20,8 @@ from alertmanager_webhook.start_journal import Began
 DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
 # The niceness of a program's scheduling group, where sessions have one.
 AUTOGROUP_NICE = 19
+# How often a program's group is looked at once the program has ended.
+GROUP_POLL_SECONDS = 0.05
 # What a killed program's group may still write after the kill.
 DRAIN_AFTER_KILL_SECONDS = 1.0
 
@@ -36,8 +38,9 @@ def run_in_group(
     Its own session, without the receiver's terminal: Ctrl-C there reaches
     the receiver, which lets the program finish, and not the program, and
     the program can neither read that terminal nor type into it (TIOCSTI).
-    A timeout ends the session's whole process group, not the program alone:
-    nothing it started may act after its action was recorded as failed.
+    The program's whole process group is waited for, not the program alone,
+    and ended at the timeout: nothing it started may act after its action
+    was recorded, nor beside the next action on its target.
 
     `began`'s mark, naming the action's target, is made just before the
     spawn, so that it precedes the program's first effect; a crash between
@@ -90,13 +93,18 @@ def run_in_group(
             f"cannot watch for its end (pidfd_open: {exc.strerror}; Linux 5.3 or "
             "later is needed), so it was killed",
         ) from exc
+    deadline = time.monotonic() + timeout
     try:
-        if not program.wait_until(time.monotonic() + timeout):
+        if not program.wait_until(deadline):
             _kill_group(pid)
             program.wait_until(time.monotonic() + DRAIN_AFTER_KILL_SECONDS)
             program.reap()
             raise subprocess.TimeoutExpired(list(argv), timeout)
         code = program.reap()
+        # Reaped first: the program's own zombie would count as its group.
+        if not group_ends_by(pid, deadline):
+            _kill_group(pid)
+            raise subprocess.TimeoutExpired(list(argv), timeout)
     finally:
         program.close()
     return subprocess.CompletedProcess(list(argv), code, *program.output())
@@ -119,6 +127,45 @@ def _rank_below_the_receiver(pid: int) -> None:
             group.write(str(AUTOGROUP_NICE))
     except OSError:
         pass
+
+
+def group_ends_by(pgid: int, deadline: float) -> bool:
+    """Wait until process group `pgid` is empty; False if it is not by `deadline`.
+
+    What a program started in the background, its output sent elsewhere,
+    outlives it unseen by its pipes and its pidfd. Its group's id is not
+    reused while any of them runs.
+    """
+    while _group_runs(pgid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(GROUP_POLL_SECONDS)
+    return True
+
+
+def _group_runs(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # one of them runs as another user now
+    # Zombies count for the kernel: an orphan's stays in the group until its
+    # new parent reaps it, which some containers' first process never does.
+    return any(state not in "ZX" for state in _member_states(pgid))
+
+
+def _member_states(pgid: int) -> Iterator[str]:
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        if int(fields[2]) == pgid:
+            yield fields[0].decode()
 
 
 def _kill_group(pid: int) -> None:

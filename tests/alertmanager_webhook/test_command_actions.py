@@ -144,6 +144,51 @@ def test_missing_program_and_timeout_fail() -> None:
         command.apply(slow.spec)
 
 
+def _ended(pid: int) -> bool:
+    """Whether a process is gone or only a zombie left for its new parent."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in ("Z", "X")
+
+
+def _left_behind(tmp_path: Path, seconds: float) -> tuple[PolicyConfig, Path]:
+    """A command that starts a sleep in the background, its output elsewhere,
+    and exits at once, writing the sleep's pid."""
+    pid_file = tmp_path / "pid"
+    script = f"sleep {seconds:g} >/dev/null 2>&1 & echo $! > {pid_file}"
+    return _command("/bin/sh", "-c", script, timeout=0.5), pid_file
+
+
+def test_what_a_command_leaves_running_is_ended_at_its_timeout(tmp_path: Path) -> None:
+    # Unseen by the program's pipes and its end, the sleep would otherwise
+    # act on after its action was recorded, beside the next one on its target.
+    policy, pid_file = _left_behind(tmp_path, 30)
+    command = Command()
+
+    with pytest.raises(ActuatorError, match="timed out after 0.5s"):
+        command.apply(command.plan({}, policy, {}).spec)
+
+    pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while not _ended(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _ended(pid)
+
+
+def test_what_a_command_leaves_running_is_waited_for_until_it_ends(
+    tmp_path: Path,
+) -> None:
+    policy, pid_file = _left_behind(tmp_path, 0.2)
+    command = Command()
+
+    outcome = command.apply(command.plan({}, policy, {}).spec)
+
+    assert outcome.text.startswith("/bin/sh exited 0")
+    assert _ended(int(pid_file.read_text()))
+
+
 FAKE_SCONTROL = """#!{python}
 import pathlib, sys
 log = pathlib.Path(__file__).with_name("calls.log")

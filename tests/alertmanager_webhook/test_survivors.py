@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+import psutil
 from prometheus_client import CollectorRegistry
 
+from alertmanager_webhook import survivors
 from alertmanager_webhook.actuators.command import Command
 from alertmanager_webhook.actuators.spawn import run_in_group
 from alertmanager_webhook.config import WebhookConfig
@@ -19,6 +22,7 @@ from alertmanager_webhook.start_journal import Began, StartJournal
 from alertmanager_webhook.worker import Worker
 
 from .conftest import FakeClock, Receiver, make_config
+from .test_command_actions import _ended
 from .test_worker import _payload
 
 # Writes when it starts and, unless killed first, when it ends.
@@ -195,3 +199,33 @@ def test_a_crash_while_the_survivor_is_waited_for_finds_it_again(
     while journal.begun() and time.monotonic() < deadline:
         time.sleep(0.05)  # the survivor's mark is spent once it has ended
     assert journal.begun() == set()
+
+
+def test_what_a_survivor_left_running_keeps_its_target_until_its_timeout(
+    tmp_path: Path,
+) -> None:
+    # Its program ends at once; the sleep it started in the background, its
+    # output elsewhere, still acts on the target until the timeout ends it.
+    pid_file = tmp_path / "pid"
+    program = subprocess.Popen(
+        [
+            "/bin/sh",
+            "-c",
+            f"sleep 30 >/dev/null 2>&1 & echo $! > {pid_file}; sleep 0.2",
+        ],
+        start_new_session=True,
+    )
+    let_go = threading.Event()
+    started = psutil.Process(program.pid).create_time()
+
+    assert survivors.watch(program.pid, started, 1.5, let_go.set)
+    program.wait()  # the worker that would have reaped it is gone
+    held_after_its_end = not let_go.wait(0.8)
+
+    assert held_after_its_end
+    assert let_go.wait(5.0)
+    sleep = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while not _ended(sleep) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _ended(sleep)
