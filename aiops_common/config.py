@@ -103,7 +103,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"cannot read config file {str(path)!r}: {exc}") from exc
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
+        data = parse_yaml(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if data is None:
@@ -111,6 +111,12 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping of keys")
     return data
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML as safe_load reads it, but a key given twice in one mapping is an
+    error (yaml.YAMLError) rather than the last one kept."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -165,7 +171,7 @@ def _apply_env(
                 f"environment variable {name}: unknown key {key!r} for {prefix}*"
             )
         try:
-            parsed = yaml.safe_load(value) if value != "" else ""
+            parsed = parse_yaml(value) if value != "" else ""
         except yaml.YAMLError as exc:
             raise ConfigError(f"environment variable {name}: {exc}") from exc
 

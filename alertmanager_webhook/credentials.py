@@ -57,5 +57,11 @@ def read_approvers(config: WebhookConfig) -> dict[str, str]:
             "approver_tokens_file",
             f"line {number}: expected NAME:TOKEN",
         )
+        # The last of two would win unseen, and the first's holder be refused.
+        check(
+            name not in approvers,
+            "approver_tokens_file",
+            f"line {number}: approver {name!r} is given twice",
+        )
         approvers[name] = token
     return approvers

@@ -248,3 +248,16 @@ def test_merge_keys_still_override_what_they_merge(tmp_path):
     )
 
     assert load_config(Settings, path).labels == {"team": "b", "site": "x"}
+
+
+def test_a_key_given_twice_in_an_override_is_refused(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        load_config(
+            Settings,
+            None,
+            env={"SVC_LABELS": "{team: a, team: b}"},
+            env_prefix="SVC_",
+        )
+
+    assert str(caught.value).startswith("environment variable SVC_LABELS: ")
+    assert "key 'team' is given twice" in str(caught.value)

@@ -81,6 +81,20 @@ def test_bad_approver_line_is_named_without_its_secret(tmp_path: Path) -> None:
     assert str(caught.value) == "approver_tokens_file: line 2: expected NAME:TOKEN"
 
 
+def test_an_approver_given_twice_is_refused_without_the_secrets(tmp_path: Path) -> None:
+    # The second would win unseen and the first's holder be refused.
+    path = tmp_path / "approvers"
+    path.write_text("alice:tok-1\nbob:tok-2\nalice:tok-3\n")
+    config = WebhookConfig(bearer_token="a", approver_tokens_file=str(path))
+
+    with pytest.raises(ConfigError) as caught:
+        read_approvers(config)
+
+    assert str(caught.value) == (
+        "approver_tokens_file: line 3: approver 'alice' is given twice"
+    )
+
+
 def test_deploy_config_is_valid() -> None:
     deploy = Path(__file__).parents[2] / "deploy" / "webhook.yml"
 

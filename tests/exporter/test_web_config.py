@@ -81,6 +81,10 @@ def test_full_file_with_paths_relative_to_it(tmp_path):
         ),
         ("basic_auth_users:\n  admin: plaintext\n", "basic_auth_users.admin"),
         ("basic_auth_users: [admin]\n", "basic_auth_users"),
+        (
+            "basic_auth_users:\n  a: $2b$12$x\nbasic_auth_users:\n  b: $2b$12$y\n",
+            "key 'basic_auth_users' is given twice",
+        ),
     ],
 )
 def test_bad_files_are_refused_naming_the_key(tmp_path, text, named):
