@@ -322,14 +322,15 @@ class Worker:
         row = self._take()
         if row is None:
             self._publish_depth(force=True)
-            self._metrics.worker_last_success.set(self._clock())
             with self._busy:
+                # Not emptied while actions set aside wait for their target.
+                emptied = not self._waiting_aside()
                 # Idle only if nothing was queued or let go while it looked.
-                if self._generation == seen and not (
-                    self._in_hand or self._waiting_aside()
-                ):
+                if self._generation == seen and emptied and not self._in_hand:
                     self._idle = True
                     self._busy.notify_all()
+            if emptied:
+                self._metrics.worker_last_success.set(self._clock())
             return False
 
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from typing import Any
 
@@ -203,9 +204,14 @@ def test_actions_on_a_held_target_wait_aside_while_others_run(
         assert a1_inside.wait(GUARD_SECONDS)
         for host in waiting:
             receiver.post(_payload(host))
+        receiver.clock.now += 100
         receiver.post(_payload("b"))
         b_ran_while_held = b_applied.wait(GUARD_SECONDS)
         ran_while_held = sum(held.applied[host] for host in waiting)
+        # The queue is not emptied while they wait: a stuck worker shows.
+        receiver.worker.notify()
+        time.sleep(HOLD_SECONDS)
+        emptied = receiver.sample("aiops_webhook_worker_last_success_timestamp_seconds")
         let_go.set()
         assert receiver.worker.wait_idle(GUARD_SECONDS)
     finally:
@@ -214,6 +220,7 @@ def test_actions_on_a_held_target_wait_aside_while_others_run(
 
     assert b_ran_while_held
     assert ran_while_held == 0
+    assert emptied is not None and emptied < receiver.clock.now - 99
     assert held.overlaps == []
     assert held.applied == Counter(dict.fromkeys(["a1", *waiting, "b"], 1))
     assert {a["result"] for a in receiver.actions()} == {"applied"}
