@@ -105,6 +105,13 @@ def read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = parse_yaml(text)
     except yaml.YAMLError as exc:
+        # Its marks name the file rather than "<unicode string>".
+        for mark in (
+            getattr(exc, "context_mark", None),
+            getattr(exc, "problem_mark", None),
+        ):
+            if mark is not None:
+                mark.name = str(path)
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if data is None:
         return {}

@@ -231,7 +231,7 @@ def test_a_key_given_twice_is_refused_with_both_lines(tmp_path):
     message = str(caught.value)
     assert message.startswith(f"{path}: not valid YAML: ")
     assert "key 'queries' is given twice in one mapping (first on line 1)" in message
-    assert "line 4, column 1" in message
+    assert f'in "{path}", line 4, column 1' in message
 
 
 def test_a_key_given_twice_in_a_nested_mapping_is_refused(tmp_path):
