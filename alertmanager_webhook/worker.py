@@ -209,7 +209,7 @@ class Worker:
             ) from exc
 
     def _began_unrecorded(self, row: Row) -> bool:
-        """Whether a marked, unmarked-running action began and was not recorded.
+        """Whether a queued or approved action's mark is of an unrecorded attempt.
 
         A crash between an attempt's recorded failure, retry to come, and the
         spending of its mark leaves the mark too: that attempt is over, and

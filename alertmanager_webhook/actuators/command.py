@@ -22,7 +22,7 @@ from alertmanager_webhook.actuators.base import (
     Plan,
     fmt_number,
 )
-from alertmanager_webhook.actuators.spawn import run_in_group
+from alertmanager_webhook.actuators.spawn import run_in_session
 from alertmanager_webhook.config import PolicyConfig
 from alertmanager_webhook.templates import (
     SAFE_VALUE,
@@ -87,7 +87,7 @@ class Command:
     # Whether a command may run twice is the policy's to say (`idempotent`).
     idempotent = False
 
-    def __init__(self, run: Runner = run_in_group) -> None:
+    def __init__(self, run: Runner = run_in_session) -> None:
         self._run = run
 
     def plan(
@@ -122,7 +122,7 @@ class SlurmUpdate:
 
     idempotent = True
 
-    def __init__(self, scontrol: str = "scontrol", run: Runner = run_in_group):
+    def __init__(self, scontrol: str = "scontrol", run: Runner = run_in_session):
         self._scontrol = scontrol
         self._run = run
 

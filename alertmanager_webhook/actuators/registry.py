@@ -16,7 +16,7 @@ from alertmanager_webhook.actuators.kubernetes import (
     PodResize,
 )
 from alertmanager_webhook.actuators.priority import Renice, Signal
-from alertmanager_webhook.actuators.spawn import run_in_group
+from alertmanager_webhook.actuators.spawn import run_in_session
 from alertmanager_webhook.cgroups import Cgroups
 from alertmanager_webhook.config import WebhookConfig
 from alertmanager_webhook.processes import ProcessFinder
@@ -28,7 +28,7 @@ class Edges:
 
     finder: ProcessFinder
     cgroups: Cgroups
-    run: Runner = run_in_group
+    run: Runner = run_in_session
     nvml: NvmlLoader = load_pynvml
     k8s_token: str = field(default="", repr=False)
     k8s_session: requests.Session | None = None

@@ -26,7 +26,7 @@ GROUP_POLL_SECONDS = 0.05
 DRAIN_AFTER_KILL_SECONDS = 1.0
 
 
-def run_in_group(
+def run_in_session(
     argv: Sequence[str],
     *,
     timeout: float,
@@ -119,8 +119,7 @@ def _rank_below_the_receiver(pid: int) -> None:
     within that group (under bench-receiver's load, with two CPU-bound
     commands running, p99 was 7.3-8.7 ms with their sessions' groups at
     niceness 0, 4.0-4.6 ms at +19, in two runs each). Best effort: without
-    autogroups
-    there is no such file, and the inherited policy is what ranks it.
+    autogroups there is no such file, and the inherited policy ranks it.
     """
     try:
         with open(f"/proc/{pid}/autogroup", "w") as group:

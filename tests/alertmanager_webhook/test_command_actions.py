@@ -13,7 +13,7 @@ import pytest
 
 from alertmanager_webhook.actuators.base import ActuatorError
 from alertmanager_webhook.actuators.command import Command, SlurmUpdate
-from alertmanager_webhook.actuators.spawn import run_in_group
+from alertmanager_webhook.actuators.spawn import run_in_session
 from alertmanager_webhook.config import PolicyConfig
 from alertmanager_webhook.start_journal import Began, StartJournal
 
@@ -299,7 +299,7 @@ def test_a_program_gets_no_descriptor_but_its_standard_three(tmp_path: Path) -> 
     command = Command()
     try:
         plan = command.plan({}, _command(sys.executable, "-c", script), {})
-        done = run_in_group(plan.spec["argv"], timeout=10, env={"PATH": os.defpath})
+        done = run_in_session(plan.spec["argv"], timeout=10, env={"PATH": os.defpath})
     finally:
         os.close(handed)
 
@@ -385,7 +385,7 @@ def test_a_programs_mark_names_its_target_before_the_program_runs(
     # A crash the moment the program starts must find which target it changes.
     journal = StartJournal.beside(str(tmp_path / "webhook.db"))
     began = journal.mark(7, "host a", "poke host a")
-    done = run_in_group(
+    done = run_in_session(
         ["cat", began.path], timeout=10, env={"PATH": os.defpath}, began=began
     )
 
@@ -399,6 +399,6 @@ def test_a_mark_that_cannot_be_made_leaves_no_descriptor_open(tmp_path: Path) ->
     before = len(os.listdir("/proc/self/fd"))
 
     with pytest.raises(FileNotFoundError):
-        run_in_group(["true"], timeout=10, env={"PATH": os.defpath}, began=began)
+        run_in_session(["true"], timeout=10, env={"PATH": os.defpath}, began=began)
 
     assert len(os.listdir("/proc/self/fd")) == before

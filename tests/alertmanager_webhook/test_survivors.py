@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from alertmanager_webhook import survivors
 from alertmanager_webhook.actuators.command import Command
-from alertmanager_webhook.actuators.spawn import run_in_group
+from alertmanager_webhook.actuators.spawn import run_in_session
 from alertmanager_webhook.config import WebhookConfig
 from alertmanager_webhook.jobs import Jobs
 from alertmanager_webhook.metrics import WebhookMetrics
@@ -107,7 +107,7 @@ def _restart(receiver: Receiver, config: WebhookConfig, clock: FakeClock) -> Wor
 
 def _run_ignoring_its_end(argv: list[str], began: Began) -> None:
     try:
-        run_in_group(argv, timeout=60, env={"PATH": os.defpath}, began=began)
+        run_in_session(argv, timeout=60, env={"PATH": os.defpath}, began=began)
     except Exception:  # noqa: BLE001 (killed: what the dead worker would have seen)
         pass
 
