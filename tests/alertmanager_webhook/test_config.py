@@ -70,29 +70,29 @@ def test_approver_tokens_file(tmp_path: Path) -> None:
     assert read_approvers(config) == {"alice": "tok-1", "bob": "tok-2"}
 
 
-def test_bad_approver_line_is_named_without_its_secret(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("alice:tok-1\nsecret-without-name\n", "line 2: expected NAME:TOKEN"),
+        # The second would win unseen and the first's holder be refused.
+        (
+            "alice:tok-1\nbob:tok-2\nalice:tok-3\n",
+            "line 3: approver 'alice' is given twice",
+        ),
+    ],
+    ids=["no-name", "named-twice"],
+)
+def test_bad_approver_lines_are_named_without_their_secrets(
+    tmp_path: Path, text: str, message: str
+) -> None:
     path = tmp_path / "approvers"
-    path.write_text("alice:tok-1\nsecret-without-name\n")
+    path.write_text(text)
     config = WebhookConfig(bearer_token="a", approver_tokens_file=str(path))
 
     with pytest.raises(ConfigError) as caught:
         read_approvers(config)
 
-    assert str(caught.value) == "approver_tokens_file: line 2: expected NAME:TOKEN"
-
-
-def test_an_approver_given_twice_is_refused_without_the_secrets(tmp_path: Path) -> None:
-    # The second would win unseen and the first's holder be refused.
-    path = tmp_path / "approvers"
-    path.write_text("alice:tok-1\nbob:tok-2\nalice:tok-3\n")
-    config = WebhookConfig(bearer_token="a", approver_tokens_file=str(path))
-
-    with pytest.raises(ConfigError) as caught:
-        read_approvers(config)
-
-    assert str(caught.value) == (
-        "approver_tokens_file: line 3: approver 'alice' is given twice"
-    )
+    assert str(caught.value) == f"approver_tokens_file: {message}"
 
 
 def test_deploy_config_is_valid() -> None:
