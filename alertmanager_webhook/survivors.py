@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from alertmanager_webhook.actuators.spawn import group_ends_by
+from alertmanager_webhook.actuators.spawn import group_ends_by, group_runs
 from alertmanager_webhook.processes import same_process
 
 log = logging.getLogger(__name__)
@@ -27,18 +27,24 @@ KILL_WAIT_SECONDS = 5.0
 
 
 def watch(pid: int, started: float, seconds: float, gone: Callable[[], None]) -> bool:
-    """Call `gone` once process `pid`, created at `started`, has ended.
+    """Call `gone` once process `pid`, created at `started`, and its group end.
 
-    Its process group is killed if it still runs after `seconds`. Returns
-    False, and calls nothing, when that process no longer runs.
+    The group is killed if it still runs after `seconds`. Returns False, and
+    calls nothing, when neither that process nor its group runs.
     """
     try:
-        ended = os.pidfd_open(pid)
-    except OSError:  # gone (or not ours to watch): nothing to wait for
+        ended: int | None = os.pidfd_open(pid)
+    except ProcessLookupError:
+        # Gone, but what it started may run on in its group, whose id the
+        # kernel gives no new process while a member runs.
+        ended = None
+        if not group_runs(pid):
+            return False
+    except OSError:  # not ours to watch: nothing to wait for
         return False
     # Checked once the pidfd holds the pid: it cannot name another meanwhile.
-    if same_process(pid, started) is None:
-        os.close(ended)  # the pid names another process now
+    if ended is not None and same_process(pid, started) is None:
+        os.close(ended)  # the pid names another process now: its group is gone
         return False
     threading.Thread(
         target=_outlive,
@@ -49,11 +55,16 @@ def watch(pid: int, started: float, seconds: float, gone: Callable[[], None]) ->
     return True
 
 
-def _outlive(ended: int, pid: int, seconds: float, gone: Callable[[], None]) -> None:
+def _outlive(
+    ended: int | None, pid: int, seconds: float, gone: Callable[[], None]
+) -> None:
     deadline = time.monotonic() + max(0.0, seconds)
     try:
-        readable, _, _ = select.select([ended], [], [], max(0.0, seconds))
-        if not (readable and group_ends_by(pid, deadline)):
+        # Its program first, then what it left in its group.
+        program_ended = (
+            ended is None or select.select([ended], [], [], max(0.0, seconds))[0]
+        )
+        if not (program_ended and group_ends_by(pid, deadline)):
             log.warning(
                 "killing interrupted action's program at its timeout pid=%d", pid
             )
@@ -61,7 +72,8 @@ def _outlive(ended: int, pid: int, seconds: float, gone: Callable[[], None]) -> 
                 os.killpg(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass  # it ended meanwhile
-            select.select([ended], [], [], KILL_WAIT_SECONDS)
+            group_ends_by(pid, time.monotonic() + KILL_WAIT_SECONDS)
     finally:
-        os.close(ended)
+        if ended is not None:
+            os.close(ended)
         gone()

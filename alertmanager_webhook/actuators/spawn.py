@@ -20,8 +20,10 @@ from alertmanager_webhook.start_journal import Began
 DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
 # The niceness of a program's scheduling group, where sessions have one.
 AUTOGROUP_NICE = 19
-# How often a program's group is looked at once the program has ended.
+# How often a program's group is looked at once the program has ended: at
+# first, and at the least, as the pause doubles.
 GROUP_POLL_SECONDS = 0.05
+GROUP_POLL_MAX_SECONDS = 1.0
 # What a killed program's group may still write after the kill.
 DRAIN_AFTER_KILL_SECONDS = 1.0
 
@@ -135,14 +137,20 @@ def group_ends_by(pgid: int, deadline: float) -> bool:
     outlives it unseen by its pipes and its pidfd. Its group's id is not
     reused while any of them runs.
     """
-    while _group_runs(pgid):
-        if time.monotonic() >= deadline:
+    # Looked at less often the longer it runs: a look may read every
+    # process's stat (_member_states), for the group's whole timeout.
+    pause = GROUP_POLL_SECONDS
+    while group_runs(pgid):
+        left = deadline - time.monotonic()
+        if left <= 0:
             return False
-        time.sleep(GROUP_POLL_SECONDS)
+        time.sleep(min(pause, left))
+        pause = min(2 * pause, GROUP_POLL_MAX_SECONDS)
     return True
 
 
-def _group_runs(pgid: int) -> bool:
+def group_runs(pgid: int) -> bool:
+    """Whether a process of group `pgid` runs; zombies do not count."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:

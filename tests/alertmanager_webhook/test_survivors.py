@@ -229,3 +229,25 @@ def test_what_a_survivor_left_running_keeps_its_target_until_its_timeout(
     while not _ended(sleep) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert _ended(sleep)
+
+
+def test_what_a_survivor_left_running_is_held_after_the_program_is_gone(
+    tmp_path: Path,
+) -> None:
+    # The program ended before the restart; the sleep it left runs on in its
+    # group and holds the target until the timeout ends it.
+    pid_file = tmp_path / "pid"
+    program = subprocess.Popen(
+        ["/bin/sh", "-c", f"sleep 30 >/dev/null 2>&1 & echo $! > {pid_file}"],
+        start_new_session=True,
+    )
+    started = psutil.Process(program.pid).create_time()
+    program.wait()
+    let_go = threading.Event()
+
+    assert survivors.watch(program.pid, started, 1.0, let_go.set)
+    held = not let_go.wait(0.6)
+
+    assert held
+    assert let_go.wait(5.0)
+    assert _ended(int(pid_file.read_text()))
