@@ -28,6 +28,9 @@ from alertmanager_webhook.siblings import beside
 
 log = logging.getLogger(__name__)
 
+# A mark being rewritten, before it is renamed over the mark itself.
+FRESH_SUFFIX = ".new"
+
 
 @dataclass(frozen=True)
 class Began:
@@ -49,7 +52,7 @@ class Began:
     attempt: int = 0
 
     def __call__(self) -> None:
-        self._write(self._named(), os.O_CREAT)
+        self._write(self._named(), create=os.O_CREAT)
         if self.durable:
             _sync_folder(os.path.dirname(self.path))
 
@@ -66,16 +69,25 @@ class Began:
         except psutil.Error:
             return  # it has ended already
         try:
-            self._write({"pid": pid, "started": started, **self._named()})
+            self._replace({"pid": pid, "started": started, **self._named()})
         except OSError:
             pass
 
     def _named(self) -> dict[str, object]:
         return {"target": self.target, "plan": self.plan, "attempt": self.attempt}
 
-    def _write(self, content: dict[str, object], create: int = 0) -> None:
+    def _replace(self, content: dict[str, object]) -> None:
+        # Written beside it and renamed over it: rewritten in place, the mark
+        # was empty for a moment, and a crash then lost the program's pid.
+        fresh = self.path + FRESH_SUFFIX
+        self._write(content, fresh, os.O_CREAT)
+        os.replace(fresh, self.path)
+
+    def _write(
+        self, content: dict[str, object], path: str = "", create: int = 0
+    ) -> None:
         flags = os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC | create
-        fd = os.open(self.path, flags, 0o600)
+        fd = os.open(path or self.path, flags, 0o600)
         try:
             os.write(fd, json.dumps(content).encode() + b"\n")
         finally:
@@ -109,6 +121,8 @@ class StartJournal:
                 exc,
             )
             return None
+        # A rewrite a crash cut short: the mark it was to replace still holds.
+        names = [name for name in names if not name.endswith(FRESH_SUFFIX)]
         if not all(name.isdigit() and name.isascii() for name in names):
             log.warning(
                 "start journal holds what is not an action id, every interrupted "

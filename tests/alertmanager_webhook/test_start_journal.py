@@ -136,6 +136,39 @@ def test_a_mark_that_names_no_attempt_says_so(tmp_path: Path, content: str) -> N
     assert journal.attempt(8) is None
 
 
+def test_a_mark_is_replaced_whole_when_its_program_is_recorded(
+    tmp_path: Path,
+) -> None:
+    # Rewritten in place it was empty for a moment; a crash then lost the
+    # pid of a program that went on running.
+    folder = tmp_path / "webhook.db.started"
+    journal = StartJournal(str(folder))
+    journal.open()
+    mark = journal.mark(8, "host a", "poke host a", attempt=1)
+    mark()
+    before = (folder / "8").stat().st_ino
+
+    mark.record(os.getpid())
+
+    assert (folder / "8").stat().st_ino != before
+    assert sorted(p.name for p in folder.iterdir()) == ["8"]
+    assert journal.program(8) is not None
+
+
+def test_a_rewrite_cut_short_by_a_crash_leaves_the_journal_trusted(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "webhook.db.started"
+    journal = StartJournal(str(folder))
+    journal.open()
+    journal.mark(8, "host a", "poke host a")()
+    (folder / "8.new").write_text('{"pid": 1')
+
+    assert journal.begun() == {8}
+    journal.open(keep=frozenset({8}))
+    assert sorted(p.name for p in folder.iterdir()) == ["8"]
+
+
 def test_a_pid_whose_process_has_gone_or_changed_is_not_watched() -> None:
     pid = os.getpid()
     start = psutil.Process(pid).create_time()
