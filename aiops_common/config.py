@@ -103,15 +103,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"cannot read config file {str(path)!r}: {exc}") from exc
     try:
-        data = parse_yaml(text)
+        data = parse_yaml(text, str(path))
     except yaml.YAMLError as exc:
-        # Its marks name the file rather than "<unicode string>".
-        for mark in (
-            getattr(exc, "context_mark", None),
-            getattr(exc, "problem_mark", None),
-        ):
-            if mark is not None:
-                mark.name = str(path)
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if data is None:
         return {}
@@ -120,10 +113,23 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def parse_yaml(text: str) -> Any:
+def parse_yaml(text: str, source: str) -> Any:
     """YAML as safe_load reads it, but a key given twice in one mapping is an
-    error (yaml.YAMLError) rather than the last one kept."""
-    return yaml.load(text, Loader=_UniqueKeyLoader)
+    error (yaml.YAMLError) rather than the last one kept.
+
+    An error's marks name `source` (a file, a variable) rather than
+    "<unicode string>".
+    """
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as exc:
+        for mark in (
+            getattr(exc, "context_mark", None),
+            getattr(exc, "problem_mark", None),
+        ):
+            if mark is not None:
+                mark.name = source
+        raise
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -177,8 +183,14 @@ def _apply_env(
             raise ConfigError(
                 f"environment variable {name}: unknown key {key!r} for {prefix}*"
             )
+        if key in overridden:
+            # Names differ in case only: which one won would be chance.
+            raise ConfigError(
+                f"environment variables {overridden[key]} and {name} both set "
+                f"key {key!r}"
+            )
         try:
-            parsed = parse_yaml(value) if value != "" else ""
+            parsed = parse_yaml(value, name) if value != "" else ""
         except yaml.YAMLError as exc:
             raise ConfigError(f"environment variable {name}: {exc}") from exc
 

@@ -63,5 +63,11 @@ def read_approvers(config: WebhookConfig) -> dict[str, str]:
             "approver_tokens_file",
             f"line {number}: approver {name!r} is given twice",
         )
+        # One token for two would credit one's approvals to the other.
+        check(
+            token not in approvers.values(),
+            "approver_tokens_file",
+            f"line {number}: {name!r} has the token of another approver",
+        )
         approvers[name] = token
     return approvers

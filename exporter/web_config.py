@@ -75,7 +75,7 @@ def read_web_config(path: str | Path) -> WebConfig:
     """Parse and check the file; raises ConfigError naming the bad key."""
     path = Path(path)
     try:
-        raw = parse_yaml(path.read_text()) or {}
+        raw = parse_yaml(path.read_text(), str(path)) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"web config {str(path)!r}: {exc}") from exc
     _only(raw, {"tls_server_config", "basic_auth_users", "http_server_config"}, path)

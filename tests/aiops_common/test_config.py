@@ -261,3 +261,20 @@ def test_a_key_given_twice_in_an_override_is_refused(tmp_path):
 
     assert str(caught.value).startswith("environment variable SVC_LABELS: ")
     assert "key 'team' is given twice" in str(caught.value)
+    assert 'in "SVC_LABELS", line 1' in str(caught.value)
+
+
+def test_two_variables_for_one_key_are_refused(tmp_path):
+    # Names that differ in case only: which one won would be chance.
+    with pytest.raises(ConfigError) as caught:
+        load_config(
+            Settings,
+            None,
+            env={"SVC_INTERVAL_SECONDS": "1", "SVC_interval_seconds": "5"},
+            env_prefix="SVC_",
+        )
+
+    assert str(caught.value) == (
+        "environment variables SVC_INTERVAL_SECONDS and SVC_interval_seconds "
+        "both set key 'interval_seconds'"
+    )

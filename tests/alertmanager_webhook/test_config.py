@@ -79,8 +79,10 @@ def test_approver_tokens_file(tmp_path: Path) -> None:
             "alice:tok-1\nbob:tok-2\nalice:tok-3\n",
             "line 3: approver 'alice' is given twice",
         ),
+        # Approvals would be credited to one of them.
+        ("alice:tok-1\nbob:tok-1\n", "line 2: 'bob' has the token of another approver"),
     ],
-    ids=["no-name", "named-twice"],
+    ids=["no-name", "named-twice", "token-twice"],
 )
 def test_bad_approver_lines_are_named_without_their_secrets(
     tmp_path: Path, text: str, message: str

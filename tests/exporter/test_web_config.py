@@ -83,7 +83,7 @@ def test_full_file_with_paths_relative_to_it(tmp_path):
         ("basic_auth_users: [admin]\n", "basic_auth_users"),
         (
             "basic_auth_users:\n  a: $2b$12$x\nbasic_auth_users:\n  b: $2b$12$y\n",
-            "key 'basic_auth_users' is given twice",
+            "(?s)key 'basic_auth_users' is given twice .* in \".*web.yml\", line 3",
         ),
     ],
 )
