@@ -6,20 +6,25 @@ ten times the spawn's CPU per program (4 ms against 0.65 ms).
 
 from __future__ import annotations
 
+import errno
 import os
+import select
 import selectors
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from alertmanager_webhook.start_journal import Began
 
 # Signals Python ignores for itself; a program must start with them default.
 DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
-# The niceness of a program's scheduling group, where sessions have one.
+# The niceness of a program's scheduling group, where sessions have one, and
+# how often one the kernel would not change yet is tried again.
 AUTOGROUP_NICE = 19
+AUTOGROUP_RETRY_SECONDS = 0.1
 # How often a program's group is looked at once the program has ended: at
 # first, and at the least, as the pause doubles.
 GROUP_POLL_SECONDS = 0.05
@@ -124,10 +129,66 @@ def _rank_below_the_receiver(pid: int) -> None:
     autogroups there is no such file, and the inherited policy ranks it.
     """
     try:
-        with open(f"/proc/{pid}/autogroup", "w") as group:
-            group.write(str(AUTOGROUP_NICE))
-    except OSError:
-        pass
+        _write_autogroup_nice(pid)
+    except OSError as exc:
+        if exc.errno == errno.EAGAIN:
+            # Without CAP_SYS_ADMIN the kernel takes one such change per
+            # 100 ms, system-wide: the others are made as it allows.
+            RANKER.add(pid)
+
+
+def _write_autogroup_nice(pid: int) -> None:
+    with open(f"/proc/{pid}/autogroup", "w") as group:
+        group.write(str(AUTOGROUP_NICE))
+
+
+class Ranker:
+    """Ranks programs below the receiver once the kernel allows it, while they run."""
+
+    def __init__(self, write: Callable[[int], None] = _write_autogroup_nice) -> None:
+        self._write = write
+        self._lock = threading.Lock()
+        # Each program's pidfd: readable once it has ended, so that a pid
+        # reused by another process is never ranked.
+        self._waiting: dict[int, int] = {}
+        self._thread: threading.Thread | None = None
+
+    def add(self, pid: int) -> None:
+        try:
+            ended = os.pidfd_open(pid)
+        except OSError:
+            return  # ended already
+        with self._lock:
+            self._waiting[pid] = ended
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._rank, name="autogroup-ranks", daemon=True
+                )
+                self._thread.start()
+
+    def _rank(self) -> None:
+        while True:
+            time.sleep(AUTOGROUP_RETRY_SECONDS)
+            with self._lock:
+                for pid, ended in list(self._waiting.items()):
+                    if not self._still_waits(pid, ended):
+                        del self._waiting[pid]
+                        os.close(ended)
+                if not self._waiting:
+                    self._thread = None
+                    return
+
+    def _still_waits(self, pid: int, ended: int) -> bool:
+        if select.select([ended], [], [], 0)[0]:
+            return False
+        try:
+            self._write(pid)
+        except OSError as exc:
+            return exc.errno == errno.EAGAIN
+        return False
+
+
+RANKER = Ranker()
 
 
 def group_ends_by(pgid: int, deadline: float) -> bool:

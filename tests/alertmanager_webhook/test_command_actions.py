@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -13,7 +15,7 @@ import pytest
 
 from alertmanager_webhook.actuators.base import ActuatorError
 from alertmanager_webhook.actuators.command import Command, SlurmUpdate
-from alertmanager_webhook.actuators.spawn import run_in_session
+from alertmanager_webhook.actuators.spawn import Ranker, run_in_session
 from alertmanager_webhook.config import PolicyConfig
 from alertmanager_webhook.start_journal import Began, StartJournal
 
@@ -127,6 +129,37 @@ def test_a_commands_session_is_ranked_below_the_receiver(tmp_path: Path) -> None
 
     assert seen.read_text().rstrip().endswith("nice 19")
     assert Path("/proc/self/autogroup").read_text() != seen.read_text()  # not ours
+
+
+def test_a_program_the_kernel_would_not_rank_yet_is_ranked_once_it_allows() -> None:
+    # Without CAP_SYS_ADMIN the kernel takes one autogroup change per 100 ms,
+    # system-wide, and answers EAGAIN to the rest; a program that ended is
+    # left alone, its pid maybe another's by then.
+    refusals, ranked = [2], []
+
+    def write(pid: int) -> None:
+        if refusals[0]:
+            refusals[0] -= 1
+            raise OSError(errno.EAGAIN, "try again")
+        ranked.append(pid)
+
+    ranker = Ranker(write)
+    running = subprocess.Popen(["sleep", "30"])
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    try:
+        ranker.add(running.pid)
+        ranker.add(ended.pid)
+        deadline = time.monotonic() + 5
+        while not ranked and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.3)
+    finally:
+        running.kill()
+        running.wait()
+
+    assert ranked == [running.pid]
+    assert refusals == [0]
 
 
 def test_missing_program_and_timeout_fail() -> None:
