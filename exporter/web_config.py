@@ -93,11 +93,25 @@ def read_web_config(path: str | Path) -> WebConfig:
     _mapping(http, f"{path}: http_server_config")
     _only(http, {"headers", "http2"}, path, "http_server_config.")
 
+    headers = http.get("headers") or {}
+    # Keys YAML keeps apart that are one once read as text (1 and "1"), or
+    # header names that differ in case only: the last would win unseen.
+    _distinct([str(u) for u in users], f"{path}: basic_auth_users")
+    _distinct([str(k).lower() for k in headers], f"{path}: http_server_config.headers")
+
     return WebConfig(
         tls=_tls(raw.get("tls_server_config"), path),
         users={str(u): h.encode() for u, h in users.items()},
-        headers={str(k): str(v) for k, v in (http.get("headers") or {}).items()},
+        headers={str(k): str(v) for k, v in headers.items()},
     )
+
+
+def _distinct(names: list[str], where: str) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ConfigError(f"{where}: {name!r} is given twice")
+        seen.add(name)
 
 
 def ssl_context(tls: TlsConfig) -> ssl.SSLContext:

@@ -26,6 +26,10 @@ def header(user, password):
     return f"Basic {token}"
 
 
+# Shaped as a bcrypt hash, which is all a file's check asks of it.
+HASH = "$2y$10$" + "a" * 53
+
+
 def write(tmp_path, text):
     path = tmp_path / "web.yml"
     path.write_text(text)
@@ -81,6 +85,14 @@ def test_full_file_with_paths_relative_to_it(tmp_path):
         ),
         ("basic_auth_users:\n  admin: plaintext\n", "basic_auth_users.admin"),
         ("basic_auth_users: [admin]\n", "basic_auth_users"),
+        (
+            f"basic_auth_users:\n  1: '{HASH}'\n  '1': '{HASH}'\n",
+            "basic_auth_users: '1' is given twice",
+        ),
+        (
+            "http_server_config:\n  headers:\n    X-A: a\n    x-a: b\n",
+            "headers: 'x-a' is given twice",
+        ),
         (
             "basic_auth_users:\n  a: $2b$12$x\nbasic_auth_users:\n  b: $2b$12$y\n",
             "(?s)key 'basic_auth_users' is given twice .* in \".*web.yml\", line 3",
