@@ -51,6 +51,8 @@ def read_approvers(config: WebhookConfig) -> dict[str, str]:
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         name, sep, token = line.strip().partition(":")
+        # As a presented token is read: "alice: tok" must match "tok".
+        token = token.strip()
         # The message names the line, never its content: it holds a secret.
         check(
             bool(sep and name and token) and bool(_NAME.fullmatch(name)),

@@ -64,7 +64,7 @@ def test_loopback_receiver_may_run_without_auth_when_told() -> None:
 
 def test_approver_tokens_file(tmp_path: Path) -> None:
     path = tmp_path / "approvers"
-    path.write_text("# who may approve\nalice:tok-1\nbob:tok-2\n")
+    path.write_text("# who may approve\nalice:tok-1\nbob: tok-2\n")
     config = WebhookConfig(bearer_token="a", approver_tokens_file=str(path))
 
     assert read_approvers(config) == {"alice": "tok-1", "bob": "tok-2"}
