@@ -26,33 +26,40 @@ log = logging.getLogger(__name__)
 KILL_WAIT_SECONDS = 5.0
 
 
-def watch(pid: int, started: float, seconds: float, gone: Callable[[], None]) -> bool:
+def watch(
+    pid: int, started: float, seconds: float, gone: Callable[[], None]
+) -> threading.Thread | None:
     """Call `gone` once process `pid`, created at `started`, and its group end.
 
-    The group is killed if it still runs after `seconds`. Returns False, and
-    calls nothing, when neither that process nor its group runs.
+    The group is killed if it still runs after `seconds`. Returns the thread
+    that watches, to be waited for before the receiver stops (it is what
+    kills at the timeout); None, calling nothing, when neither that process
+    nor its group runs.
     """
     try:
         ended: int | None = os.pidfd_open(pid)
     except ProcessLookupError:
         # Gone, but what it started may run on in its group, whose id the
         # kernel gives no new process while a member runs.
+        # (A later group could hold the number only once the pid space had
+        # wrapped around and that group's own leader had ended: not guarded.)
         ended = None
         if not group_runs(pid):
-            return False
+            return None
     except OSError:  # not ours to watch: nothing to wait for
-        return False
+        return None
     # Checked once the pidfd holds the pid: it cannot name another meanwhile.
     if ended is not None and same_process(pid, started) is None:
         os.close(ended)  # the pid names another process now: its group is gone
-        return False
-    threading.Thread(
+        return None
+    thread = threading.Thread(
         target=_outlive,
         args=(ended, pid, seconds, gone),
         name=f"survivor-{pid}",
         daemon=True,
-    ).start()
-    return True
+    )
+    thread.start()
+    return thread
 
 
 def _outlive(

@@ -126,6 +126,8 @@ class Worker:
         # must not wait for one.
         self._unsettled: set[int] = set()
         self._targets: set[str] = set()
+        # The watches of programs that outlived a crash (survivors.py).
+        self._survivors: list[threading.Thread] = []
         # Actions set aside, by id: the target they were planned on, which
         # another change held, and their alert episode. While that target is
         # held, none is taken again, nor any other action of its episode. Once
@@ -160,8 +162,11 @@ class Worker:
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
         self.notify()
-        for thread in self._threads:
-            thread.join(timeout)
+        # Programs that outlived a crash too: their watch is what kills them
+        # at their timeout, which a stop must not skip.
+        deadline = time.monotonic() + timeout
+        for thread in [*self._threads, *self._survivors]:
+            thread.join(max(0.0, deadline - time.monotonic()))
         self._admissions.stop()
 
     def notify(self) -> None:
@@ -274,10 +279,12 @@ class Worker:
 
         with self._busy:
             self._targets.add(target)
-        if not survivors.watch(*program, left, gone):
+        watching = survivors.watch(*program, left, gone)
+        if watching is None:
             with self._busy:
                 self._targets.discard(target)
             return False
+        self._survivors.append(watching)
         log.warning(
             "program of interrupted action still runs id=%d pid=%d target=%r; "
             "actions on the target wait until it ends, at its timeout in %.0fs "

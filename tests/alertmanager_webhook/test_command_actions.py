@@ -186,6 +186,13 @@ def _ended(pid: int) -> bool:
     return state in ("Z", "X")
 
 
+def _ends_soon(pid: int, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not _ended(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return _ended(pid)
+
+
 def _left_behind(tmp_path: Path, seconds: float) -> tuple[PolicyConfig, Path]:
     """A command that starts a sleep in the background, its output elsewhere,
     and exits at once, writing the sleep's pid."""
@@ -203,11 +210,7 @@ def test_what_a_command_leaves_running_is_ended_at_its_timeout(tmp_path: Path) -
     with pytest.raises(ActuatorError, match="timed out after 0.5s"):
         command.apply(command.plan({}, policy, {}).spec)
 
-    pid = int(pid_file.read_text())
-    deadline = time.monotonic() + 5
-    while not _ended(pid) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert _ended(pid)
+    assert _ends_soon(int(pid_file.read_text()))
 
 
 def test_what_a_command_leaves_running_is_waited_for_until_it_ends(

@@ -108,11 +108,18 @@ def test_a_mark_holds_its_programs_pid_and_start_when_recorded(
     assert journal.begun() == {8}
 
 
+def _opened(tmp_path: Path) -> tuple[StartJournal, Path]:
+    """A journal opened beside a database in `tmp_path`, and its folder."""
+    folder = tmp_path / "webhook.db.started"
+    journal = StartJournal(str(folder))
+    journal.open()
+    return journal, folder
+
+
 def test_a_mark_names_its_attempt_before_and_after_its_program_is_recorded(
     tmp_path: Path,
 ) -> None:
-    journal = StartJournal(str(tmp_path / "webhook.db.started"))
-    journal.open()
+    journal, _ = _opened(tmp_path)
     mark = journal.mark(8, "host a", "poke host a", attempt=2)
     mark()
     assert journal.attempt(8) == 2
@@ -129,9 +136,8 @@ def test_a_mark_names_its_attempt_before_and_after_its_program_is_recorded(
     ids=["no-attempt", "boolean", "zero", "older-receiver"],
 )
 def test_a_mark_that_names_no_attempt_says_so(tmp_path: Path, content: str) -> None:
-    journal = StartJournal(str(tmp_path / "webhook.db.started"))
-    journal.open()
-    (tmp_path / "webhook.db.started" / "8").write_text(content)
+    journal, folder = _opened(tmp_path)
+    (folder / "8").write_text(content)
 
     assert journal.attempt(8) is None
 
@@ -141,9 +147,7 @@ def test_a_mark_is_replaced_whole_when_its_program_is_recorded(
 ) -> None:
     # Rewritten in place it was empty for a moment; a crash then lost the
     # pid of a program that went on running.
-    folder = tmp_path / "webhook.db.started"
-    journal = StartJournal(str(folder))
-    journal.open()
+    journal, folder = _opened(tmp_path)
     mark = journal.mark(8, "host a", "poke host a", attempt=1)
     mark()
     before = (folder / "8").stat().st_ino
@@ -158,9 +162,7 @@ def test_a_mark_is_replaced_whole_when_its_program_is_recorded(
 def test_a_rewrite_cut_short_by_a_crash_leaves_the_journal_trusted(
     tmp_path: Path,
 ) -> None:
-    folder = tmp_path / "webhook.db.started"
-    journal = StartJournal(str(folder))
-    journal.open()
+    journal, folder = _opened(tmp_path)
     journal.mark(8, "host a", "poke host a")()
     (folder / "8.new").write_text('{"pid": 1')
 
@@ -174,6 +176,6 @@ def test_a_pid_whose_process_has_gone_or_changed_is_not_watched() -> None:
     start = psutil.Process(pid).create_time()
     seen: list[int] = []
 
-    assert not survivors.watch(pid, start + 1, 1.0, lambda: seen.append(1))
-    assert not survivors.watch(2**22 + 1, start, 1.0, lambda: seen.append(1))
+    assert survivors.watch(pid, start + 1, 1.0, lambda: seen.append(1)) is None
+    assert survivors.watch(2**22 + 1, start, 1.0, lambda: seen.append(1)) is None
     assert seen == []

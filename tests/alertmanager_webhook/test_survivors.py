@@ -22,7 +22,7 @@ from alertmanager_webhook.start_journal import Began, StartJournal
 from alertmanager_webhook.worker import Worker
 
 from .conftest import FakeClock, Receiver, make_config
-from .test_command_actions import _ended
+from .test_command_actions import _ended, _ends_soon
 from .test_worker import _payload
 
 # Writes when it starts and, unless killed first, when it ends.
@@ -179,6 +179,22 @@ def test_a_survivor_is_killed_at_its_timeout_and_the_target_let_go(
     assert receiver.actions()[1]["reason"].endswith("timed out after 1s")
 
 
+def test_a_stop_still_ends_a_survivor_at_its_timeout(
+    make_receiver, tmp_path: Path, clock: FakeClock
+) -> None:
+    # Its watch is what kills it at its timeout: a receiver stopped
+    # meanwhile waits for that, rather than leave it to run on unbounded.
+    receiver, restarted, program, runs = _crash_while_a_program_runs(
+        make_receiver, tmp_path, clock, sleep=30.0, timeout=1.5
+    )
+
+    restarted.stop(timeout=10)
+    program.join(0.5)  # killed before the stop returned
+
+    assert not program.is_alive()
+    assert [w for w, _ in _runs(runs)] == ["start"]
+
+
 def test_a_crash_while_the_survivor_is_waited_for_finds_it_again(
     make_receiver, tmp_path: Path, clock: FakeClock
 ) -> None:
@@ -218,17 +234,13 @@ def test_what_a_survivor_left_running_keeps_its_target_until_its_timeout(
     let_go = threading.Event()
     started = psutil.Process(program.pid).create_time()
 
-    assert survivors.watch(program.pid, started, 1.5, let_go.set)
+    assert survivors.watch(program.pid, started, 1.5, let_go.set) is not None
     program.wait()  # the worker that would have reaped it is gone
     held_after_its_end = not let_go.wait(0.8)
 
     assert held_after_its_end
     assert let_go.wait(5.0)
-    sleep = int(pid_file.read_text())
-    deadline = time.monotonic() + 5
-    while not _ended(sleep) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert _ended(sleep)
+    assert _ends_soon(int(pid_file.read_text()))
 
 
 def test_what_a_survivor_left_running_is_held_after_the_program_is_gone(
@@ -245,7 +257,7 @@ def test_what_a_survivor_left_running_is_held_after_the_program_is_gone(
     program.wait()
     let_go = threading.Event()
 
-    assert survivors.watch(program.pid, started, 1.0, let_go.set)
+    assert survivors.watch(program.pid, started, 1.0, let_go.set) is not None
     held = not let_go.wait(0.6)
 
     assert held
