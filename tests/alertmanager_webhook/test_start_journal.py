@@ -116,20 +116,6 @@ def _opened(tmp_path: Path) -> tuple[StartJournal, Path]:
     return journal, folder
 
 
-def test_a_mark_names_its_attempt_before_and_after_its_program_is_recorded(
-    tmp_path: Path,
-) -> None:
-    journal, _ = _opened(tmp_path)
-    mark = journal.mark(8, "host a", "poke host a", attempt=2)
-    mark()
-    assert journal.attempt(8) == 2
-
-    mark.record(os.getpid())
-
-    assert journal.attempt(8) == 2
-    assert journal.named(8) == ("host a", "poke host a")
-
-
 @pytest.mark.parametrize(
     "content",
     ['{"target": "host a", "plan": "p"}', '{"attempt": true}', '{"attempt": 0}', "1 2"],
@@ -146,17 +132,20 @@ def test_a_mark_is_replaced_whole_when_its_program_is_recorded(
     tmp_path: Path,
 ) -> None:
     # Rewritten in place it was empty for a moment; a crash then lost the
-    # pid of a program that went on running.
+    # pid of a program that went on running. What it named stays.
     journal, folder = _opened(tmp_path)
-    mark = journal.mark(8, "host a", "poke host a", attempt=1)
+    mark = journal.mark(8, "host a", "poke host a", attempt=2)
     mark()
     before = (folder / "8").stat().st_ino
+    assert journal.attempt(8) == 2
 
     mark.record(os.getpid())
 
     assert (folder / "8").stat().st_ino != before
     assert sorted(p.name for p in folder.iterdir()) == ["8"]
     assert journal.program(8) is not None
+    assert journal.attempt(8) == 2
+    assert journal.named(8) == ("host a", "poke host a")
 
 
 def test_a_rewrite_cut_short_by_a_crash_leaves_the_journal_trusted(
