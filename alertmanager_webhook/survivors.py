@@ -17,8 +17,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from alertmanager_webhook.actuators.spawn import group_ends_by, group_runs
 from alertmanager_webhook.processes import same_process
+from alertmanager_webhook.program_groups import group_ends_by, group_runs
 
 log = logging.getLogger(__name__)
 
