@@ -52,7 +52,7 @@ class Began:
     attempt: int = 0
 
     def __call__(self) -> None:
-        self._write(self._named(), create=os.O_CREAT)
+        _write(self.path, self._named())
         if self.durable:
             _sync_folder(os.path.dirname(self.path))
 
@@ -80,18 +80,16 @@ class Began:
         # Written beside it and renamed over it: rewritten in place, the mark
         # was empty for a moment, and a crash then lost the program's pid.
         fresh = self.path + FRESH_SUFFIX
-        self._write(content, fresh, os.O_CREAT)
+        _write(fresh, content)
         os.replace(fresh, self.path)
 
-    def _write(
-        self, content: dict[str, object], path: str = "", create: int = 0
-    ) -> None:
-        flags = os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC | create
-        fd = os.open(path or self.path, flags, 0o600)
-        try:
-            os.write(fd, json.dumps(content).encode() + b"\n")
-        finally:
-            os.close(fd)
+
+def _write(path: str, content: dict[str, object]) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, json.dumps(content).encode() + b"\n")
+    finally:
+        os.close(fd)
 
 
 class StartJournal:
