@@ -111,7 +111,9 @@ def evaluate(resource: str, data: Path, workdir: Path) -> dict[str, dict]:
     out = workdir / f"{resource}.oracle.csv"
     write_allocations(out, oracle(usage, layout.spec))
     results["oracle"] = score(path, resource, out, lookahead=True)
-    results["bounds"] = bounds(usage, layout.spec, VIOLATION_WEIGHT)
+    # Memory's target also caps short readings at the VPA-style policy's rate.
+    cap = results["vpa-style"]["violation"] if layout.spec.kind == "memory" else None
+    results["bounds"] = bounds(usage, layout.spec, VIOLATION_WEIGHT, cap)
     return results
 
 
@@ -167,12 +169,17 @@ def table(all_results: dict[str, dict[str, dict]]) -> str:
     head = (
         "| resource | VPA-style slack / viol. | KRR-style | moving-window max "
         "| best anchor cost | oracle (zero viol.) | target | ours slack / viol. "
-        "| ours cost | met | hindsight: one rule / rule per series / look-ahead |"
+        "| ours cost | met | hindsight: one rule / rule per series "
+        "(within VPA's violations) / look-ahead |"
     )
     lines = [head, "|" + "---|" * 11]
     for resource, r in all_results.items():
         best = min(r[a]["cost"] for a in ANCHORS)
         ours, b = r[OURS], r["bounds"]
+        capped = b.get("rule_per_series_capped")
+        per_series = f"{b['rule_per_series']:.1f}" + (
+            "" if capped is None else f" ({capped:.1f})"
+        )
         met = ours["cost"] <= TARGETS[resource]
         if RECORDED[resource].spec.kind == "memory":
             met = met and ours["violation"] <= r["vpa-style"]["violation"]
@@ -181,7 +188,7 @@ def table(all_results: dict[str, dict[str, dict]]) -> str:
             f"| {pair(r['window-max'])} | {best:.1f} | {r['oracle']['slack']:.1f} "
             f"| <= {TARGETS[resource]:g} | {pair(ours)} | {ours['cost']:.1f} "
             f"| {'yes' if met else 'no'} | {b['one_rule']:.1f} / "
-            f"{b['rule_per_series']:.1f} / {b['lookahead']:.1f} |"
+            f"{per_series} / {b['lookahead']:.1f} |"
         )
     return "\n".join(lines)
 
@@ -210,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         "hindsight: the cost of a causal rule (a percentile of the last H "
         "periods plus a margin, set every U) picked with hindsight for all "
         "series, per series, and each period's best allocation (look-ahead); "
-        "no reactions, no violation cap."
+        "no reactions; in brackets, for memory, the rule per series with no "
+        "more violations than the VPA-style policy."
     )
     print(held_out_table(held))
     summary = {

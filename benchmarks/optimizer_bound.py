@@ -4,7 +4,9 @@ A rule here is causal: every U from T0 it sets the allocation to a percentile
 of the last H periods' readings, grown by a margin. The bounds pick rules with
 hindsight: one rule for every series (what a fixed configuration can reach),
 one rule per series, one rule per series and period (close to look-ahead),
-and each period's best allocation outright (the look-ahead trade-off). Needs
+and each period's best allocation outright (the look-ahead trade-off); for
+memory, also one rule per series kept within a violation rate (the issue
+asks for no more short readings than the VPA-style policy's). Needs
 only numpy; reads the usage as `detector.optimizer.usage` loads it.
 """
 
@@ -117,6 +119,19 @@ def best(groups: list[Unit], weight: float, rounds: int = 50) -> tuple[float, fl
     return pooled(chosen)
 
 
+def best_within(groups: list[Unit], weight: float, cap: float) -> tuple[float, float]:
+    """As best(), with the violation% kept at or under `cap`.
+
+    Short readings are weighed more and more until the pick keeps under the
+    cap; where none does, the last, safest pick is returned as it is.
+    """
+    for step in range(25):
+        slack, violation = best(groups, weight * 2 ** (step / 2))
+        if violation <= cap:
+            break
+    return slack, violation
+
+
 def _sum(parts: list[Unit]) -> Unit:
     return Unit(
         np.sum([p.slack for p in parts], axis=0),
@@ -126,8 +141,14 @@ def _sum(parts: list[Unit]) -> Unit:
     )
 
 
-def bounds(usage: dict, spec: ResourceSpec, weight: float) -> dict[str, float]:
-    """Cost (slack% + weight x violation%) of each hindsight pick."""
+def bounds(
+    usage: dict, spec: ResourceSpec, weight: float, violation_cap: float | None = None
+) -> dict[str, float]:
+    """Cost (slack% + weight x violation%) of each hindsight pick.
+
+    With `violation_cap` (a violation%), also "rule_per_series_capped": one
+    rule per series with the pooled violation% at or under it.
+    """
     rules, lookahead = units(usage, spec)
     picks = {
         "one_rule": [_sum([p for series in rules for p in series])],
@@ -139,4 +160,7 @@ def bounds(usage: dict, spec: ResourceSpec, weight: float) -> dict[str, float]:
     for name, groups in picks.items():
         slack, violation = best(groups, weight)
         out[name] = round(slack + weight * violation, 2)
+    if violation_cap is not None:
+        slack, violation = best_within(picks["rule_per_series"], weight, violation_cap)
+        out["rule_per_series_capped"] = round(slack + weight * violation, 2)
     return out
