@@ -5,8 +5,8 @@ of the last H periods' readings, grown by a margin. The bounds pick rules with
 hindsight: one rule for every series (what a fixed configuration can reach),
 one rule per series, one rule per series and period (close to look-ahead),
 and each period's best allocation outright (the look-ahead trade-off); for
-memory, also one rule per series kept within a violation rate (the issue
-asks for no more short readings than the VPA-style policy's). Needs
+memory, also one rule per series kept within a violation rate (memory's
+target allows no more short readings than the VPA-style policy has). Needs
 only numpy; reads the usage as `detector.optimizer.usage` loads it.
 """
 
