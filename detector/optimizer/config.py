@@ -31,6 +31,14 @@ _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 # Metric names in PromQL: identifiers followed by a selector, a range, an
 # offset or the end; function names are followed by "(" and are not matched.
 _METRIC = re.compile(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\b(?!\s*\()")
+# Strings, label matchers and grouping lists hold label names and values,
+# which may end in a unit suffix too (`x_bytes{job="a_ratio"}`). Strings go
+# first, as they may hold braces and parentheses of their own.
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"' r"|'(?:[^'\\]|\\.)*'" r"|`[^`]*`")
+_MATCHERS = re.compile(r"\{[^{}]*\}")
+_GROUPING = re.compile(
+    r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)"
+)
 UNIT_SUFFIXES = (
     "_seconds_total",
     "_joules_total",
@@ -69,10 +77,17 @@ SERVICE_RESOURCES = {
 }
 
 
+def _without_labels(promql: str) -> str:
+    """`promql` with its strings, label matchers and grouping lists emptied."""
+    text = _STRING.sub('""', promql)
+    text = _MATCHERS.sub("{}", text)
+    return _GROUPING.sub(r"\1 ()", text)
+
+
 def metric_units(promql: str) -> set[str]:
     """The unit suffixes of the metric names a PromQL expression reads."""
     units = set()
-    for name in _METRIC.findall(promql):
+    for name in _METRIC.findall(_without_labels(promql)):
         for suffix in UNIT_SUFFIXES:
             if name.endswith(suffix):
                 units.add(suffix)

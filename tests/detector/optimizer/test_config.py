@@ -53,6 +53,26 @@ def test_function_and_label_names_are_not_metrics() -> None:
     assert units == {"_seconds_total"}
 
 
+@pytest.mark.parametrize(
+    "promql",
+    [
+        'x_bytes{job="a_ratio"}',
+        "x_bytes{job='a_ratio', a_ratio!=\"b\"}",
+        'label_replace(x_bytes, "dst_ratio", "$1", "src", "(.*)_ratio")',
+        "sum by (slice_ratio) (x_bytes)",
+        "x_bytes * on (pod) group_left (limit_ratio) y_bytes",
+    ],
+)
+def test_label_names_and_values_are_not_metrics(promql: str) -> None:
+    assert metric_units(promql) == {"_bytes"}
+
+
+def test_a_label_value_with_a_unit_suffix_is_not_refused() -> None:
+    query = ResourceQuery("memory_bytes", 'sum by (pod) (x_bytes{job="a_ratio"})')
+
+    assert query.spec.unit == "bytes"
+
+
 def test_the_label_bound_is_taken() -> None:
     with pytest.raises(ConfigError, match="bound"):
         ResourceQuery("memory_bytes", "x_bytes", labels=("pod", "bound"))
