@@ -2,7 +2,8 @@
 
 Each sized resource names its PromQL; a query whose metric names carry a unit
 suffix other than the resource's is refused at start (a unit mismatch is
-reported, not converted). The defaults read the exporter's own series.
+reported, not converted), and so is one that reads a counter without a rate.
+The defaults read the exporter's own series.
 """
 
 from __future__ import annotations
@@ -38,6 +39,17 @@ _STRING = re.compile(r'"(?:[^"\\]|\\.)*"' r"|'(?:[^'\\]|\\.)*'" r"|`[^`]*`")
 _MATCHERS = re.compile(r"\{[^{}]*\}")
 _GROUPING = re.compile(
     r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)"
+)
+# A counter (a name ending in `_total`) only grows: read as it stands, CPU
+# seconds since boot pass for tens of thousands of cores. So a counter must be
+# the range argument of a function that turns it into a change, as in
+# rate(x_total[5m]); anything else that reads it is refused. Histograms'
+# `_sum` and `_count` are counters too, but are let through, as some gauges
+# end so too.
+RANGE_FUNCTIONS = ("rate", "irate", "increase", "deriv")
+_COUNTER_IN_RANGE = re.compile(
+    rf"\b(?:{'|'.join(RANGE_FUNCTIONS)})\s*\(\s*([a-zA-Z_:][a-zA-Z0-9_:]*)"
+    r"\s*(?:\{\})?\s*\["
 )
 UNIT_SUFFIXES = (
     "_seconds_total",
@@ -95,6 +107,28 @@ def metric_units(promql: str) -> set[str]:
     return units
 
 
+def raw_counters(promql: str) -> list[str]:
+    """The counters a PromQL expression reads other than through a rate."""
+    text = _without_labels(promql)
+    in_range = {m.start(1) for m in _COUNTER_IN_RANGE.finditer(text)}
+    return [
+        m.group(1)
+        for m in _METRIC.finditer(text)
+        if m.group(1).endswith("_total") and m.start(1) not in in_range
+    ]
+
+
+def _check_counters(key: str, promql: str) -> None:
+    counter = next(iter(raw_counters(promql)), None)
+    check(
+        counter is None,
+        key,
+        f"reads the counter {counter!r} as it stands, not its rate; wrap it in "
+        f"one of {', '.join(RANGE_FUNCTIONS)} over a range, as in "
+        f"rate({counter}[5m])",
+    )
+
+
 def _check_units(key: str, promql: str, resource: ServiceResource) -> None:
     wrong = sorted(metric_units(promql) - set(resource.suffixes))
     check(
@@ -137,8 +171,10 @@ class ResourceQuery:
             check(value > 0, key, f"must be > 0, got {value!r}")
         resource = SERVICE_RESOURCES[self.resource]
         _check_units("usage", self.usage, resource)
+        _check_counters("usage", self.usage)
         if self.allocation:
             _check_units("allocation", self.allocation, resource)
+            _check_counters("allocation", self.allocation)
 
     @property
     def spec(self) -> ResourceSpec:

@@ -8,6 +8,7 @@ from detector.optimizer.config import (
     PowerConfig,
     ResourceQuery,
     metric_units,
+    raw_counters,
 )
 
 
@@ -71,6 +72,43 @@ def test_a_label_value_with_a_unit_suffix_is_not_refused() -> None:
     query = ResourceQuery("memory_bytes", 'sum by (pod) (x_bytes{job="a_ratio"})')
 
     assert query.spec.unit == "bytes"
+
+
+def test_a_counter_read_as_it_stands_is_refused() -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"usage: reads the counter 'aiops_process_group_cpu_seconds_total' "
+        r"as it stands",
+    ):
+        ResourceQuery("cpu_cores", "aiops_process_group_cpu_seconds_total")
+
+
+def test_an_allocation_counter_without_a_rate_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"allocation: reads the counter"):
+        ResourceQuery(
+            "cpu_cores",
+            "rate(x_seconds_total[5m])",
+            allocation="sum by (pod) (limit_seconds_total)",
+        )
+
+
+@pytest.mark.parametrize(
+    ("promql", "raw"),
+    [
+        ("sum by (pod) (x_seconds_total)", ["x_seconds_total"]),
+        ('x_seconds_total{mode="idle"}', ["x_seconds_total"]),
+        ("max_over_time(x_seconds_total[5m])", ["x_seconds_total"]),
+        ("rate(x_seconds_total[5m]) + y_seconds_total", ["y_seconds_total"]),
+        ('rate(x_seconds_total{mode!="idle"}[5m])', []),
+        ("sum(irate( x_total {a='b'} [1m]))", []),
+        ("increase(x_total[5m:1m]) / 300", []),
+        ("deriv(x_total[10m])", []),
+        ('rate(x_seconds_total{job="a_total"}[5m]) * on (b_total) y_cores', []),
+        ("instance:x_seconds:rate5m", []),
+    ],
+)
+def test_a_counter_counts_only_under_a_rate(promql: str, raw: list[str]) -> None:
+    assert raw_counters(promql) == raw
 
 
 def test_the_label_bound_is_taken() -> None:
