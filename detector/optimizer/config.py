@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass, field
 
 from aiops_common.config import check
-from detector.optimizer.policies import POLICY_NAMES
+from detector.optimizer.policies import POLICY_NAMES, check_policy
+from detector.optimizer.prior import PriorError
 from detector.optimizer.resources import DAY, HOUR, Kind, ResourceSpec
 
 # Identity labels of the exporter's series; `instance` tells hosts apart.
@@ -287,6 +288,17 @@ class OptimizerConfig:
             "policy",
             f"must be one of {', '.join(POLICY_NAMES)}, got {self.policy!r}",
         )
+        try:
+            check_policy(self.policy)
+        except PriorError as exc:
+            # The weights are learnt, not committed: a fresh clone has none.
+            check(
+                False,
+                "policy",
+                f"{self.policy!r} needs the weights that `make train-optimizer` "
+                f"writes: {exc}",
+            )
+
         names = [r.resource for r in self.resources]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         check(

@@ -28,9 +28,15 @@ def make_policy(name: str) -> tuple[Policy, Rules]:
     """
     if name == "bandit-prior":
         from detector.optimizer.agent import AgentConfig, BanditPolicy
-        from detector.optimizer.prior import SHIPPED, load
+        from detector.optimizer.prior import SHIPPED, PriorError, load
 
-        return BanditPolicy(AgentConfig(), prior=load(SHIPPED)), DEFAULT
+        prior = load(SHIPPED)
+        try:
+            return BanditPolicy(AgentConfig(), prior=prior), DEFAULT
+        except ValueError as exc:
+            # Weights learnt for other inputs (an older release's features)
+            # are as unfit as malformed ones.
+            raise PriorError(f"{str(SHIPPED)!r}: {exc}") from exc
     if name in ("bandit", "bandit-network"):
         from detector.optimizer.agent import AgentConfig, BanditPolicy
 
@@ -48,3 +54,14 @@ def make_policy(name: str) -> tuple[Policy, Rules]:
             f"unknown policy {name!r}; choose one of {', '.join(POLICY_NAMES)}"
         )
     return baselines[name](), PLAIN
+
+
+def check_policy(name: str) -> None:
+    """Build policy `name` if building it reads a file; PriorError if unfit.
+
+    For a service's config check, so that missing weights stop it there
+    rather than once it starts. The other policies read nothing and are not
+    built: "bandit-network" would import PyTorch.
+    """
+    if name == "bandit-prior":
+        make_policy(name)

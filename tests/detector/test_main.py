@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from detector.main import main
+from detector.optimizer import prior
 from tests.detector.fakeprom import FakePrometheus
 
 CONFIG = """
@@ -66,6 +67,21 @@ def test_bad_environment_override_exits_2(
 
     assert main(["--config.file", write_config(tmp_path, CONFIG)]) == 2
     assert "max_series" in capsys.readouterr().err
+
+
+def test_bandit_prior_without_its_weights_exits_2(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(prior, "SHIPPED", tmp_path / "prior.json")
+    text = CONFIG + "optimizer:\n  policy: bandit-prior\n"
+
+    assert main(["--config.file", write_config(tmp_path, text)]) == 2
+
+    err = capsys.readouterr().err
+    assert "optimizer.policy: 'bandit-prior' needs the weights" in err
+    assert "make train-optimizer" in err
 
 
 def free_port() -> int:

@@ -1,8 +1,14 @@
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import numpy as np
 import pytest
 
 from aiops_common.config import ConfigError, from_mapping
+from detector.optimizer import prior
+from detector.optimizer.agent import ARM_FEATURES
 from detector.optimizer.config import (
     OptimizerConfig,
     PowerConfig,
@@ -10,6 +16,21 @@ from detector.optimizer.config import (
     metric_units,
     raw_counters,
 )
+from detector.optimizer.features import NAMES
+from detector.optimizer.prior import ArmPrior
+
+
+@pytest.fixture
+def weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where "bandit-prior" reads its weights: nothing there until written."""
+    path = tmp_path / "prior.json"
+    monkeypatch.setattr(prior, "SHIPPED", path)
+    return path
+
+
+def flat_prior(inputs: int) -> ArmPrior:
+    layer = (np.zeros((inputs, 2)), np.zeros(2))
+    return ArmPrior(np.zeros(inputs), np.ones(inputs), (layer,))
 
 
 def test_the_defaults_read_the_exporters_series() -> None:
@@ -135,6 +156,28 @@ def test_a_nested_mapping_builds_the_config() -> None:
 
     assert config.resources[0].labels == ("pod",)
     assert config.power is None
+
+
+def test_bandit_prior_without_its_weights_is_refused(weights: Path) -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"optimizer\.policy: 'bandit-prior' needs the weights that "
+        r"`make train-optimizer` writes: cannot read prior",
+    ):
+        from_mapping(OptimizerConfig, {"policy": "bandit-prior"}, where="optimizer")
+
+
+def test_bandit_prior_with_weights_for_other_inputs_is_refused(weights: Path) -> None:
+    weights.write_text(json.dumps(flat_prior(3).to_json()))
+
+    with pytest.raises(ConfigError, match=r"policy: .*takes 3 inputs"):
+        OptimizerConfig(policy="bandit-prior")
+
+
+def test_bandit_prior_with_fitting_weights_is_accepted(weights: Path) -> None:
+    weights.write_text(json.dumps(flat_prior(len(NAMES) + ARM_FEATURES).to_json()))
+
+    assert OptimizerConfig(policy="bandit-prior").policy == "bandit-prior"
 
 
 @pytest.mark.parametrize(
