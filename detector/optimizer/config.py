@@ -306,3 +306,20 @@ class OptimizerConfig:
             "resources",
             f"duplicate resource {', '.join(map(repr, duplicates))}",
         )
+        for index, query in enumerate(self.resources):
+            self._check_history_covers(index, query)
+
+    def _check_history_covers(self, index: int, query: ResourceQuery) -> None:
+        # Readings older than the history are dropped. Shorter than a step, it
+        # holds one reading at most; shorter than the warm-up, the first
+        # decision sees less than a warm-up, and after a restart every series
+        # waits out a warm-up anew instead of starting from what Prometheus has.
+        for key in ("step_seconds", "warmup_seconds"):
+            needed = getattr(query, key)
+            check(
+                self.history_seconds >= needed,
+                "history_seconds",
+                f"must be >= resources[{index}].{key} ({needed!r} for "
+                f"{query.resource!r}), got {self.history_seconds!r}; a shorter "
+                "history drops readings before a warm-up is over",
+            )

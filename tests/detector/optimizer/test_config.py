@@ -181,6 +181,42 @@ def test_bandit_prior_with_fitting_weights_is_accepted(weights: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("resource", "message"),
+    [
+        (
+            {"warmup_seconds": 7200},
+            r"history_seconds: must be >= resources\[1\]\.warmup_seconds "
+            r"\(7200\.0 for 'memory_bytes'\), got 3600\.0",
+        ),
+        (
+            {"warmup_seconds": 60, "step_seconds": 5400},
+            r"history_seconds: must be >= resources\[1\]\.step_seconds "
+            r"\(5400\.0 for 'memory_bytes'\), got 3600\.0",
+        ),
+    ],
+)
+def test_a_history_shorter_than_a_warmup_or_step_is_refused(
+    resource: dict, message: str
+) -> None:
+    raw = {
+        "history_seconds": 3600,
+        "resources": [
+            {"resource": "cpu_cores", "usage": "x_cores", "warmup_seconds": 600},
+            {"resource": "memory_bytes", "usage": "x_bytes"} | resource,
+        ],
+    }
+
+    with pytest.raises(ConfigError, match=message):
+        from_mapping(OptimizerConfig, raw, where="optimizer")
+
+
+def test_a_history_as_long_as_the_warmup_is_accepted() -> None:
+    query = ResourceQuery("memory_bytes", "x_bytes", warmup_seconds=3600)
+
+    assert OptimizerConfig(history_seconds=3600, resources=(query,)).history_seconds
+
+
+@pytest.mark.parametrize(
     ("raw", "message"),
     [
         ({"policy": "magic"}, "policy: must be one of"),
