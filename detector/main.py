@@ -22,6 +22,7 @@ from detector.engine import Engine
 from detector.factory import uses_forecaster
 from detector.metrics import DetectorCollector
 from detector.optimizer.collector import OptimizerCollector
+from detector.optimizer.config import OptimizerConfig
 from detector.optimizer.optimizer import Optimizer
 from detector.prometheus import PrometheusClient
 from detector.store import StoreError
@@ -169,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                 query.name,
                 query.model.kind,
             )
+    log_optimizer(config.optimizer)
     # Blocked before any thread starts, so that every thread inherits the mask
     # and the signal waits for sigwait() below; a Python handler could instead
     # fire while this thread holds the very lock that stop.set() needs.
@@ -182,6 +184,25 @@ def main(argv: list[str] | None = None) -> int:
         session.close()
     log.info("stopped")
     return 0
+
+
+def log_optimizer(config: OptimizerConfig | None) -> None:
+    """Say whether the optimizer runs and what it sizes.
+
+    `optimizer:` left empty is a YAML null and turns it off, where
+    `optimizer: {}` turns it on; without this line both start alike.
+    """
+    if config is None:
+        log.info("optimizer off; set `optimizer: {}` for its defaults")
+        return
+    resources = ",".join(r.resource for r in config.resources) or "none"
+    log.info(
+        "optimizer on policy=%s resources=%s power=%s interval_seconds=%g",
+        config.policy,
+        resources,
+        "off" if config.power is None else "on",
+        config.interval_seconds,
+    )
 
 
 def _uses_torch(config: DetectorConfig) -> bool:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -11,8 +12,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from detector.main import main
+from detector.main import log_optimizer, main
 from detector.optimizer import prior
+from detector.optimizer.config import OptimizerConfig, ResourceQuery
 from tests.detector.fakeprom import FakePrometheus
 
 CONFIG = """
@@ -84,6 +86,27 @@ def test_bandit_prior_without_its_weights_exits_2(
     assert "make train-optimizer" in err
 
 
+def test_the_optimizer_says_what_it_sizes(caplog: pytest.LogCaptureFixture) -> None:
+    config = OptimizerConfig(
+        resources=(ResourceQuery("memory_bytes", "x_bytes"),), power=None
+    )
+
+    with caplog.at_level(logging.INFO, logger="detector.main"):
+        log_optimizer(config)
+
+    assert caplog.messages == [
+        "optimizer on policy=bandit resources=memory_bytes power=off "
+        "interval_seconds=300"
+    ]
+
+
+def test_an_optimizer_turned_off_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="detector.main"):
+        log_optimizer(None)
+
+    assert caplog.messages == ["optimizer off; set `optimizer: {}` for its defaults"]
+
+
 def free_port() -> int:
     # The port may be taken again before the service binds it; rare enough here.
     with socket.socket() as sock:
@@ -147,4 +170,5 @@ def test_service_serves_scores_and_stops_on_sigterm(
 
     assert proc.returncode == 0, stderr
     assert "detector started" in stderr
+    assert "msg=optimizer off" in stderr
     assert "shutting down signal=SIGTERM" in stderr
