@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from typing import cast
 
 import numpy as np
@@ -20,6 +20,7 @@ from detector.optimizer.config import SERVICE_RESOURCES, OptimizerConfig, Resour
 from detector.optimizer.fleet import Fleet
 from detector.optimizer.policies import make_policy
 from detector.optimizer.power import GPU_STATES, PowerAdvice, advise
+from detector.optimizer.readings import Readings, gather, identity
 from detector.optimizer.snapshot import (
     LabelPairs,
     OptimizerSnapshot,
@@ -59,6 +60,7 @@ class Optimizer:
         self._errors = dict.fromkeys(STAGES, 0)
         self._mismatches = {rq.resource: 0 for rq in config.resources}
         self._waiting = {rq.resource: -1 for rq in config.resources}
+        self._cleaned: set[str] = set()
         self._last_run = -math.inf
         self._last_success = 0.0
         self._resource_states: dict[str, ResourceState] = {}
@@ -112,30 +114,11 @@ class Optimizer:
     def ingest(self, resource: str, series: Sequence[Series]) -> None:
         """Feed readings of `resource` that were queried elsewhere."""
         rq = next(r for r in self._config.resources if r.resource == resource)
-        scale = SERVICE_RESOURCES[resource].scale
-        points: dict[Hashable, tuple[np.ndarray, np.ndarray]] = {}
-        for s in series:
-            if not s.points:
-                continue
-            key = _key(s.labels, rq.labels)
-            a = np.asarray(s.points, dtype=float)
-            if scale is not None and a[:, 1].max() > scale * (1 + 1e-6):
-                # A ratio above 1 is a percentage or worse; it is not scaled here.
-                self._mismatches[resource] += 1
-                log.warning(
-                    "unit mismatch resource=%s labels=%s max=%r scale=%r skipped=1",
-                    resource,
-                    dict(key),
-                    float(a[:, 1].max()),
-                    scale,
-                )
-                continue
-            if key in points:
-                log.debug("duplicate series resource=%s labels=%s", resource, dict(key))
-                continue
-            points[key] = (a[:, 0], a[:, 1])
+        readings = gather(series, rq.labels, SERVICE_RESOURCES[resource].scale)
+        self._report(resource, readings)
+
         fleet = self._fleets[resource]
-        fleet.feed(points)
+        fleet.feed(readings.points)
         cutoff = self._clock() - self._config.history_seconds
         gone = fleet.forget(cutoff)
         if gone:
@@ -143,6 +126,32 @@ class Optimizer:
         # Readings older than the history are no longer read by any policy.
         for sizer in fleet.sizers.values():
             sizer.history.forget_before(cutoff)
+
+    def _report(self, resource: str, readings: Readings) -> None:
+        for key, peak in readings.over_scale:
+            self._mismatches[resource] += 1
+            log.warning(
+                "unit mismatch resource=%s labels=%s max=%r scale=%r skipped=1",
+                resource,
+                dict(key),
+                peak,
+                SERVICE_RESOURCES[resource].scale,
+            )
+        for key in readings.duplicates:
+            log.debug("duplicate series resource=%s labels=%s", resource, dict(key))
+        if readings.clipped or readings.dropped:
+            # Worth knowing once (an exporter or a query gives odd values);
+            # every cycle after that it is no news.
+            level = logging.DEBUG if resource in self._cleaned else logging.INFO
+            self._cleaned.add(resource)
+            log.log(
+                level,
+                "readings cleaned as the backtest loads them resource=%s "
+                "negative_as_zero=%d non_finite_dropped=%d",
+                resource,
+                readings.clipped,
+                readings.dropped,
+            )
 
     # -- per resource ----------------------------------------------------
 
@@ -165,8 +174,8 @@ class Optimizer:
         recommendations = []
         too_short = without = 0
         savings = 0.0
-        for identity, sizer in fleet.sizers.items():
-            key = cast(LabelPairs, identity)
+        for series_key, sizer in fleet.sizers.items():
+            key = cast(LabelPairs, series_key)
             if sizer.allocation is None or sizer.estimate is None:
                 too_short += 1
                 continue
@@ -210,7 +219,7 @@ class Optimizer:
         values: dict[LabelPairs, float] = {}
         for s in self._query(promql, start, end, step):
             if s.points:
-                values.setdefault(_key(s.labels, labels), s.points[-1][1])
+                values.setdefault(identity(s.labels, labels), s.points[-1][1])
         return values
 
     # -- power -----------------------------------------------------------
@@ -225,7 +234,7 @@ class Optimizer:
         lows = self._last_values(config.min_limit, config.labels, now, step)
         highs = self._last_values(config.max_limit, config.labels, now, step)
         draws = {
-            _key(s.labels, config.labels): np.asarray(s.points, dtype=float)
+            identity(s.labels, config.labels): np.asarray(s.points, dtype=float)
             for s in self._query(config.draw, start, end, step)
             if s.points
         }
@@ -271,8 +280,3 @@ class Optimizer:
             last_success_timestamp_seconds=self._last_success,
             cycle_duration_seconds=duration,
         )
-
-
-def _key(labels: dict[str, str], names: tuple[str, ...]) -> LabelPairs:
-    """A series' identity: the configured labels, empty where absent."""
-    return tuple((name, labels.get(name, "")) for name in names)

@@ -58,6 +58,11 @@ def memory_config(**overrides) -> OptimizerConfig:
     return OptimizerConfig(**settings)
 
 
+def identity(command: str) -> tuple[tuple[str, str], ...]:
+    """The key of a HOST series under memory_config's labels."""
+    return (("instance", "h1"), ("command", command), ("user", "u"))
+
+
 def since(hours: float, value: float):
     return lambda t: value if t >= START - hours * HOUR else None
 
@@ -121,6 +126,37 @@ def test_a_percentage_where_a_ratio_belongs_is_skipped_and_counted() -> None:
 
     assert optimizer.snapshot.unit_mismatches == {"gpu_time_ratio": 1}
     assert optimizer.snapshot.resources[0].recommendations == ()
+
+
+def test_readings_are_cleaned_as_the_backtest_loads_them(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def nan_for_the_first_hour(t: float) -> float | None:
+        # 60 readings at a 60 s step.
+        if t < START - 10 * HOUR:
+            return None
+        return math.nan if t < START - 9 * HOUR else 2e9
+
+    fake, clock = FakeQueries(), Clock()
+    fake.series["resident_memory_bytes"] = [
+        ({**HOST, "command": "negative"}, since(10, -4e8)),
+        ({**HOST, "command": "broken"}, nan_for_the_first_hour),
+    ]
+    optimizer = Optimizer(memory_config(), fake, clock)
+
+    with caplog.at_level("INFO", logger="detector.optimizer.optimizer"):
+        run(optimizer, clock, 1)
+
+    sizers = optimizer._fleets["memory_bytes"].sizers
+    negative, broken = (sizers[identity(c)] for c in ("negative", "broken"))
+    assert negative.history.u.max() == 0.0
+    assert np.isfinite(broken.history.u).all()
+    assert (
+        "readings cleaned as the backtest loads them resource=memory_bytes "
+        f"negative_as_zero={len(negative.history)} non_finite_dropped=60"
+    ) in caplog.messages
+    for rec in optimizer.snapshot.resources[0].recommendations:
+        assert 0.0 <= rec.lower <= rec.target <= rec.upper
 
 
 def test_work_runs_once_per_interval_and_reads_only_new_steps() -> None:

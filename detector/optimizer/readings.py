@@ -1,0 +1,68 @@
+"""A resource's queried series as a Fleet's points, one series per identity.
+
+Readings follow the shared data's loading rules (usage.py): a non-finite
+reading is dropped and a negative one becomes 0, so that the service sizes
+what the backtest scores. A series above the unit's full size is set apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from detector.optimizer.snapshot import LabelPairs
+from detector.prometheus import Series
+
+# A reading this little above the full size is float rounding, not a wrong unit.
+SCALE_TOLERANCE = 1e-6
+
+
+@dataclass
+class Readings:
+    """Points by identity, and what was set aside or changed to get them."""
+
+    points: dict[LabelPairs, tuple[np.ndarray, np.ndarray]] = field(
+        default_factory=dict
+    )
+    clipped: int = 0
+    dropped: int = 0
+    # Series whose readings passed the unit's full size, with their largest.
+    over_scale: list[tuple[LabelPairs, float]] = field(default_factory=list)
+    # Series left out because an earlier one had the same identity.
+    duplicates: list[LabelPairs] = field(default_factory=list)
+
+
+def identity(labels: dict[str, str], names: tuple[str, ...]) -> LabelPairs:
+    """A series' identity: the configured labels, empty where absent."""
+    return tuple((name, labels.get(name, "")) for name in names)
+
+
+def gather(
+    series: Sequence[Series], names: tuple[str, ...], scale: float | None
+) -> Readings:
+    """The points of `series` by identity over `names`, cleaned."""
+    readings = Readings()
+    for s in series:
+        a = np.asarray(s.points, dtype=float).reshape(-1, 2)
+        finite = np.isfinite(a).all(axis=1)
+        readings.dropped += int(np.count_nonzero(~finite))
+        a = a[finite]
+        if a.size == 0:
+            continue
+
+        negative = a[:, 1] < 0
+        readings.clipped += int(np.count_nonzero(negative))
+        a[negative, 1] = 0.0
+
+        key = identity(s.labels, names)
+        peak = float(a[:, 1].max())
+        if scale is not None and peak > scale * (1 + SCALE_TOLERANCE):
+            # A ratio above 1 is a percentage or worse; it is not scaled here.
+            readings.over_scale.append((key, peak))
+        elif key in readings.points:
+            readings.duplicates.append(key)
+        else:
+            readings.points[key] = (a[:, 0], a[:, 1])
+    return readings
