@@ -16,7 +16,14 @@ from typing import cast
 
 import numpy as np
 
-from detector.optimizer.config import SERVICE_RESOURCES, OptimizerConfig, ResourceQuery
+from detector.optimizer.bounds import exported
+from detector.optimizer.config import (
+    SERVICE_RESOURCES,
+    OptimizerConfig,
+    ResourceQuery,
+    ServiceResource,
+)
+from detector.optimizer.estimate import Estimate
 from detector.optimizer.fleet import Fleet
 from detector.optimizer.policies import make_policy
 from detector.optimizer.power import GPU_STATES, PowerAdvice, advise
@@ -179,22 +186,18 @@ class Optimizer:
             if sizer.allocation is None or sizer.estimate is None:
                 too_short += 1
                 continue
-            target = sizer.allocation
-            estimate = sizer.estimate
-            allocated = allocations.get(key)
-            if allocated is None:
+            recommendation = _recommendation(
+                key,
+                sizer.estimate,
+                sizer.allocation,
+                allocations.get(key),
+                SERVICE_RESOURCES[rq.resource],
+            )
+            if recommendation.allocated is None:
                 without += 1
             else:
-                savings += allocated - target
-            recommendations.append(
-                Recommendation(
-                    labels=key,
-                    lower=min(estimate.lower, target),
-                    target=target,
-                    upper=max(estimate.upper, target),
-                    allocated=allocated,
-                )
-            )
+                savings += recommendation.allocated - recommendation.target
+            recommendations.append(recommendation)
         if too_short != self._waiting[rq.resource]:
             self._waiting[rq.resource] = too_short
             log.info(
@@ -280,3 +283,20 @@ class Optimizer:
             last_success_timestamp_seconds=self._last_success,
             cycle_duration_seconds=duration,
         )
+
+
+def _recommendation(
+    key: LabelPairs,
+    estimate: Estimate,
+    target: float,
+    allocated: float | None,
+    resource: ServiceResource,
+) -> Recommendation:
+    """A series' bounds as exported, around the allocation its Sizer holds."""
+    return Recommendation(
+        labels=key,
+        lower=exported(min(estimate.lower, target), resource),
+        target=exported(target, resource),
+        upper=exported(max(estimate.upper, target), resource),
+        allocated=allocated,
+    )

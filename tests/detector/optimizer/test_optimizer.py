@@ -159,6 +159,42 @@ def test_readings_are_cleaned_as_the_backtest_loads_them(
         assert 0.0 <= rec.lower <= rec.target <= rec.upper
 
 
+def test_bounds_are_whole_steps_within_the_full_size() -> None:
+    fake, clock = FakeQueries(), Clock()
+    gpu = {**HOST, "gpu": "0", "uuid": "G"}
+    # Near the full size, where an upper bound with headroom would pass it.
+    fake.series["sm_utilization_ratio"] = [
+        ({**gpu, "command": "busy"}, since(10, 0.97)),
+        ({**gpu, "command": "idle"}, since(10, 0.0)),
+    ]
+    fake.series["resident_memory_bytes"] = [
+        ({**HOST, "command": "odd"}, since(10, 1e9 + 0.3)),
+        ({**HOST, "command": "idle"}, since(10, 0.0)),
+    ]
+    resources = (
+        memory_config().resources[0],
+        ResourceQuery(
+            "gpu_time_ratio",
+            "aiops_gpu_process_sm_utilization_ratio",
+            labels=("instance", "gpu", "uuid", "command"),
+        ),
+    )
+    optimizer = Optimizer(memory_config(resources=resources), fake, clock)
+
+    run(optimizer, clock, 1)
+
+    memory, gpu_time = optimizer.snapshot.resources
+    bounds = {
+        (state.resource, dict(r.labels)["command"]): (r.lower, r.target, r.upper)
+        for state in (memory, gpu_time)
+        for r in state.recommendations
+    }
+    assert bounds[("gpu_time_ratio", "busy")][2] == 1.0
+    assert bounds[("gpu_time_ratio", "idle")] == (0.0, 0.0, 0.0)
+    assert bounds[("memory_bytes", "idle")] == (0.0, 0.0, 0.0)
+    assert all(v == int(v) for v in bounds[("memory_bytes", "odd")])
+
+
 def test_work_runs_once_per_interval_and_reads_only_new_steps() -> None:
     fake, clock = FakeQueries(), Clock()
     fake.series["resident_memory_bytes"] = [({**HOST, "command": "a"}, since(10, 2e9))]
