@@ -116,6 +116,11 @@ UNIT_MISMATCHES = (
     "Series batches skipped because readings exceeded the unit's full size "
     "(e.g. percent where a 0-1 ratio is configured).",
 )
+SERIES_REFUSED = (
+    "aiops_optimizer_series_refused_total",
+    "New series not sized because optimizer.max_series was reached, once per "
+    "cycle each.",
+)
 ERRORS = ("aiops_optimizer_errors_total", "Failed optimizer stages, by stage.")
 LAST_SUCCESS = (
     "aiops_optimizer_last_success_timestamp_seconds",
@@ -148,7 +153,7 @@ class OptimizerCollector(Collector):
             DURATION,
         ):
             yield GaugeMetricFamily(name, doc)
-        for name, doc in (UNIT_MISMATCHES, ERRORS):
+        for name, doc in (UNIT_MISMATCHES, SERIES_REFUSED, ERRORS):
             yield CounterMetricFamily(name, doc)
 
     def collect(self) -> Iterator[Metric]:
@@ -172,6 +177,10 @@ class OptimizerCollector(Collector):
         for resource, count in snapshot.unit_mismatches.items():
             mismatches.add_metric([resource], count)
         yield mismatches
+        refused = CounterMetricFamily(*SERIES_REFUSED, labels=["resource"])
+        for resource, count in snapshot.series_refused.items():
+            refused.add_metric([resource], count)
+        yield refused
         errors = CounterMetricFamily(*ERRORS, labels=["stage"])
         for stage, count in snapshot.errors.items():
             errors.add_metric([stage], count)

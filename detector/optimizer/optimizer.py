@@ -75,7 +75,9 @@ class Optimizer:
         self._gpus = dict.fromkeys(GPU_STATES, 0)
         # Replaced whole, never mutated: scrapes read it from another thread.
         self.snapshot = OptimizerSnapshot(
-            errors=dict(self._errors), unit_mismatches=dict(self._mismatches)
+            errors=dict(self._errors),
+            unit_mismatches=dict(self._mismatches),
+            series_refused=self._refused(),
         )
 
     def run_cycle(self) -> bool:
@@ -86,6 +88,7 @@ class Optimizer:
         self._last_run = started
         now = started - self._config.query_delay_seconds
         failed = False
+        refused_before = self._refused()
 
         for rq in self._config.resources:
             try:
@@ -104,6 +107,7 @@ class Optimizer:
                 log.exception("optimizer sizing failed resource=%s", rq.resource)
                 self._errors["recommend"] += 1
                 failed = True
+        self._warn_refused(refused_before)
 
         if self._config.power is not None:
             try:
@@ -159,6 +163,25 @@ class Optimizer:
                 readings.clipped,
                 readings.dropped,
             )
+
+    def _refused(self) -> dict[str, int]:
+        return {resource: fleet.refused for resource, fleet in self._fleets.items()}
+
+    def _warn_refused(self, before: dict[str, int]) -> None:
+        # One line a cycle for all resources: a low cap refuses many series.
+        refused = {
+            resource: count - before[resource]
+            for resource, count in self._refused().items()
+            if count > before[resource]
+        }
+        if not refused:
+            return
+        log.warning(
+            "series not sized, over the cap max_series=%d %s; "
+            "raise optimizer.max_series to size them",
+            self._config.max_series,
+            " ".join(f"{resource}={count}" for resource, count in refused.items()),
+        )
 
     # -- per resource ----------------------------------------------------
 
@@ -280,6 +303,7 @@ class Optimizer:
             gpus=dict(self._gpus),
             errors=dict(self._errors),
             unit_mismatches=dict(self._mismatches),
+            series_refused=self._refused(),
             last_success_timestamp_seconds=self._last_success,
             cycle_duration_seconds=duration,
         )

@@ -45,5 +45,7 @@ class OptimizerSnapshot:
     gpus: Mapping[str, int] = field(default_factory=dict)
     errors: Mapping[str, int] = field(default_factory=dict)
     unit_mismatches: Mapping[str, int] = field(default_factory=dict)
+    # New series not sized because max_series was reached, by resource.
+    series_refused: Mapping[str, int] = field(default_factory=dict)
     last_success_timestamp_seconds: float = 0.0
     cycle_duration_seconds: float = 0.0

@@ -213,6 +213,7 @@ def optimizer_state() -> OptimizerSnapshot:
         power_label_names=config.power.labels,
         power=(PowerAdvice(gpu, 150.0, 220.0, 260.0, 400.0, 180.0, 3.5),),
         unit_mismatches={"cpu_cores": 0},
+        series_refused={"cpu_cores": 0},
         errors={"query": 0},
     )
 

@@ -90,7 +90,9 @@ def test_power_limits_and_savings() -> None:
 
 def test_health_is_there_from_the_start() -> None:
     snapshot = OptimizerSnapshot(
-        errors=dict.fromkeys(STAGES, 0), unit_mismatches={"gpu_time_ratio": 0}
+        errors=dict.fromkeys(STAGES, 0),
+        unit_mismatches={"gpu_time_ratio": 0},
+        series_refused={"gpu_time_ratio": 0},
     )
 
     samples = scrape(snapshot)
@@ -99,6 +101,9 @@ def test_health_is_there_from_the_start() -> None:
         ({"stage": stage}, 0.0) for stage in STAGES
     ]
     assert samples["aiops_optimizer_unit_mismatches_total"] == [
+        ({"resource": "gpu_time_ratio"}, 0.0)
+    ]
+    assert samples["aiops_optimizer_series_refused_total"] == [
         ({"resource": "gpu_time_ratio"}, 0.0)
     ]
     assert samples["aiops_optimizer_last_success_timestamp_seconds"] == [({}, 0.0)]

@@ -195,6 +195,30 @@ def test_bounds_are_whole_steps_within_the_full_size() -> None:
     assert all(v == int(v) for v in bounds[("memory_bytes", "odd")])
 
 
+def test_series_over_the_cap_are_counted_and_warned_of_once_a_cycle(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake, clock = FakeQueries(), Clock()
+    fake.series["resident_memory_bytes"] = [
+        ({**HOST, "command": c}, since(10, 2e9)) for c in "abcd"
+    ]
+    optimizer = Optimizer(memory_config(max_series=1), fake, clock)
+    assert optimizer.snapshot.series_refused == {"memory_bytes": 0}
+
+    with caplog.at_level("WARNING", logger="detector.optimizer.optimizer"):
+        run(optimizer, clock, 2)
+
+    assert optimizer.snapshot.series_refused == {"memory_bytes": 6}
+    assert (
+        caplog.messages
+        == [
+            "series not sized, over the cap max_series=1 memory_bytes=3; "
+            "raise optimizer.max_series to size them"
+        ]
+        * 2
+    )
+
+
 def test_work_runs_once_per_interval_and_reads_only_new_steps() -> None:
     fake, clock = FakeQueries(), Clock()
     fake.series["resident_memory_bytes"] = [({**HOST, "command": "a"}, since(10, 2e9))]
