@@ -68,6 +68,7 @@ class Optimizer:
         self._mismatches = {rq.resource: 0 for rq in config.resources}
         self._waiting = {rq.resource: -1 for rq in config.resources}
         self._cleaned: set[str] = set()
+        self._collapsed: set[str] = set()
         self._last_run = -math.inf
         self._last_success = 0.0
         self._resource_states: dict[str, ResourceState] = {}
@@ -127,6 +128,8 @@ class Optimizer:
         rq = next(r for r in self._config.resources if r.resource == resource)
         readings = gather(series, rq.labels, SERVICE_RESOURCES[resource].scale)
         self._report(resource, readings)
+        if readings.duplicates:
+            self._warn_collapsed(rq, readings.duplicates)
 
         fleet = self._fleets[resource]
         fleet.feed(readings.points)
@@ -148,8 +151,6 @@ class Optimizer:
                 peak,
                 SERVICE_RESOURCES[resource].scale,
             )
-        for key in readings.duplicates:
-            log.debug("duplicate series resource=%s labels=%s", resource, dict(key))
         if readings.clipped or readings.dropped:
             # Worth knowing once (an exporter or a query gives odd values);
             # every cycle after that it is no news.
@@ -163,6 +164,24 @@ class Optimizer:
                 readings.clipped,
                 readings.dropped,
             )
+
+    def _warn_collapsed(self, rq: ResourceQuery, duplicates: list[LabelPairs]) -> None:
+        # The labels are the config's: once per resource says it, every cycle
+        # would only repeat it.
+        level = logging.DEBUG if rq.resource in self._collapsed else logging.WARNING
+        self._collapsed.add(rq.resource)
+        identities = len(set(duplicates))
+        log.log(
+            level,
+            "series with the same labels, one kept and the rest left out "
+            "resource=%s labels=%s series=%d identities=%d; add a label that "
+            "tells them apart to the resource's labels, or aggregate them in "
+            "its query",
+            rq.resource,
+            ",".join(rq.labels),
+            len(duplicates) + identities,
+            identities,
+        )
 
     def _refused(self) -> dict[str, int]:
         return {resource: fleet.refused for resource, fleet in self._fleets.items()}

@@ -219,6 +219,31 @@ def test_series_over_the_cap_are_counted_and_warned_of_once_a_cycle(
     )
 
 
+def test_labels_that_do_not_tell_series_apart_are_warned_of_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake, clock = FakeQueries(), Clock()
+    fake.series["resident_memory_bytes"] = [
+        ({**HOST, "command": c}, since(10, 2e9)) for c in "abcd"
+    ]
+    by_host = ResourceQuery(
+        "memory_bytes",
+        "sum by (instance, command) (aiops_process_group_resident_memory_bytes)",
+        labels=("instance",),
+    )
+    optimizer = Optimizer(memory_config(resources=(by_host,)), fake, clock)
+
+    with caplog.at_level("WARNING", logger="detector.optimizer.optimizer"):
+        run(optimizer, clock, 2)
+
+    assert caplog.messages == [
+        "series with the same labels, one kept and the rest left out "
+        "resource=memory_bytes labels=instance series=4 identities=1; add a "
+        "label that tells them apart to the resource's labels, or aggregate "
+        "them in its query"
+    ]
+
+
 def test_work_runs_once_per_interval_and_reads_only_new_steps() -> None:
     fake, clock = FakeQueries(), Clock()
     fake.series["resident_memory_bytes"] = [({**HOST, "command": "a"}, since(10, 2e9))]
