@@ -27,7 +27,8 @@ from detector.optimizer.estimate import Estimate
 from detector.optimizer.fleet import Fleet
 from detector.optimizer.policies import make_policy
 from detector.optimizer.power import GPU_STATES, PowerAdvice, advise
-from detector.optimizer.readings import Readings, gather, identity
+from detector.optimizer.queries import Queries, QueryRange
+from detector.optimizer.readings import Readings, gather
 from detector.optimizer.snapshot import (
     LabelPairs,
     OptimizerSnapshot,
@@ -38,13 +39,8 @@ from detector.prometheus import Series
 
 log = logging.getLogger(__name__)
 
-QueryRange = Callable[[str, float, float, float], list[Series]]
-
 # Stages whose failures are counted apart; all are exported from the start.
 STAGES = ("query", "recommend", "power")
-
-# A limit is read from the last few steps, so one missed scrape does not lose it.
-LIMIT_LOOKBACK_STEPS = 5
 
 
 class Optimizer:
@@ -57,13 +53,12 @@ class Optimizer:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._config = config
-        self._query = query_range
+        self._queries = Queries(query_range, config.history_seconds)
         self._clock = clock
         self._fleets: dict[str, Fleet] = {}
         for rq in config.resources:
             policy, rules = make_policy(config.policy)
             self._fleets[rq.resource] = Fleet(rq.spec, policy, rules, config.max_series)
-        self._cursor: dict[str, float] = {}
         self._errors = dict.fromkeys(STAGES, 0)
         self._mismatches = {rq.resource: 0 for rq in config.resources}
         self._waiting = {rq.resource: -1 for rq in config.resources}
@@ -93,7 +88,7 @@ class Optimizer:
 
         for rq in self._config.resources:
             try:
-                series = self._read(rq, now)
+                series = self._queries.usage(rq, now)
             except Exception:  # stage boundary: log, count, go on
                 log.warning(
                     "optimizer query failed resource=%s", rq.resource, exc_info=True
@@ -204,22 +199,11 @@ class Optimizer:
 
     # -- per resource ----------------------------------------------------
 
-    def _read(self, rq: ResourceQuery, now: float) -> list[Series]:
-        step = rq.step_seconds
-        end = math.floor(now / step) * step
-        cursor = self._cursor.get(rq.resource)
-        start = end - math.floor(self._config.history_seconds / step) * step
-        if cursor is not None:
-            start = max(cursor + step, start)
-        if start > end:
-            return []
-        series = self._query(rq.usage, start, end, step)
-        self._cursor[rq.resource] = end
-        return series
-
     def _state(self, rq: ResourceQuery, now: float) -> ResourceState:
         fleet = self._fleets[rq.resource]
-        allocations = self._last_values(rq.allocation, rq.labels, now, rq.step_seconds)
+        allocations = self._queries.limits(
+            rq.allocation, rq.labels, now, rq.step_seconds
+        )
         recommendations = []
         too_short = without = 0
         savings = 0.0
@@ -254,35 +238,12 @@ class Optimizer:
             rq.resource, rq.labels, tuple(recommendations), too_short, without, savings
         )
 
-    def _last_values(
-        self, promql: str, labels: tuple[str, ...], now: float, step: float
-    ) -> dict[LabelPairs, float]:
-        if not promql:
-            return {}
-        end = math.floor(now / step) * step
-        start = end - LIMIT_LOOKBACK_STEPS * step
-        values: dict[LabelPairs, float] = {}
-        for s in self._query(promql, start, end, step):
-            if s.points:
-                values.setdefault(identity(s.labels, labels), s.points[-1][1])
-        return values
-
     # -- power -----------------------------------------------------------
 
     def _advise_power(self, now: float) -> None:
         config = self._config.power
         assert config is not None
-        step = config.step_seconds
-        end = math.floor(now / step) * step
-        start = end - math.floor(config.window_seconds / step) * step
-        limits = self._last_values(config.limit, config.labels, now, step)
-        lows = self._last_values(config.min_limit, config.labels, now, step)
-        highs = self._last_values(config.max_limit, config.labels, now, step)
-        draws = {
-            identity(s.labels, config.labels): np.asarray(s.points, dtype=float)
-            for s in self._query(config.draw, start, end, step)
-            if s.points
-        }
+        draws, limits, lows, highs = self._queries.power(config, now)
 
         advice: list[PowerAdvice] = []
         states = dict.fromkeys(GPU_STATES, 0)

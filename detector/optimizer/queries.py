@@ -1,0 +1,89 @@
+"""The optimizer's range queries: what each cycle reads from Prometheus.
+
+Needs a range-query function (detector.prometheus.PrometheusClient.query_range).
+A resource's usage is read on from where the last cycle stopped, a limit from
+the last few steps, GPUs' draw over the power window.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+
+from detector.optimizer.config import PowerConfig, ResourceQuery
+from detector.optimizer.readings import identity
+from detector.optimizer.snapshot import LabelPairs
+from detector.prometheus import Series
+
+QueryRange = Callable[[str, float, float, float], list[Series]]
+
+# A limit is read from the last few steps, so one missed scrape does not lose it.
+LIMIT_LOOKBACK_STEPS = 5
+
+# The last value of each limit series, by identity.
+Limits = dict[LabelPairs, float]
+
+
+class PowerReadings(NamedTuple):
+    """Each GPU's draw over the window, its limit and the range NVML allows."""
+
+    draws: dict[LabelPairs, np.ndarray]
+    limits: Limits
+    lows: Limits
+    highs: Limits
+
+
+class Queries:
+    """Runs the optimizer's queries; keeps where each resource's usage stopped."""
+
+    def __init__(self, query_range: QueryRange, history_seconds: float) -> None:
+        self._query = query_range
+        self._history_seconds = history_seconds
+        self._cursor: dict[str, float] = {}
+
+    def usage(self, rq: ResourceQuery, now: float) -> list[Series]:
+        """Readings of `rq` since the last call, or over the whole history."""
+        step = rq.step_seconds
+        end = math.floor(now / step) * step
+        cursor = self._cursor.get(rq.resource)
+        start = end - math.floor(self._history_seconds / step) * step
+        if cursor is not None:
+            start = max(cursor + step, start)
+        if start > end:
+            return []
+        series = self._query(rq.usage, start, end, step)
+        self._cursor[rq.resource] = end
+        return series
+
+    def limits(
+        self, promql: str, labels: tuple[str, ...], now: float, step: float
+    ) -> Limits:
+        """The last value of each series of `promql`; none without a query."""
+        if not promql:
+            return {}
+        end = math.floor(now / step) * step
+        start = end - LIMIT_LOOKBACK_STEPS * step
+        values: Limits = {}
+        for s in self._query(promql, start, end, step):
+            if s.points:
+                values.setdefault(identity(s.labels, labels), s.points[-1][1])
+        return values
+
+    def power(self, config: PowerConfig, now: float) -> PowerReadings:
+        """Every input of GPU power advice, as of `now`."""
+        step = config.step_seconds
+        end = math.floor(now / step) * step
+        start = end - math.floor(config.window_seconds / step) * step
+        return PowerReadings(
+            limits=self.limits(config.limit, config.labels, now, step),
+            lows=self.limits(config.min_limit, config.labels, now, step),
+            highs=self.limits(config.max_limit, config.labels, now, step),
+            draws={
+                identity(s.labels, config.labels): np.asarray(s.points, dtype=float)
+                for s in self._query(config.draw, start, end, step)
+                if s.points
+            },
+        )
