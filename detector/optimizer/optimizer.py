@@ -20,6 +20,7 @@ from detector.optimizer.bounds import exported
 from detector.optimizer.config import (
     SERVICE_RESOURCES,
     OptimizerConfig,
+    PowerConfig,
     ResourceQuery,
     ServiceResource,
 )
@@ -27,7 +28,14 @@ from detector.optimizer.estimate import Estimate
 from detector.optimizer.fleet import Fleet
 from detector.optimizer.policies import make_policy
 from detector.optimizer.power import GPU_STATES, PowerAdvice, advise
-from detector.optimizer.queries import Queries, QueryRange
+from detector.optimizer.queries import (
+    Limits,
+    PowerReadings,
+    Queries,
+    QueryRange,
+    is_away,
+    what_to_check,
+)
 from detector.optimizer.readings import Readings, gather
 from detector.optimizer.snapshot import (
     LabelPairs,
@@ -35,7 +43,7 @@ from detector.optimizer.snapshot import (
     Recommendation,
     ResourceState,
 )
-from detector.prometheus import Series
+from detector.prometheus import QueryError, Series
 
 log = logging.getLogger(__name__)
 
@@ -83,40 +91,81 @@ class Optimizer:
             return False
         self._last_run = started
         now = started - self._config.query_delay_seconds
-        failed = False
         refused_before = self._refused()
 
-        for rq in self._config.resources:
-            try:
-                series = self._queries.usage(rq, now)
-            except Exception:  # stage boundary: log, count, go on
-                log.warning(
-                    "optimizer query failed resource=%s", rq.resource, exc_info=True
-                )
-                self._errors["query"] += 1
-                failed = True
-                continue
-            try:
-                self.ingest(rq.resource, series)
-                self._resource_states[rq.resource] = self._state(rq, now)
-            except Exception:  # stage boundary: log, count, go on
-                log.exception("optimizer sizing failed resource=%s", rq.resource)
-                self._errors["recommend"] += 1
-                failed = True
+        succeeded = self._run_stages(now)
+
         self._warn_refused(refused_before)
-
-        if self._config.power is not None:
-            try:
-                self._advise_power(now)
-            except Exception:  # stage boundary: log, count, go on
-                log.warning("optimizer power advice failed", exc_info=True)
-                self._errors["power"] += 1
-                failed = True
-
-        if not failed:
+        if succeeded:
             self._last_success = self._clock()
         self._publish(max(0.0, self._clock() - started))
         return True
+
+    def _run_stages(self, now: float) -> bool:
+        """Query and size each resource, then advise on power; True if all did.
+
+        A Prometheus that is away ends the cycle at its first failed query: each
+        query after it would wait out its own timeout, and the detector's loop
+        with it. The next interval tries again.
+        """
+        succeeded = True
+        for rq in self._config.resources:
+            try:
+                usage, allocations = self._queries.resource(rq, now)
+            except Exception as exc:  # stage boundary: log, count, go on
+                if self._query_failed(f"resource={rq.resource}", exc):
+                    return False
+                succeeded = False
+                continue
+            succeeded = self._size(rq, usage, allocations) and succeeded
+
+        if self._config.power is not None:
+            succeeded = self._power_stage(self._config.power, now) and succeeded
+        return succeeded
+
+    def _size(
+        self, rq: ResourceQuery, usage: list[Series], allocations: Limits
+    ) -> bool:
+        try:
+            self.ingest(rq.resource, usage)
+            self._resource_states[rq.resource] = self._state(rq, allocations)
+        except Exception:  # stage boundary: log, count, go on
+            log.exception("optimizer sizing failed resource=%s", rq.resource)
+            self._errors["recommend"] += 1
+            return False
+        return True
+
+    def _power_stage(self, config: PowerConfig, now: float) -> bool:
+        try:
+            readings = self._queries.power(config, now)
+        except Exception as exc:  # stage boundary: log, count, go on
+            self._query_failed("stage=power", exc)
+            return False
+        try:
+            self._advise_power(config, readings)
+        except Exception:  # stage boundary: log, count, go on
+            log.exception("optimizer power advice failed")
+            self._errors["power"] += 1
+            return False
+        return True
+
+    def _query_failed(self, what: str, exc: Exception) -> bool:
+        """Log and count a failed query; True when Prometheus is away."""
+        self._errors["query"] += 1
+        if not isinstance(exc, QueryError):
+            log.error("optimizer query failed %s", what, exc_info=exc)
+            return False
+        away = is_away(exc)
+        # An expected failure: its reason and what to check say all a
+        # traceback would.
+        log.warning(
+            "optimizer query failed %s error=%s; %s%s",
+            what,
+            exc,
+            what_to_check(exc),
+            "; the cycle's other queries wait for the next interval" if away else "",
+        )
+        return away
 
     def ingest(self, resource: str, series: Sequence[Series]) -> None:
         """Feed readings of `resource` that were queried elsewhere."""
@@ -199,11 +248,8 @@ class Optimizer:
 
     # -- per resource ----------------------------------------------------
 
-    def _state(self, rq: ResourceQuery, now: float) -> ResourceState:
+    def _state(self, rq: ResourceQuery, allocations: Limits) -> ResourceState:
         fleet = self._fleets[rq.resource]
-        allocations = self._queries.limits(
-            rq.allocation, rq.labels, now, rq.step_seconds
-        )
         recommendations = []
         too_short = without = 0
         savings = 0.0
@@ -240,10 +286,8 @@ class Optimizer:
 
     # -- power -----------------------------------------------------------
 
-    def _advise_power(self, now: float) -> None:
-        config = self._config.power
-        assert config is not None
-        draws, limits, lows, highs = self._queries.power(config, now)
+    def _advise_power(self, config: PowerConfig, readings: PowerReadings) -> None:
+        draws, limits, lows, highs = readings
 
         advice: list[PowerAdvice] = []
         states = dict.fromkeys(GPU_STATES, 0)

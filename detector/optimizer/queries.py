@@ -2,7 +2,8 @@
 
 Needs a range-query function (detector.prometheus.PrometheusClient.query_range).
 A resource's usage is read on from where the last cycle stopped, a limit from
-the last few steps, GPUs' draw over the power window.
+the last few steps, GPUs' draw over the power window. Also says what a failed
+query means for the rest of the cycle and where to look.
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ import numpy as np
 from detector.optimizer.config import PowerConfig, ResourceQuery
 from detector.optimizer.readings import identity
 from detector.optimizer.snapshot import LabelPairs
-from detector.prometheus import Series
+from detector.prometheus import (
+    PrometheusHTTPError,
+    PrometheusUnreachable,
+    QueryError,
+    QueryTimeout,
+    Series,
+)
 
 QueryRange = Callable[[str, float, float, float], list[Series]]
 
@@ -44,19 +51,26 @@ class Queries:
         self._history_seconds = history_seconds
         self._cursor: dict[str, float] = {}
 
-    def usage(self, rq: ResourceQuery, now: float) -> list[Series]:
-        """Readings of `rq` since the last call, or over the whole history."""
+    def resource(self, rq: ResourceQuery, now: float) -> tuple[list[Series], Limits]:
+        """New readings of `rq`, and the allocations in force.
+
+        The first call reads the whole history, each later one what came since.
+        """
         step = rq.step_seconds
         end = math.floor(now / step) * step
         cursor = self._cursor.get(rq.resource)
         start = end - math.floor(self._history_seconds / step) * step
         if cursor is not None:
             start = max(cursor + step, start)
-        if start > end:
-            return []
-        series = self._query(rq.usage, start, end, step)
-        self._cursor[rq.resource] = end
-        return series
+
+        fresh = start <= end
+        usage = self._query(rq.usage, start, end, step) if fresh else []
+        allocations = self.limits(rq.allocation, rq.labels, now, step)
+        # Moved only once both have answered, so that a cycle that lost its
+        # allocations reads the same steps again next time.
+        if fresh:
+            self._cursor[rq.resource] = end
+        return usage, allocations
 
     def limits(
         self, promql: str, labels: tuple[str, ...], now: float, step: float
@@ -87,3 +101,21 @@ class Queries:
                 if s.points
             },
         )
+
+
+def is_away(exc: QueryError) -> bool:
+    """True when Prometheus did not answer: the next query would wait as long."""
+    return isinstance(exc, PrometheusUnreachable | QueryTimeout)
+
+
+def what_to_check(exc: QueryError) -> str:
+    """Where to look next after a query failed with `exc`."""
+    if isinstance(exc, PrometheusUnreachable):
+        return "check that Prometheus is up at prometheus_url"
+    if isinstance(exc, QueryTimeout):
+        return "check Prometheus' load, or raise query_timeout_seconds"
+    if isinstance(exc, PrometheusHTTPError) and exc.server_side:
+        return "check Prometheus' own log"
+    if isinstance(exc, PrometheusHTTPError):
+        return "check the query's PromQL in the optimizer's config"
+    return "check that prometheus_url points at Prometheus' HTTP API"

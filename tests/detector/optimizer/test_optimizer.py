@@ -4,11 +4,19 @@ import math
 
 import numpy as np
 import pytest
+import requests
 
 from detector.optimizer.config import OptimizerConfig, PowerConfig, ResourceQuery
 from detector.optimizer.optimizer import Optimizer
 from detector.optimizer.resources import HOUR
-from detector.prometheus import PrometheusUnreachable, Series
+from detector.prometheus import (
+    PrometheusClient,
+    PrometheusHTTPError,
+    PrometheusUnreachable,
+    QueryTimeout,
+    Series,
+)
+from tests.detector.fakeprom import FakePrometheus, Reply, error_reply
 
 START = 1_700_000_000.0
 HOST = {"instance": "h1", "user": "u"}
@@ -23,17 +31,19 @@ class Clock:
 
 
 class FakeQueries:
-    """Answers range queries from functions of time, per PromQL substring."""
+    """Answers range queries from functions of time, per PromQL substring, or
+    raises the error set for a substring ("" for every query)."""
 
     def __init__(self) -> None:
         self.series: dict[str, list[tuple[dict[str, str], object]]] = {}
         self.calls: list[tuple[str, float, float, float]] = []
-        self.fail: type[Exception] | None = None
+        self.failing: dict[str, Exception] = {}
 
     def __call__(self, promql: str, start: float, end: float, step: float):
         self.calls.append((promql, start, end, step))
-        if self.fail is not None:
-            raise self.fail("down")
+        for part, error in self.failing.items():
+            if part in promql:
+                raise error
         grid = start + step * np.arange(math.floor((end - start) / step + 1e-9) + 1)
         out = []
         for part, entries in self.series.items():
@@ -266,13 +276,119 @@ def test_a_failed_query_is_counted_and_the_snapshot_kept() -> None:
     run(optimizer, clock, 1)
     success = optimizer.snapshot.last_success_timestamp_seconds
 
-    fake.fail = PrometheusUnreachable
+    fake.failing[""] = PrometheusUnreachable("down")
     run(optimizer, clock, 1)
 
     snapshot = optimizer.snapshot
     assert snapshot.errors == {"query": 1, "recommend": 0, "power": 0}
     assert snapshot.last_success_timestamp_seconds == success
     assert len(snapshot.resources[0].recommendations) == 1
+
+
+def memory_and_gpu_time_config(**overrides) -> OptimizerConfig:
+    gpu_time = ResourceQuery(
+        "gpu_time_ratio",
+        "aiops_gpu_process_sm_utilization_ratio",
+        labels=("instance", "gpu", "uuid", "command"),
+    )
+    resources = (memory_config().resources[0], gpu_time)
+    return memory_config(resources=resources, **overrides)
+
+
+@pytest.mark.parametrize(
+    ("error", "hint"),
+    [
+        (
+            PrometheusUnreachable("refused"),
+            "check that Prometheus is up at prometheus_url",
+        ),
+        (
+            QueryTimeout("no answer in 3s"),
+            "check Prometheus' load, or raise query_timeout_seconds",
+        ),
+    ],
+)
+def test_a_prometheus_that_is_away_ends_the_cycle_at_its_first_query(
+    error: Exception, hint: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake, clock = FakeQueries(), Clock()
+    config = memory_and_gpu_time_config(power=PowerConfig())
+    optimizer = Optimizer(config, fake, clock)
+    fake.failing[""] = error
+
+    with caplog.at_level("WARNING", logger="detector.optimizer.optimizer"):
+        run(optimizer, clock, 2)
+
+    # One query a cycle, not the eight a cycle sends: each would wait as long.
+    assert len(fake.calls) == 2
+    assert optimizer.snapshot.errors == {"query": 2, "recommend": 0, "power": 0}
+    assert (
+        caplog.messages
+        == [
+            f"optimizer query failed resource=memory_bytes error={error}; {hint}; "
+            "the cycle's other queries wait for the next interval"
+        ]
+        * 2
+    )
+    assert all(record.exc_info is None for record in caplog.records)
+
+
+def test_a_hung_prometheus_costs_a_cycle_one_timeout(
+    fake_prometheus: FakePrometheus,
+) -> None:
+    def hung(form: dict[str, str]) -> Reply:
+        # Held until the test is over; the client gives up first.
+        fake_prometheus.release.wait(timeout=10)
+        return error_reply(503, "timeout", "too late")
+
+    fake_prometheus.responder = hung
+    with requests.Session() as session:
+        client = PrometheusClient(fake_prometheus.url, session, timeout=0.2)
+        optimizer = Optimizer(OptimizerConfig(), client.query_range, Clock())
+
+        optimizer.run_cycle()
+
+    assert len(fake_prometheus.requests) == 1
+    assert optimizer.snapshot.errors == {"query": 1, "recommend": 0, "power": 0}
+
+
+def test_a_query_prometheus_refuses_fails_alone(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake, clock = FakeQueries(), Clock()
+    gpu = {**HOST, "gpu": "0", "uuid": "G", "command": "p"}
+    fake.series["sm_utilization_ratio"] = [(gpu, since(10, 0.5))]
+    optimizer = Optimizer(memory_and_gpu_time_config(), fake, clock)
+    error = PrometheusHTTPError(400, "parse error")
+    fake.failing["resident_memory_bytes"] = error
+
+    with caplog.at_level("WARNING", logger="detector.optimizer.optimizer"):
+        run(optimizer, clock, 1)
+
+    (gpu_time,) = optimizer.snapshot.resources
+    assert len(gpu_time.recommendations) == 1
+    assert optimizer.snapshot.errors == {"query": 1, "recommend": 0, "power": 0}
+    assert caplog.messages == [
+        f"optimizer query failed resource=memory_bytes error={error}; "
+        "check the query's PromQL in the optimizer's config"
+    ]
+    assert caplog.records[0].exc_info is None
+
+
+def test_prometheus_lost_after_the_usage_query_is_a_query_failure() -> None:
+    fake, clock = FakeQueries(), Clock()
+    fake.series["resident_memory_bytes"] = [({**HOST, "command": "a"}, since(10, 2e9))]
+    optimizer = Optimizer(memory_config(), fake, clock)
+    fake.failing["memory_limit_bytes"] = PrometheusUnreachable("refused")
+
+    run(optimizer, clock, 1)
+    del fake.failing["memory_limit_bytes"]
+    run(optimizer, clock, 1)
+
+    assert optimizer.snapshot.errors == {"query": 1, "recommend": 0, "power": 0}
+    # The lost cycle's steps are read again, not skipped past.
+    usage = [c for c in fake.calls if "resident" in c[0]]
+    assert usage[1][1] < usage[0][2]
 
 
 def test_power_advice_and_the_gpus_that_get_none() -> None:
