@@ -78,7 +78,8 @@ RESOURCE_METRICS: dict[
         (
             "aiops_recommended_savings_gpu_time_ratio",
             "GPU time freed fleet-wide if every recommendation with a known share "
-            "were applied, in GPUs; negative when more is needed.",
+            "were applied, as a sum of 0-1 shares of a GPU's time (1 is one whole "
+            "GPU); negative when more is needed.",
         ),
     ),
 }

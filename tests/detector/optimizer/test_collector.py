@@ -3,7 +3,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from detector.optimizer.collector import OptimizerCollector
+from detector.optimizer.collector import RESOURCE_METRICS, OptimizerCollector
 from detector.optimizer.optimizer import STAGES
 from detector.optimizer.power import GPU_STATES, PowerAdvice
 from detector.optimizer.snapshot import OptimizerSnapshot, Recommendation, ResourceState
@@ -123,3 +123,11 @@ def test_every_family_is_described() -> None:
     }
 
     assert collected <= described
+
+
+def test_a_resource_metric_help_names_the_unit_of_its_name() -> None:
+    units = {"_cores": "cores", "_bytes": "bytes", "_ratio": "0-1"}
+
+    for name, doc in (pair for names in RESOURCE_METRICS.values() for pair in names):
+        unit = next(unit for suffix, unit in units.items() if name.endswith(suffix))
+        assert unit in doc.lower(), name
