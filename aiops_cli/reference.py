@@ -34,7 +34,7 @@ from detector.diagnosis.collector import DiagnosisCollector
 from detector.diagnosis.config import DiagnosisConfig
 from detector.diagnosis.service import Diagnoser
 from detector.metrics import POINTS_SEEN, SERIES_GAUGES, DetectorCollector
-from detector.optimizer.collector import OptimizerCollector
+from detector.optimizer.collector import RESOURCE_METRICS, OptimizerCollector
 from detector.optimizer.config import OptimizerConfig
 from detector.optimizer.optimizer import Optimizer
 from detector.snapshot import Snapshot
@@ -61,9 +61,10 @@ UNITS = (
 )
 SOURCE_LABELS = "`query` + the scored series' own labels"
 PER_SERIES = {name for name, _, _ in SERIES_GAUGES} | {POINTS_SEEN[0]}
-IDENTITY_LABELS = (
-    "the `labels` set for the resource or for `optimizer.power` (defaults shown)"
-)
+# Where an optimizer metric's identity labels are set: a sized resource's
+# metrics take that resource's, the GPU power metrics optimizer.power's.
+RESOURCE_LABELS = "the `labels` set for the resource in `optimizer.resources`"
+POWER_LABELS = "`optimizer.power.labels`"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,7 +172,7 @@ def detector_metrics() -> list[MetricDoc]:
     ]
     diagnosis = _declared(DiagnosisCollector(lambda: diagnoser.snapshot))
     sizes = [
-        dataclasses.replace(doc, labels_note=_identity_note(doc.labels))
+        dataclasses.replace(doc, labels_note=_identity_note(doc))
         if identity & set(doc.labels)
         else doc
         for doc in _declared(OptimizerCollector(lambda: snapshot))
@@ -179,9 +180,13 @@ def detector_metrics() -> list[MetricDoc]:
     return engine + diagnosis + sizes
 
 
-def _identity_note(labels: tuple[str, ...]) -> str:
-    which = "those but `bound` are" if "bound" in labels else "these are"
-    return f"{_label_list(labels)}; {which} {IDENTITY_LABELS}"
+def _identity_note(doc: MetricDoc) -> str:
+    resource_metrics = {
+        name for names in RESOURCE_METRICS.values() for name, _ in names
+    }
+    where = RESOURCE_LABELS if doc.name in resource_metrics else POWER_LABELS
+    which = "those but `bound` are" if "bound" in doc.labels else "these are"
+    return f"{_label_list(doc.labels)}; {which} {where} (defaults shown)"
 
 
 def _no_series(promql: str, start: float, end: float, step: float) -> list:

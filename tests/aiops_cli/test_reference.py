@@ -233,6 +233,15 @@ def test_detector_reference_matches_a_real_scrape():
             assert tuple(sorted(doc.labels)) == labels, name
 
 
+def test_an_optimizer_metric_names_only_the_config_that_sets_its_labels():
+    notes = {doc.name: doc.labels_note for doc in detector_metrics()}
+
+    memory = notes["aiops_recommended_memory_bytes"]
+    power = notes["aiops_recommended_gpu_power_limit_watts"]
+    assert "optimizer.resources" in memory and "optimizer.power" not in memory
+    assert "optimizer.power" in power and "optimizer.resources" not in power
+
+
 def detector_collectors() -> list[type[Collector]]:
     """Every Collector class the detector package defines."""
     found = []
