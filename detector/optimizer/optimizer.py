@@ -141,6 +141,13 @@ class Optimizer:
         except Exception as exc:  # stage boundary: log, count, go on
             self._query_failed("stage=power", exc)
             return False
+        if readings.draws.duplicates:
+            self._warn_collapsed(
+                "stage=power",
+                config.labels,
+                readings.draws.duplicates,
+                "optimizer.power.labels",
+            )
         try:
             self._advise_power(config, readings)
         except Exception:  # stage boundary: log, count, go on
@@ -173,7 +180,12 @@ class Optimizer:
         readings = gather(series, rq.labels, SERVICE_RESOURCES[resource].scale)
         self._report(resource, readings)
         if readings.duplicates:
-            self._warn_collapsed(rq, readings.duplicates)
+            self._warn_collapsed(
+                f"resource={resource}",
+                rq.labels,
+                readings.duplicates,
+                "the resource's labels",
+            )
 
         fleet = self._fleets[resource]
         fleet.feed(readings.points)
@@ -209,22 +221,27 @@ class Optimizer:
                 readings.dropped,
             )
 
-    def _warn_collapsed(self, rq: ResourceQuery, duplicates: list[LabelPairs]) -> None:
-        # The labels are the config's: once per resource says it, every cycle
-        # would only repeat it.
-        level = logging.DEBUG if rq.resource in self._collapsed else logging.WARNING
-        self._collapsed.add(rq.resource)
+    def _warn_collapsed(
+        self,
+        what: str,
+        labels: tuple[str, ...],
+        duplicates: list[LabelPairs],
+        where: str,
+    ) -> None:
+        # The labels are the config's: said once, every cycle would repeat it.
+        level = logging.DEBUG if what in self._collapsed else logging.WARNING
+        self._collapsed.add(what)
         identities = len(set(duplicates))
         log.log(
             level,
             "series with the same labels, one kept and the rest left out "
-            "resource=%s labels=%s series=%d identities=%d; add a label that "
-            "tells them apart to the resource's labels, or aggregate them in "
-            "its query",
-            rq.resource,
-            ",".join(rq.labels),
+            "%s labels=%s series=%d identities=%d; add a label that tells them "
+            "apart to %s, or aggregate them in the query",
+            what,
+            ",".join(labels),
             len(duplicates) + identities,
             identities,
+            where,
         )
 
     def _refused(self) -> dict[str, int]:
@@ -287,17 +304,18 @@ class Optimizer:
     # -- power -----------------------------------------------------------
 
     def _advise_power(self, config: PowerConfig, readings: PowerReadings) -> None:
-        draws, limits, lows, highs = readings
+        draws = readings.draws.points
+        limits, lows, highs = readings.limits, readings.lows, readings.highs
 
         advice: list[PowerAdvice] = []
         states = dict.fromkeys(GPU_STATES, 0)
         for key in sorted(set(draws) | set(limits)):
-            a = draws.get(key, np.empty((0, 2)))
+            t, watts = draws.get(key, (np.empty(0), np.empty(0)))
             result = advise(
                 config,
                 key,
-                a[:, 0],
-                a[:, 1],
+                t,
+                watts,
                 limits.get(key),
                 lows.get(key),
                 highs.get(key),

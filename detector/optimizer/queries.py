@@ -12,10 +12,8 @@ import math
 from collections.abc import Callable
 from typing import NamedTuple
 
-import numpy as np
-
 from detector.optimizer.config import PowerConfig, ResourceQuery
-from detector.optimizer.readings import identity
+from detector.optimizer.readings import Readings, gather, identity
 from detector.optimizer.snapshot import LabelPairs
 from detector.prometheus import (
     PrometheusHTTPError,
@@ -37,7 +35,7 @@ Limits = dict[LabelPairs, float]
 class PowerReadings(NamedTuple):
     """Each GPU's draw over the window, its limit and the range NVML allows."""
 
-    draws: dict[LabelPairs, np.ndarray]
+    draws: Readings
     limits: Limits
     lows: Limits
     highs: Limits
@@ -95,11 +93,9 @@ class Queries:
             limits=self.limits(config.limit, config.labels, now, step),
             lows=self.limits(config.min_limit, config.labels, now, step),
             highs=self.limits(config.max_limit, config.labels, now, step),
-            draws={
-                identity(s.labels, config.labels): np.asarray(s.points, dtype=float)
-                for s in self._query(config.draw, start, end, step)
-                if s.points
-            },
+            draws=gather(
+                self._query(config.draw, start, end, step), config.labels, None
+            ),
         )
 
 

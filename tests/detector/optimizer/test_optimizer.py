@@ -250,7 +250,27 @@ def test_labels_that_do_not_tell_series_apart_are_warned_of_once(
         "series with the same labels, one kept and the rest left out "
         "resource=memory_bytes labels=instance series=4 identities=1; add a "
         "label that tells them apart to the resource's labels, or aggregate "
-        "them in its query"
+        "them in the query"
+    ]
+
+
+def test_power_labels_that_do_not_tell_gpus_apart_are_warned_of(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake, clock = FakeQueries(), Clock()
+    fake.series["power_watts"] = [
+        ({"instance": "h1", "gpu": gpu}, since(3, 100.0)) for gpu in "01"
+    ]
+    config = OptimizerConfig(resources=(), power=PowerConfig(labels=("instance",)))
+    optimizer = Optimizer(config, fake, clock)
+
+    with caplog.at_level("WARNING", logger="detector.optimizer.optimizer"):
+        run(optimizer, clock, 1)
+
+    assert caplog.messages == [
+        "series with the same labels, one kept and the rest left out "
+        "stage=power labels=instance series=2 identities=1; add a label that "
+        "tells them apart to optimizer.power.labels, or aggregate them in the query"
     ]
 
 
