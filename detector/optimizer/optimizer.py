@@ -14,8 +14,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import cast
 
-import numpy as np
-
 from detector.optimizer.bounds import exported
 from detector.optimizer.config import (
     SERVICE_RESOURCES,
@@ -27,7 +25,7 @@ from detector.optimizer.config import (
 from detector.optimizer.estimate import Estimate
 from detector.optimizer.fleet import Fleet
 from detector.optimizer.policies import make_policy
-from detector.optimizer.power import GPU_STATES, PowerAdvice, advise
+from detector.optimizer.power import GPU_STATES, PowerAdvice, advise_fleet
 from detector.optimizer.queries import (
     Limits,
     PowerReadings,
@@ -304,33 +302,12 @@ class Optimizer:
     # -- power -----------------------------------------------------------
 
     def _advise_power(self, config: PowerConfig, readings: PowerReadings) -> None:
-        draws = readings.draws.points
-        limits, lows, highs = readings.limits, readings.lows, readings.highs
-
-        advice: list[PowerAdvice] = []
-        states = dict.fromkeys(GPU_STATES, 0)
-        for key in sorted(set(draws) | set(limits)):
-            t, watts = draws.get(key, (np.empty(0), np.empty(0)))
-            result = advise(
-                config,
-                key,
-                t,
-                watts,
-                limits.get(key),
-                lows.get(key),
-                highs.get(key),
-            )
-            if isinstance(result, str):
-                states[result] += 1
-                log.debug("no power advice gpu=%s state=%s", dict(key), result)
-            else:
-                states["recommended"] += 1
-                advice.append(result)
+        advice, states = advise_fleet(config, readings)
         if states != self._gpus:
             log.info(
                 "gpu power advice %s", " ".join(f"{k}={v}" for k, v in states.items())
             )
-        self._power = tuple(advice)
+        self._power = advice
         self._gpus = states
 
     def _publish(self, duration: float) -> None:

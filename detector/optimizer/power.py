@@ -8,12 +8,20 @@ refused by the driver, and guessing the range would be worse than silence.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from detector.optimizer.config import PowerConfig
+
+if TYPE_CHECKING:
+    # queries.py reaches this module through snapshot.py.
+    from detector.optimizer.queries import PowerReadings
+
+log = logging.getLogger(__name__)
 
 # States a GPU's advice can be in; every GPU seen is in exactly one.
 RECOMMENDED = "recommended"
@@ -76,3 +84,30 @@ def advise(
         budget_savings_watts=max(limit - target, 0.0),
         draw_savings_watts=float(np.maximum(draw - target, 0.0).mean()),
     )
+
+
+def advise_fleet(
+    config: PowerConfig, readings: PowerReadings
+) -> tuple[tuple[PowerAdvice, ...], dict[str, int]]:
+    """Advice for every GPU seen, and how many GPUs are in each state."""
+    draws, limits = readings.draws.points, readings.limits
+    advice: list[PowerAdvice] = []
+    states = dict.fromkeys(GPU_STATES, 0)
+    for key in sorted(set(draws) | set(limits)):
+        t, watts = draws.get(key, (np.empty(0), np.empty(0)))
+        result = advise(
+            config,
+            key,
+            t,
+            watts,
+            limits.get(key),
+            readings.lows.get(key),
+            readings.highs.get(key),
+        )
+        if isinstance(result, str):
+            states[result] += 1
+            log.debug("no power advice gpu=%s state=%s", dict(key), result)
+        else:
+            states[RECOMMENDED] += 1
+            advice.append(result)
+    return tuple(advice), states
