@@ -74,11 +74,14 @@ def score(period: Period) -> Outcome | None:
     allocated = values * readings.size
     if held:
         # Holding keeps a change in hand: the first short reading is met with
-        # a raise at once, as the Sizer does, not a period later.
-        for k in np.flatnonzero(values == values[-1]):
-            slack[k], violated[k], allocated[k] = held_once(
-                readings, float(values[k]), period.react_margin
-            )
+        # a raise at once, as the Sizer does, not a period later. Every arm
+        # at the held value shares one result: clipped to a resource's full
+        # size, that is most of the arms, and one call per arm cost a replay
+        # minutes.
+        same = values == values[-1]
+        slack[same], violated[same], allocated[same] = held_once(
+            readings, float(values[-1]), period.react_margin
+        )
     ref = period.reference
     return Outcome(
         period.inputs,
