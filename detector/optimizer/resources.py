@@ -42,6 +42,12 @@ class ResourceSpec:
         if self.scale is not None and not self.scale > 0:
             raise ValueError(f"scale must be > 0 or None, got {self.scale!r}")
 
+    def above_full_size(self, reading: float) -> bool:
+        """Whether no reading of this resource can be as large: it is in another
+        unit, such as a percentage read as a fraction."""
+        # A rounding error's worth above the full size is still a full reading.
+        return self.scale is not None and reading > self.scale * (1 + 1e-6)
+
 
 @dataclass(frozen=True)
 class UsageFile:

@@ -2,7 +2,8 @@
 
 The loading rules are the protocol's: rows without a series id or with a
 non-finite number are dropped, negative readings become 0, and of readings
-sharing a timestamp the largest is kept.
+sharing a timestamp the largest is kept. A reading above the resource's full
+size refuses the whole file, as one in another unit.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import IO
 
 import numpy as np
 
-from detector.optimizer.resources import UsageFile
+from detector.optimizer.resources import ResourceSpec, UsageFile
 
 
 class UsageFileError(Exception):
@@ -66,4 +67,26 @@ def load_usage(
         t, u = a[order, 0], a[order, 1]
         keep = np.concatenate(([True], np.diff(t) > 0))
         usage[key] = (t[keep], u[keep])
+
+    _check_full_size(path, layout.spec, usage)
     return usage
+
+
+def _check_full_size(
+    path: Path, spec: ResourceSpec, usage: dict[str, tuple[np.ndarray, np.ndarray]]
+) -> None:
+    """Refuse readings above the resource's full size, as the service does.
+
+    Replayed, they are allocated the full size throughout, and every reading
+    counts as short: the replay takes minutes to write nothing of use.
+    """
+    if spec.scale is None or not usage:
+        return
+    key = max(usage, key=lambda k: float(usage[k][1].max()))
+    largest = float(usage[key][1].max())
+    if spec.above_full_size(largest):
+        raise UsageFileError(
+            f"{path}: readings up to {largest!r} (series {key!r}), above the "
+            f"full size of {spec.name} ({spec.scale:g}, {spec.unit}); "
+            f"is {spec.name!r} the right resource?"
+        )

@@ -109,3 +109,16 @@ def test_an_output_folder_that_does_not_exist_is_refused_before_the_replay(
 
     err = capsys.readouterr().err
     assert "no folder" in err and "missing" in err
+
+
+def test_readings_above_the_full_size_are_refused(tmp_path: Path, capsys) -> None:
+    # Percentages of GPU time are no fraction of a memory limit.
+    usage = tmp_path / "usage.csv"
+    usage.write_text("timestamp,container,value\n0,c1,0.5\n0,c2,87.5\n57,c2,3\n")
+
+    assert backtest.run(args(tmp_path, usage)) == 2
+
+    err = capsys.readouterr().err
+    assert "up to 87.5 (series 'c2')" in err
+    assert "full size of pod_memory_util (1, " in err
+    assert not (tmp_path / "alloc.csv").exists()
