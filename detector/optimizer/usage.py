@@ -11,7 +11,9 @@ from __future__ import annotations
 import csv
 import gzip
 import math
+import zlib
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -26,39 +28,15 @@ class UsageFileError(Exception):
 
 def _open(path: Path) -> IO[str]:
     if path.suffix == ".gz":
-        return gzip.open(path, "rt", newline="")
-    return open(path, newline="")
+        return gzip.open(path, "rt", encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
 
 
 def load_usage(
     path: Path, layout: UsageFile
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Return {series: (timestamps, readings)}, both sorted by time, unique."""
-    raw: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    try:
-        with _open(path) as fh:
-            reader = csv.reader(fh)
-            head = [h.strip() for h in next(reader, [])]
-            wanted = ("timestamp", layout.series_column, layout.value_column)
-            missing = [c for c in wanted if c not in head]
-            if missing:
-                raise UsageFileError(
-                    f"{path}: no column {missing[0]!r} (columns: {head}); "
-                    f"is {layout.spec.name!r} the right resource?"
-                )
-            it, js, jv = (head.index(c) for c in wanted)
-            for line, row in enumerate(reader, start=2):
-                key = row[js].strip()
-                if not key:
-                    continue
-                try:
-                    t, v = float(row[it]), float(row[jv])
-                except (ValueError, IndexError) as exc:
-                    raise UsageFileError(f"{path}: line {line}: {exc}") from exc
-                if math.isfinite(t) and math.isfinite(v):
-                    raw[key].append((t, max(v, 0.0)))
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise UsageFileError(f"cannot read {str(path)!r}: {exc}") from exc
+    raw = _read_points(path, layout)
 
     usage = {}
     for key, points in raw.items():
@@ -70,6 +48,91 @@ def load_usage(
 
     _check_full_size(path, layout.spec, usage)
     return usage
+
+
+def _read_points(path: Path, layout: UsageFile) -> dict[str, list[tuple[float, float]]]:
+    """Every kept row's (timestamp, reading) by series, in the file's order."""
+    try:
+        fh = _open(path)
+    except OSError as exc:
+        raise UsageFileError(f"cannot read {str(path)!r}: {exc}") from exc
+
+    with fh:
+        rows = _numbered_rows(path, fh)
+        it, js, jv = _columns(path, layout, next(rows, (1, []))[1])
+
+        raw: dict[str, list[tuple[float, float]]] = defaultdict(list)
+        for line, row in rows:
+            key = row[js].strip()
+            if not key:
+                continue
+            try:
+                t, v = float(row[it]), float(row[jv])
+            except (ValueError, IndexError) as exc:
+                raise UsageFileError(f"{path}: line {line}: {exc}") from exc
+            if math.isfinite(t) and math.isfinite(v):
+                raw[key].append((t, max(v, 0.0)))
+    return raw
+
+
+def _columns(path: Path, layout: UsageFile, header: list[str]) -> list[int]:
+    """Where the timestamp, the series id and the reading are in each row."""
+    head = [h.strip() for h in header]
+    wanted = ("timestamp", layout.series_column, layout.value_column)
+    missing = [c for c in wanted if c not in head]
+    if missing:
+        raise UsageFileError(
+            f"{path}: no column {missing[0]!r} (columns: {head}); "
+            f"is {layout.spec.name!r} the right resource?"
+        )
+    return [head.index(c) for c in wanted]
+
+
+def _numbered_rows(path: Path, fh: IO[str]) -> Iterator[tuple[int, list[str]]]:
+    """Each CSV row with the line it starts on; a file that cannot be read on
+    is a UsageFileError naming the line."""
+    reader = csv.reader(fh)
+    line = 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except UnicodeDecodeError as exc:
+            raise _not_utf8(path, exc) from exc
+        except csv.Error as exc:
+            # Such as a field over the csv module's limit: a quote left open
+            # runs on to the end of the file, so the line it opens on is named.
+            raise UsageFileError(f"{path}: line {line}: {exc}") from exc
+        except (OSError, EOFError, zlib.error) as exc:
+            # A damaged or cut gzip file raises any of the three, midway.
+            after = f" after line {line - 1}" if line > 1 else ""
+            raise UsageFileError(f"cannot read {str(path)!r}{after}: {exc}") from exc
+        yield line, row
+        line = reader.line_num + 1
+
+
+def _not_utf8(path: Path, exc: UnicodeDecodeError) -> UsageFileError:
+    line = _undecodable_line(path)
+    where = f"line {line}: " if line else ""
+    bad = exc.object[exc.start : exc.end]
+    return UsageFileError(f"{path}: {where}not UTF-8 ({bad!r}: {exc.reason})")
+
+
+def _undecodable_line(path: Path) -> int | None:
+    """The first line that is not UTF-8, read again as bytes.
+
+    The text reader decodes blocks of many lines ahead of the csv reader, so
+    neither knows the line; a line break is never part of a UTF-8 sequence.
+    """
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        for line, raw in enumerate(fh, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return line
+    return None
 
 
 def _check_full_size(

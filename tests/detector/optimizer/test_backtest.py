@@ -122,3 +122,26 @@ def test_readings_above_the_full_size_are_refused(tmp_path: Path, capsys) -> Non
     assert "up to 87.5 (series 'c2')" in err
     assert "full size of pod_memory_util (1, " in err
     assert not (tmp_path / "alloc.csv").exists()
+
+
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("usage.csv", b"timestamp,container,value\n0,caf\xe9,0.5\n"),
+        # A gzip header, then a deflate block of the reserved type 3.
+        ("usage.csv.gz", bytes.fromhex("1f8b0800000000000003") + b"\x07" * 16),
+        ("usage.csv", b'timestamp,container,value\n0,c1,"' + b"1" * 200_000),
+    ],
+    ids=["not utf-8", "bad deflate", "field over the limit"],
+)
+def test_an_unreadable_file_is_one_line_naming_it(
+    tmp_path: Path, capsys, name: str, content: bytes
+) -> None:
+    usage = tmp_path / name
+    usage.write_bytes(content)
+
+    assert backtest.run(args(tmp_path, usage)) == 2
+
+    err = capsys.readouterr().err
+    assert err.startswith("aiops recommend-backtest: ") and name in err
+    assert err.count("\n") == 1

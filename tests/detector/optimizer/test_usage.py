@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,10 @@ from detector.optimizer.resources import RECORDED
 from detector.optimizer.usage import UsageFileError, load_usage
 
 MEMORY_UTIL = RECORDED["pod_memory_util"]
+HEAD = "timestamp,container,value\n"
+ROWS = "".join(f"{57 * k},c1,0.5\n" for k in range(40))
+# A gzip header, then a deflate block of the reserved type 3.
+BAD_DEFLATE = bytes.fromhex("1f8b0800000000000003") + b"\x07" + bytes(16)
 
 
 def write(tmp_path: Path, text: str, name: str = "usage.csv") -> Path:
@@ -29,4 +34,37 @@ def test_a_reading_above_the_full_size_names_its_series(tmp_path: Path) -> None:
     path = write(tmp_path, "timestamp,container,value\n0,c1,0.4\n0,c2,40\n")
 
     with pytest.raises(UsageFileError, match=r"up to 40\.0 \(series 'c2'\)"):
+        load_usage(path, MEMORY_UTIL)
+
+
+def test_a_line_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "usage.csv"
+    path.write_bytes((HEAD + ROWS).encode() + b"2280,caf\xe9,0.5\n")
+
+    with pytest.raises(UsageFileError, match=r"usage\.csv: line 42: not UTF-8"):
+        load_usage(path, MEMORY_UTIL)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda whole: BAD_DEFLATE,
+        lambda whole: whole[: len(whole) // 2],
+        lambda whole: whole[:-8] + bytes(8),
+    ],
+    ids=["bad deflate", "cut", "bad checksum"],
+)
+def test_a_damaged_gzip_file_is_refused_with_its_name(tmp_path: Path, damage) -> None:
+    path = tmp_path / "usage.csv.gz"
+    path.write_bytes(damage(gzip.compress((HEAD + ROWS * 50).encode(), mtime=0)))
+
+    with pytest.raises(UsageFileError, match=r"cannot read '.*usage\.csv\.gz'"):
+        load_usage(path, MEMORY_UTIL)
+
+
+def test_a_field_over_the_csv_limit_is_named_by_line(tmp_path: Path) -> None:
+    # An unclosed quote runs to the end of the file.
+    path = write(tmp_path, HEAD + ROWS + '2280,c1,"0.5\n' + ROWS * 5000)
+
+    with pytest.raises(UsageFileError, match="line 42: field larger than field"):
         load_usage(path, MEMORY_UTIL)
