@@ -59,24 +59,33 @@ def _read_points(path: Path, layout: UsageFile) -> dict[str, list[tuple[float, f
 
     with fh:
         rows = _numbered_rows(path, fh)
-        it, js, jv = _columns(path, layout, next(rows, (1, []))[1])
+        columns = _columns(path, layout, next(rows, (1, []))[1])
+        it, js, jv = columns.values()
+        width = max(it, js, jv) + 1
 
         raw: dict[str, list[tuple[float, float]]] = defaultdict(list)
         for line, row in rows:
+            if len(row) < width:
+                raise _short_row(path, line, row, columns)
             key = row[js].strip()
             if not key:
                 continue
+            if "\0" in key:
+                # Not the same series as the id without it, nor a usable label.
+                raise UsageFileError(
+                    f"{path}: line {line}: a NUL byte in {layout.series_column} {key!r}"
+                )
             try:
                 t, v = float(row[it]), float(row[jv])
-            except (ValueError, IndexError) as exc:
+            except ValueError as exc:
                 raise UsageFileError(f"{path}: line {line}: {exc}") from exc
             if math.isfinite(t) and math.isfinite(v):
                 raw[key].append((t, max(v, 0.0)))
     return raw
 
 
-def _columns(path: Path, layout: UsageFile, header: list[str]) -> list[int]:
-    """Where the timestamp, the series id and the reading are in each row."""
+def _columns(path: Path, layout: UsageFile, header: list[str]) -> dict[str, int]:
+    """Where the timestamp, the series id and the reading are, in this order."""
     head = [h.strip() for h in header]
     wanted = ("timestamp", layout.series_column, layout.value_column)
     missing = [c for c in wanted if c not in head]
@@ -85,7 +94,19 @@ def _columns(path: Path, layout: UsageFile, header: list[str]) -> list[int]:
             f"{path}: no column {missing[0]!r} (columns: {head}); "
             f"is {layout.spec.name!r} the right resource?"
         )
-    return [head.index(c) for c in wanted]
+    return {c: head.index(c) for c in wanted}
+
+
+def _short_row(
+    path: Path, line: int, row: list[str], columns: dict[str, int]
+) -> UsageFileError:
+    """The leftmost column a row is too short to hold, named by its line."""
+    missing = {i: name for name, i in columns.items() if i >= len(row)}
+    first = min(missing)
+    ends = f"the row ends at field {len(row)}" if row else "the line is empty"
+    return UsageFileError(
+        f"{path}: line {line}: no {missing[first]!r} (field {first + 1}): {ends}"
+    )
 
 
 def _numbered_rows(path: Path, fh: IO[str]) -> Iterator[tuple[int, list[str]]]:

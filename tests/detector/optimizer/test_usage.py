@@ -68,3 +68,28 @@ def test_a_field_over_the_csv_limit_is_named_by_line(tmp_path: Path) -> None:
 
     with pytest.raises(UsageFileError, match="line 42: field larger than field"):
         load_usage(path, MEMORY_UTIL)
+
+
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ("2280,c1", r"line 42: no 'value' \(field 3\): the row ends at field 2"),
+        ("2280", r"line 42: no 'container' \(field 2\)"),
+        ("", r"line 42: no 'timestamp' \(field 1\): the line is empty"),
+    ],
+    ids=["no reading", "no series id", "empty line"],
+)
+def test_a_short_row_names_the_missing_column(
+    tmp_path: Path, row: str, message: str
+) -> None:
+    path = write(tmp_path, HEAD + ROWS + row + "\n" + ROWS)
+
+    with pytest.raises(UsageFileError, match=message):
+        load_usage(path, MEMORY_UTIL)
+
+
+def test_a_nul_byte_in_a_series_id_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, HEAD + ROWS + "2280,c1\0,0.5\n")
+
+    with pytest.raises(UsageFileError, match=r"line 42: a NUL byte in container"):
+        load_usage(path, MEMORY_UTIL)
