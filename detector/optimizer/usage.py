@@ -27,9 +27,11 @@ class UsageFileError(Exception):
 
 
 def _open(path: Path) -> IO[str]:
+    # utf-8-sig: a byte order mark, as some editors save one, is no part of
+    # the header.
     if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
 
 
 def load_usage(

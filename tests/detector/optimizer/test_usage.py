@@ -88,6 +88,15 @@ def test_a_short_row_names_the_missing_column(
         load_usage(path, MEMORY_UTIL)
 
 
+def test_a_byte_order_mark_is_no_part_of_the_header(tmp_path: Path) -> None:
+    path = tmp_path / "usage.csv.gz"
+    path.write_bytes(gzip.compress(b"\xef\xbb\xbf" + (HEAD + ROWS).encode()))
+
+    usage = load_usage(path, MEMORY_UTIL)
+
+    assert list(usage) == ["c1"]
+
+
 def test_a_nul_byte_in_a_series_id_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path, HEAD + ROWS + "2280,c1\0,0.5\n")
 
