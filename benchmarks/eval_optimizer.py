@@ -97,7 +97,7 @@ def score(usage_path: Path, resource: str, csv_path: Path, lookahead: bool) -> d
 def evaluate(resource: str, data: Path, workdir: Path) -> dict[str, dict]:
     layout = RECORDED[resource]
     path = data / layout.path
-    usage = load_usage(path, layout)
+    usage = load_usage(path, layout).series
     results = {}
     for name in (OURS, *ANCHORS):
         policy, rules = make_policy(name)
@@ -121,7 +121,9 @@ def cross_fit(
     resources: list[str], data: Path, workdir: Path
 ) -> dict[str, dict[str, dict]]:
     """Held-out scores: each half sized by a prior learnt on the other half."""
-    usages = {r: load_usage(data / RECORDED[r].path, RECORDED[r]) for r in resources}
+    usages = {
+        r: load_usage(data / RECORDED[r].path, RECORDED[r]).series for r in resources
+    }
     halves = {
         r: [{k: v for k, v in u.items() if half(k) == h} for h in (0, 1)]
         for r, u in usages.items()

@@ -138,7 +138,7 @@ def learn(data: Path, halves: set[int]) -> ArmPrior:
     """One prior across every recorded resource, from the series in `halves`."""
     samples = []
     for resource, layout in RECORDED.items():
-        usage = load_usage(data / layout.path, layout)
+        usage = load_usage(data / layout.path, layout).series
         kept = {k: v for k, v in usage.items() if half(k) in halves}
         samples.append(collect(kept, resource))
         print(

@@ -68,9 +68,12 @@ def run(args: argparse.Namespace) -> int:
     except UsageFileError as exc:
         print(f"aiops {COMMAND}: {exc}", file=sys.stderr)
         return 2
-    if not usage:
+    if not usage.series:
         print(f"aiops {COMMAND}: {args.usage}: no series", file=sys.stderr)
         return 2
+    if usage.dropped:
+        # In the scorer's words, so that its report and ours compare.
+        print(f"{args.resource}: usage data: {usage.notes()}", file=sys.stderr)
     # Found out before a replay of minutes, not after it.
     if not args.out.parent.is_dir():
         print(
@@ -92,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     fleet = Fleet(layout.spec, policy, rules)
     bar = ProgressBar(f"{args.resource} ({args.policy})", 1.0)
     began = time.monotonic()
-    rows = fleet.feed(usage, progress=bar.update)
+    rows = fleet.feed(usage.series, progress=bar.update)
     bar.close()
 
     try:
@@ -106,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     short = sum(1 for s in fleet.sizers.values() if s.allocation is None)
     changes = sum(s.changes for s in fleet.sizers.values())
     print(
-        f"{args.resource}: {len(usage)} series, {short} too short for a "
+        f"{args.resource}: {len(usage.series)} series, {short} too short for a "
         f"recommendation, {len(rows)} rows ({changes} changes) in "
         f"{time.monotonic() - began:.1f}s -> {args.out}",
         file=sys.stderr,

@@ -2,8 +2,9 @@
 
 The loading rules are the protocol's: rows without a series id or with a
 non-finite number are dropped, negative readings become 0, and of readings
-sharing a timestamp the largest is kept. A reading above the resource's full
-size refuses the whole file, as one in another unit.
+sharing a timestamp the largest is kept; each is counted, as the scorer counts
+it. A reading above the resource's full size refuses the whole file, as one in
+another unit.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import csv
 import gzip
 import math
 import zlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -21,9 +23,30 @@ import numpy as np
 
 from detector.optimizer.resources import ResourceSpec, UsageFile
 
+# What the loading rules drop or change, in the scorer's words.
+EMPTY_ID = "rows with an empty series id"
+NOT_FINITE = "rows with a non-finite timestamp or value"
+NEGATIVE = "negative readings clipped to 0"
+REPEATED = "duplicate timestamps (largest reading kept)"
+RULES = (EMPTY_ID, NOT_FINITE, NEGATIVE, REPEATED)
+
 
 class UsageFileError(Exception):
     """A usage file that cannot be read as the named resource."""
+
+
+@dataclass(frozen=True)
+class Usage:
+    """A usage file's series, and how many rows each loading rule touched."""
+
+    # {series: (timestamps, readings)}, both sorted by time, unique.
+    series: dict[str, tuple[np.ndarray, np.ndarray]]
+    # Only the rules that applied, in RULES' order.
+    dropped: dict[str, int]
+
+    def notes(self) -> str:
+        """The counts on one line, such as '49 rows with an empty series id'."""
+        return ", ".join(f"{n} {rule}" for rule, n in self.dropped.items())
 
 
 def _open(path: Path) -> IO[str]:
@@ -34,26 +57,29 @@ def _open(path: Path) -> IO[str]:
     return open(path, encoding="utf-8-sig", newline="")
 
 
-def load_usage(
-    path: Path, layout: UsageFile
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Return {series: (timestamps, readings)}, both sorted by time, unique."""
-    raw = _read_points(path, layout)
+def load_usage(path: Path, layout: UsageFile) -> Usage:
+    """Read `path` as `layout`'s resource; UsageFileError if it cannot be."""
+    dropped: Counter[str] = Counter()
+    raw = _read_points(path, layout, dropped)
 
-    usage = {}
+    series = {}
     for key, points in raw.items():
         a = np.asarray(points)
         order = np.lexsort((-a[:, 1], a[:, 0]))
         t, u = a[order, 0], a[order, 1]
         keep = np.concatenate(([True], np.diff(t) > 0))
-        usage[key] = (t[keep], u[keep])
+        dropped[REPEATED] += int(keep.size - keep.sum())
+        series[key] = (t[keep], u[keep])
 
-    _check_full_size(path, layout.spec, usage)
-    return usage
+    _check_full_size(path, layout.spec, series)
+    return Usage(series, {rule: dropped[rule] for rule in RULES if dropped[rule]})
 
 
-def _read_points(path: Path, layout: UsageFile) -> dict[str, list[tuple[float, float]]]:
-    """Every kept row's (timestamp, reading) by series, in the file's order."""
+def _read_points(
+    path: Path, layout: UsageFile, dropped: Counter[str]
+) -> dict[str, list[tuple[float, float]]]:
+    """Every kept row's (timestamp, reading) by series, in the file's order;
+    what was dropped or clipped is counted into `dropped`."""
     try:
         fh = _open(path)
     except OSError as exc:
@@ -71,6 +97,7 @@ def _read_points(path: Path, layout: UsageFile) -> dict[str, list[tuple[float, f
                 raise _short_row(path, line, row, columns)
             key = row[js].strip()
             if not key:
+                dropped[EMPTY_ID] += 1
                 continue
             if "\0" in key:
                 # Not the same series as the id without it, nor a usable label.
@@ -81,8 +108,13 @@ def _read_points(path: Path, layout: UsageFile) -> dict[str, list[tuple[float, f
                 t, v = float(row[it]), float(row[jv])
             except ValueError as exc:
                 raise UsageFileError(f"{path}: line {line}: {exc}") from exc
-            if math.isfinite(t) and math.isfinite(v):
-                raw[key].append((t, max(v, 0.0)))
+            if not (math.isfinite(t) and math.isfinite(v)):
+                dropped[NOT_FINITE] += 1
+                continue
+            if v < 0:
+                dropped[NEGATIVE] += 1
+                v = 0.0
+            raw[key].append((t, v))
     return raw
 
 

@@ -145,3 +145,21 @@ def test_an_unreadable_file_is_one_line_naming_it(
     err = capsys.readouterr().err
     assert err.startswith("aiops recommend-backtest: ") and name in err
     assert err.count("\n") == 1
+
+
+def test_rows_the_loading_rules_drop_are_summed_up_on_one_line(
+    tmp_path: Path, capsys
+) -> None:
+    usage = tmp_path / "usage.csv.gz"
+    write_usage(usage)
+    with gzip.open(usage, "at", newline="") as fh:
+        fh.write("1662858720.0,,0.5\n1662858720.0,c1,-0.25\n")
+
+    assert backtest.run(args(tmp_path, usage)) == 0
+
+    notes = [n for n in capsys.readouterr().err.splitlines() if "usage data" in n]
+    assert notes == [
+        "pod_memory_util: usage data: 1 rows with an empty series id, "
+        "1 negative readings clipped to 0, "
+        "1 duplicate timestamps (largest reading kept)"
+    ]

@@ -6,7 +6,14 @@ from pathlib import Path
 import pytest
 
 from detector.optimizer.resources import RECORDED
-from detector.optimizer.usage import UsageFileError, load_usage
+from detector.optimizer.usage import (
+    EMPTY_ID,
+    NEGATIVE,
+    NOT_FINITE,
+    REPEATED,
+    UsageFileError,
+    load_usage,
+)
 
 MEMORY_UTIL = RECORDED["pod_memory_util"]
 HEAD = "timestamp,container,value\n"
@@ -27,7 +34,7 @@ def test_a_reading_at_the_full_size_is_kept(tmp_path: Path) -> None:
 
     usage = load_usage(path, MEMORY_UTIL)
 
-    assert usage["c1"][1].tolist() == [1.0, 1.0000001]
+    assert usage.series["c1"][1].tolist() == [1.0, 1.0000001]
 
 
 def test_a_reading_above_the_full_size_names_its_series(tmp_path: Path) -> None:
@@ -94,7 +101,7 @@ def test_a_byte_order_mark_is_no_part_of_the_header(tmp_path: Path) -> None:
 
     usage = load_usage(path, MEMORY_UTIL)
 
-    assert list(usage) == ["c1"]
+    assert list(usage.series) == ["c1"]
 
 
 def test_a_nul_byte_in_a_series_id_is_refused(tmp_path: Path) -> None:
@@ -102,3 +109,25 @@ def test_a_nul_byte_in_a_series_id_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(UsageFileError, match=r"line 42: a NUL byte in container"):
         load_usage(path, MEMORY_UTIL)
+
+
+def test_the_loading_rules_count_what_they_drop(tmp_path: Path) -> None:
+    rows = ["0,c1,0.5", "57,,0.5", "57,c1,nan", "114,c1,-1e-5", "0,c1,0.7", "9,,1"]
+    path = write(tmp_path, HEAD + "\n".join(rows) + "\n")
+
+    usage = load_usage(path, MEMORY_UTIL)
+
+    assert usage.series["c1"][1].tolist() == [0.7, 0.0]
+    assert usage.dropped == {
+        EMPTY_ID: 2,
+        NOT_FINITE: 1,
+        NEGATIVE: 1,
+        REPEATED: 1,
+    }
+    assert usage.notes().startswith("2 rows with an empty series id, 1 rows with")
+
+
+def test_a_clean_file_drops_nothing(tmp_path: Path) -> None:
+    usage = load_usage(write(tmp_path, HEAD + ROWS), MEMORY_UTIL)
+
+    assert usage.dropped == {} and usage.notes() == ""
