@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -43,9 +44,8 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> argparse.Argument
         choices=sorted(RECORDED),
         help="which resource the usage file holds",
     )
-    parser.add_argument(
-        "--out", type=Path, required=True, help="allocation CSV to write"
-    )
+    # Kept as text: an empty --out would read as the folder ".".
+    parser.add_argument("--out", required=True, help="allocation CSV to write")
     parser.add_argument(
         "--policy",
         default="bandit",
@@ -75,13 +75,13 @@ def run(args: argparse.Namespace) -> int:
         # In the scorer's words, so that its report and ours compare.
         print(f"{args.resource}: usage data: {usage.notes()}", file=sys.stderr)
     # Found out before a replay of minutes, not after it.
-    if not args.out.parent.is_dir():
+    unwritable = _why_unwritable(args.out)
+    if unwritable:
         print(
-            f"aiops {COMMAND}: cannot write {str(args.out)!r}: no folder "
-            f"{str(args.out.parent)!r}",
-            file=sys.stderr,
+            f"aiops {COMMAND}: cannot write {args.out!r}: {unwritable}", file=sys.stderr
         )
         return 1
+    out = Path(args.out)
 
     import torch
 
@@ -99,11 +99,9 @@ def run(args: argparse.Namespace) -> int:
     bar.close()
 
     try:
-        write_allocations(args.out, rows)
+        write_allocations(out, rows)
     except OSError as exc:
-        print(
-            f"aiops {COMMAND}: cannot write {str(args.out)!r}: {exc}", file=sys.stderr
-        )
+        print(f"aiops {COMMAND}: cannot write {args.out!r}: {exc}", file=sys.stderr)
         return 1
 
     short = sum(1 for s in fleet.sizers.values() if s.allocation is None)
@@ -115,6 +113,24 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _why_unwritable(out: str) -> str:
+    """What keeps `out` from being written as a file; "" if nothing does."""
+    if not out:
+        return "the name is empty"
+    path = Path(out)
+    if path.is_dir():
+        return "it is a folder"
+    folder = path.parent
+    if not folder.is_dir():
+        return f"no folder {str(folder)!r}"
+    # Root passes access() everywhere but on a read-only mount, as open() does.
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"the folder {str(folder)!r} is not writable"
+    if path.exists() and not os.access(path, os.W_OK):
+        return "it is not writable"
+    return ""
 
 
 def write_allocations(path: Path, rows: list[Row]) -> None:

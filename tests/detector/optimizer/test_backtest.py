@@ -4,6 +4,7 @@ import argparse
 import csv
 import gzip
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -163,3 +164,39 @@ def test_rows_the_loading_rules_drop_are_summed_up_on_one_line(
         "1 negative readings clipped to 0, "
         "1 duplicate timestamps (largest reading kept)"
     ]
+
+
+@pytest.mark.parametrize(
+    "out, message",
+    [("", "cannot write '': the name is empty"), (".", "it is a folder")],
+    ids=["empty", "a folder"],
+)
+def test_an_out_that_names_no_file_is_refused_before_the_replay(
+    tmp_path: Path, capsys, monkeypatch, out: str, message: str
+) -> None:
+    usage = tmp_path / "usage.csv.gz"
+    write_usage(usage)
+    monkeypatch.chdir(tmp_path)
+
+    assert backtest.run(args(tmp_path, usage, out=out)) == 1
+
+    err = capsys.readouterr().err
+    assert message in err
+    assert "(bandit)" not in err  # no progress: the replay did not start
+
+
+def test_a_folder_that_cannot_be_written_is_refused_before_the_replay(
+    tmp_path: Path, capsys
+) -> None:
+    usage = tmp_path / "usage.csv.gz"
+    write_usage(usage)
+    folder = tmp_path / "locked"
+    folder.mkdir(mode=0o555)
+    if os.access(folder, os.W_OK):
+        pytest.skip("this user writes in any folder, as root does")
+
+    assert backtest.run(args(tmp_path, usage, out=str(folder / "a.csv"))) == 1
+
+    err = capsys.readouterr().err
+    assert "locked' is not writable" in err
+    assert "(bandit)" not in err
