@@ -12,11 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from detector.optimizer.resources import above_full_size
 from detector.optimizer.snapshot import LabelPairs
 from detector.prometheus import Series
-
-# A reading this little above the full size is float rounding, not a wrong unit.
-SCALE_TOLERANCE = 1e-6
 
 
 @dataclass
@@ -58,7 +56,7 @@ def gather(
 
         key = identity(s.labels, names)
         peak = float(a[:, 1].max())
-        if scale is not None and peak > scale * (1 + SCALE_TOLERANCE):
+        if above_full_size(peak, scale):
             # A ratio above 1 is a percentage or worse; it is not scaled here.
             readings.over_scale.append((key, peak))
         elif key in readings.points:

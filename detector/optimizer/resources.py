@@ -45,8 +45,13 @@ class ResourceSpec:
     def above_full_size(self, reading: float) -> bool:
         """Whether no reading of this resource can be as large: it is in another
         unit, such as a percentage read as a fraction."""
-        # A rounding error's worth above the full size is still a full reading.
-        return self.scale is not None and reading > self.scale * (1 + 1e-6)
+        return above_full_size(reading, self.scale)
+
+
+def above_full_size(reading: float, scale: float | None) -> bool:
+    """Whether `reading` passes the full size `scale` (None: there is none)."""
+    # A rounding error's worth above the full size is still a full reading.
+    return scale is not None and reading > scale * (1 + 1e-6)
 
 
 @dataclass(frozen=True)
