@@ -25,6 +25,7 @@ from detector.optimizer.collector import OptimizerCollector
 from detector.optimizer.config import OptimizerConfig
 from detector.optimizer.optimizer import Optimizer
 from detector.prometheus import PrometheusClient
+from detector.shard import parse_shard
 from detector.store import StoreError
 from detector.training import background_executor
 from detector.web import WebServer
@@ -124,9 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(1)
     executor = background_executor()
     diagnoser = Diagnoser(config.diagnosis, client.query_range)
-    optimizer = (
-        Optimizer(config.optimizer, client.query_range) if config.optimizer else None
-    )
+    sizing = optimizer_in_shard(config)
+    optimizer = Optimizer(sizing, client.query_range) if sizing else None
 
     def after_cycle() -> None:
         if config.diagnosis.enabled:
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                 query.name,
                 query.model.kind,
             )
-    log_optimizer(config.optimizer)
+    log_optimizer(config.optimizer, config.shard)
     # Blocked before any thread starts, so that every thread inherits the mask
     # and the signal waits for sigwait() below; a Python handler could instead
     # fire while this thread holds the very lock that stop.set() needs.
@@ -186,7 +186,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def log_optimizer(config: OptimizerConfig | None) -> None:
+def optimizer_in_shard(config: DetectorConfig) -> OptimizerConfig | None:
+    """The optimizer's settings where this replica runs it, else None.
+
+    The optimizer does not split its series by shard: every replica would size
+    all of them and export each recommendation twice. Shard 0 alone runs it.
+    """
+    index, _ = parse_shard(config.shard)
+    return config.optimizer if index == 0 else None
+
+
+def log_optimizer(config: OptimizerConfig | None, shard: str = "0/1") -> None:
     """Say whether the optimizer runs and what it sizes.
 
     `optimizer:` left empty is a YAML null and turns it off, where
@@ -194,6 +204,9 @@ def log_optimizer(config: OptimizerConfig | None) -> None:
     """
     if config is None:
         log.info("optimizer off; set `optimizer: {}` for its defaults")
+        return
+    if parse_shard(shard)[0] != 0:
+        log.info("optimizer off in shard %s; shard 0 sizes every series", shard)
         return
     resources = ",".join(r.resource for r in config.resources) or "none"
     log.info(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -12,7 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from detector.main import log_optimizer, main
+from detector.config import DetectorConfig, QueryConfig
+from detector.main import log_optimizer, main, optimizer_in_shard
 from detector.optimizer import prior
 from detector.optimizer.config import OptimizerConfig, ResourceQuery
 from tests.detector.fakeprom import FakePrometheus
@@ -105,6 +107,22 @@ def test_an_optimizer_turned_off_says_so(caplog: pytest.LogCaptureFixture) -> No
         log_optimizer(None)
 
     assert caplog.messages == ["optimizer off; set `optimizer: {}` for its defaults"]
+
+
+def test_only_shard_0_runs_the_optimizer(caplog: pytest.LogCaptureFixture) -> None:
+    # Every shard reads the same file; two replicas sizing every series would
+    # export each recommendation twice.
+    optimizer = OptimizerConfig(power=None)
+    queries = (QueryConfig("cpu", "cpu_ratio"),)
+    first = DetectorConfig(queries=queries, optimizer=optimizer, shard="0/2")
+    second = dataclasses.replace(first, shard="1/2")
+
+    with caplog.at_level(logging.INFO, logger="detector.main"):
+        log_optimizer(second.optimizer, second.shard)
+
+    assert optimizer_in_shard(first) is optimizer
+    assert optimizer_in_shard(second) is None
+    assert caplog.messages == ["optimizer off in shard 1/2; shard 0 sizes every series"]
 
 
 def free_port() -> int:
