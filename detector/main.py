@@ -38,6 +38,8 @@ SHUTDOWN_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 # How long shutdown waits for the last checkpoint once it is being written:
 # 10,000 ensemble series take about 5 s; the rest is room for a slow disk.
 CHECKPOINT_JOIN_SECONDS = 60.0
+# How often the optimizer's thread asks whether its interval has passed.
+OPTIMIZER_POLL_SECONDS = 1.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -131,8 +133,6 @@ def main(argv: list[str] | None = None) -> int:
     def after_cycle() -> None:
         if config.diagnosis.enabled:
             diagnoser.run_cycle(anomalies_from(engine.snapshot))
-        if optimizer is not None:
-            optimizer.run_cycle()
 
     try:
         engine = Engine(config, client, executor=executor, after_cycle=after_cycle)
@@ -177,7 +177,12 @@ def main(argv: list[str] | None = None) -> int:
     previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, SHUTDOWN_SIGNALS)
     try:
         # A query in flight gets its timeout to finish before we leave it.
-        _serve(engine, web, join_seconds=config.query_timeout_seconds + 1.0)
+        _serve(
+            engine,
+            web,
+            join_seconds=config.query_timeout_seconds + 1.0,
+            optimizer=optimizer,
+        )
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
         executor.shutdown(wait=False, cancel_futures=True)
@@ -225,15 +230,44 @@ def _uses_torch(config: DetectorConfig) -> bool:
     )
 
 
-def _serve(engine: Engine, web: WebServer, join_seconds: float) -> None:
-    """Run the loop and the endpoint until SIGTERM or SIGINT arrives."""
+def size_until(
+    optimizer: Optimizer, stop: threading.Event, poll: float = OPTIMIZER_POLL_SECONDS
+) -> None:
+    """Run the optimizer's cycles, each once its interval has passed, until stop.
+
+    Its own thread: the first cycle replays `history_seconds` of every series
+    (300 series of two days took 38 s of a core), which in the scoring loop
+    would have held every query's scores that long.
+    """
+    while True:
+        try:
+            optimizer.run_cycle()
+        except Exception:
+            # Its stages count their own failures; this is a fault of the
+            # loop's own, which must not end the recommendations for good.
+            log.exception("optimizer cycle failed; trying again next interval")
+        if stop.wait(poll):
+            return
+
+
+def _serve(
+    engine: Engine,
+    web: WebServer,
+    join_seconds: float,
+    optimizer: Optimizer | None = None,
+) -> None:
+    """Run the loop, the optimizer and the endpoint until SIGTERM or SIGINT."""
     stop = threading.Event()
     web.start()
-    # Daemon, so that a query hung past its timeout cannot keep the process up.
+    # Daemons, so that a query hung past its timeout cannot keep the process up.
     loop = threading.Thread(
         target=engine.run, args=(stop,), name="detector-loop", daemon=True
     )
     loop.start()
+    if optimizer is not None:
+        threading.Thread(
+            target=size_until, args=(optimizer, stop), name="optimizer", daemon=True
+        ).start()
 
     received = signal.sigwait(SHUTDOWN_SIGNALS)
     log.info("shutting down signal=%s", signal.Signals(received).name)

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 import requests
 
 from detector.config import DetectorConfig, QueryConfig
-from detector.main import log_optimizer, main, optimizer_in_shard
+from detector.main import log_optimizer, main, optimizer_in_shard, size_until
 from detector.optimizer import prior
 from detector.optimizer.config import OptimizerConfig, ResourceQuery
 from tests.detector.fakeprom import FakePrometheus
@@ -123,6 +124,35 @@ def test_only_shard_0_runs_the_optimizer(caplog: pytest.LogCaptureFixture) -> No
     assert optimizer_in_shard(first) is optimizer
     assert optimizer_in_shard(second) is None
     assert caplog.messages == ["optimizer off in shard 1/2; shard 0 sizes every series"]
+
+
+class CountingOptimizer:
+    """Fails its first cycle, then stops the loop at its third."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.cycles = 0
+
+    def run_cycle(self) -> bool:
+        self.cycles += 1
+        if self.cycles == 1:
+            raise RuntimeError("a fault outside the stages")
+        if self.cycles == 3:
+            self.stop.set()
+        return True
+
+
+def test_the_optimizer_thread_outlives_a_failed_cycle(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stop = threading.Event()
+    optimizer = CountingOptimizer(stop)
+
+    with caplog.at_level(logging.ERROR, logger="detector.main"):
+        size_until(optimizer, stop, poll=0.0)  # type: ignore[arg-type]
+
+    assert optimizer.cycles == 3
+    assert caplog.messages == ["optimizer cycle failed; trying again next interval"]
 
 
 def free_port() -> int:
