@@ -45,6 +45,9 @@ class FakePrometheus:
         self.warnings: list[str] = []
         self.requests: list[dict[str, str]] = []
         self.release = threading.Event()
+        # Seconds between the bytes of a body sent one at a time, as a slow
+        # proxy might; None sends it at once.
+        self.trickle_seconds: float | None = None
 
         fake = self
 
@@ -70,10 +73,21 @@ class FakePrometheus:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 try:
-                    self.wfile.write(body)
-                except BrokenPipeError:
+                    if fake.trickle_seconds is None:
+                        self.wfile.write(body)
+                    else:
+                        self._trickle(body, fake.trickle_seconds)
+                except (BrokenPipeError, ConnectionResetError):
                     # The client gave up first, as the timeout tests make it.
                     pass
+
+            def _trickle(self, body: bytes, seconds: float) -> None:
+                for index in range(len(body)):
+                    # release, set when the test ends, also ends the trickle.
+                    if fake.release.wait(timeout=seconds):
+                        return
+                    self.wfile.write(body[index : index + 1])
+                    self.wfile.flush()
 
             def log_message(self, format: str, *args: object) -> None:
                 pass

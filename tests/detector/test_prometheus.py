@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import pytest
 import requests
@@ -164,6 +165,24 @@ def test_a_slow_answer_is_a_query_timeout(fake_prometheus: FakePrometheus) -> No
             client.query_range("up", T0, T0, 15)
 
     assert not answered.is_set()
+
+
+def test_an_answer_that_trickles_in_is_a_query_timeout(
+    fake_prometheus: FakePrometheus,
+) -> None:
+    # Every byte comes well within the read timeout, the whole answer (some
+    # hundreds of bytes, one each 20 ms) far past the deadline.
+    values = {T0 + i * 15: float(i) for i in range(20)}
+    fake_prometheus.series = [({"gpu": "0"}, values.get)]
+    fake_prometheus.trickle_seconds = 0.02
+
+    with requests.Session() as session:
+        client = PrometheusClient(fake_prometheus.url, session, timeout=0.5)
+        started = time.monotonic()
+        with pytest.raises(QueryTimeout, match="not complete in 0.5s"):
+            client.query_range("up", T0, T0 + 19 * 15, 15)
+
+    assert time.monotonic() - started < 2.0
 
 
 def test_warnings_are_logged(
