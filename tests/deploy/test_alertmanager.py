@@ -177,6 +177,7 @@ def test_a_lost_gpu_silences_its_own_other_alerts(alertmanager):
         alert("AiopsGpuXidRecoveryNeeded", "gpu-1:9842", "1"),
         alert("AiopsDetectorPrometheusDown", "detector:9843"),
         alert("AiopsDetectorQueriesFailing", "detector:9843"),
+        alert("AiopsDetectorStale", "detector:9843"),
     )
 
     expected = {
@@ -185,6 +186,7 @@ def test_a_lost_gpu_silences_its_own_other_alerts(alertmanager):
         ("AiopsGpuXidRecoveryNeeded", "gpu-1:9842", "1"): "active",
         ("AiopsDetectorPrometheusDown", "detector:9843", ""): "active",
         ("AiopsDetectorQueriesFailing", "detector:9843", ""): "suppressed",
+        ("AiopsDetectorStale", "detector:9843", ""): "suppressed",
     }
     assert states(alertmanager, expected) == expected
 
