@@ -192,6 +192,23 @@ def test_a_lost_gpu_silences_its_own_other_alerts(alertmanager):
 
 
 @pytest.mark.integration
+def test_a_failing_query_silences_its_own_detector_staleness(alertmanager):
+    post(
+        alertmanager,
+        alert("AiopsDetectorQueriesFailing", "detector-0:9843"),
+        alert("AiopsDetectorStale", "detector-0:9843"),
+        alert("AiopsDetectorStale", "detector-1:9843"),
+    )
+
+    expected = {
+        ("AiopsDetectorQueriesFailing", "detector-0:9843", ""): "active",
+        ("AiopsDetectorStale", "detector-0:9843", ""): "suppressed",
+        ("AiopsDetectorStale", "detector-1:9843", ""): "active",
+    }
+    assert states(alertmanager, expected) == expected
+
+
+@pytest.mark.integration
 def test_a_hung_gpu_silences_its_own_other_alerts_but_not_a_lost_one(alertmanager):
     post(
         alertmanager,
