@@ -35,6 +35,7 @@ from detector.optimizer.queries import (
     what_to_check,
 )
 from detector.optimizer.readings import Readings, gather
+from detector.optimizer.resources import largest_reading
 from detector.optimizer.snapshot import (
     LabelPairs,
     OptimizerSnapshot,
@@ -175,7 +176,8 @@ class Optimizer:
     def ingest(self, resource: str, series: Sequence[Series]) -> None:
         """Feed readings of `resource` that were queried elsewhere."""
         rq = next(r for r in self._config.resources if r.resource == resource)
-        readings = gather(series, rq.labels, SERVICE_RESOURCES[resource].scale)
+        spec = SERVICE_RESOURCES[resource]
+        readings = gather(series, rq.labels, spec.scale, spec.unit)
         self._report(resource, readings)
         if readings.duplicates:
             self._warn_collapsed(
@@ -196,14 +198,15 @@ class Optimizer:
             sizer.history.forget_before(cutoff)
 
     def _report(self, resource: str, readings: Readings) -> None:
+        spec = SERVICE_RESOURCES[resource]
         for key, peak in readings.over_scale:
             self._mismatches[resource] += 1
             log.warning(
-                "unit mismatch resource=%s labels=%s max=%r scale=%r skipped=1",
+                "unit mismatch resource=%s labels=%s max=%r largest=%r skipped=1",
                 resource,
                 dict(key),
                 peak,
-                SERVICE_RESOURCES[resource].scale,
+                largest_reading(spec.scale, spec.unit),
             )
         if readings.clipped or readings.dropped:
             # Worth knowing once (an exporter or a query gives odd values);

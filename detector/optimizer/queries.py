@@ -94,7 +94,10 @@ class Queries:
             lows=self.limits(config.min_limit, config.labels, now, step),
             highs=self.limits(config.max_limit, config.labels, now, step),
             draws=gather(
-                self._query(config.draw, start, end, step), config.labels, None
+                self._query(config.draw, start, end, step),
+                config.labels,
+                None,
+                "watts",
             ),
         )
 

@@ -2,7 +2,8 @@
 
 Readings follow the shared data's loading rules (usage.py): a non-finite
 reading is dropped and a negative one becomes 0, so that the service sizes
-what the backtest scores. A series above the unit's full size is set apart.
+what the backtest scores. A series above the unit's full size, or above any
+reading the unit can plausibly hold, is set apart.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class Readings:
     )
     clipped: int = 0
     dropped: int = 0
-    # Series whose readings passed the unit's full size, with their largest.
+    # Series whose readings passed the unit's largest reading, with their largest.
     over_scale: list[tuple[LabelPairs, float]] = field(default_factory=list)
     # Series left out because an earlier one had the same identity.
     duplicates: list[LabelPairs] = field(default_factory=list)
@@ -38,7 +39,7 @@ def identity(labels: dict[str, str], names: tuple[str, ...]) -> LabelPairs:
 
 
 def gather(
-    series: Sequence[Series], names: tuple[str, ...], scale: float | None
+    series: Sequence[Series], names: tuple[str, ...], scale: float | None, unit: str
 ) -> Readings:
     """The points of `series` by identity over `names`, cleaned."""
     readings = Readings()
@@ -56,7 +57,7 @@ def gather(
 
         key = identity(s.labels, names)
         peak = float(a[:, 1].max())
-        if above_full_size(peak, scale):
+        if above_full_size(peak, scale, unit):
             # A ratio above 1 is a percentage or worse; it is not scaled here.
             readings.over_scale.append((key, peak))
         elif key in readings.points:

@@ -44,14 +44,34 @@ class ResourceSpec:
 
     def above_full_size(self, reading: float) -> bool:
         """Whether no reading of this resource can be as large: it is in another
-        unit, such as a percentage read as a fraction."""
-        return above_full_size(reading, self.scale)
+        unit, such as a percentage read as a fraction, or no reading at all."""
+        return above_full_size(reading, self.scale, self.unit)
+
+    @property
+    def largest_reading(self) -> float | None:
+        return largest_reading(self.scale, self.unit)
 
 
-def above_full_size(reading: float, scale: float | None) -> bool:
-    """Whether `reading` passes the full size `scale` (None: there is none)."""
+# Units without a full size still have readings no real resource reaches. An
+# exbibyte is a thousand times the memory of the largest machines sold, and a
+# million cores more than any one host or container has; a reading above
+# either is another unit or a broken exporter, and sizing it overflows floats
+# (a limit of 1e308 bytes, savings of -1e300).
+PLAUSIBLE_MAX = {"bytes": 2.0**60, "cores": 1e6}
+
+
+def largest_reading(scale: float | None, unit: str) -> float | None:
+    """The full size `scale`, or else the unit's plausible maximum; None where
+    neither is known."""
+    return scale if scale is not None else PLAUSIBLE_MAX.get(unit)
+
+
+def above_full_size(reading: float, scale: float | None, unit: str) -> bool:
+    """Whether `reading` passes the full size `scale`, or where there is none
+    (None), the largest plausible reading in `unit`."""
+    largest = largest_reading(scale, unit)
     # A rounding error's worth above the full size is still a full reading.
-    return scale is not None and reading > scale * (1 + 1e-6)
+    return largest is not None and reading > largest * (1 + 1e-6)
 
 
 @dataclass(frozen=True)

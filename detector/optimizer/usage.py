@@ -3,8 +3,8 @@
 The loading rules are the protocol's: rows without a series id or with a
 non-finite number are dropped, negative readings become 0, and of readings
 sharing a timestamp the largest is kept; each is counted, as the scorer counts
-it. A reading above the resource's full size refuses the whole file, as one in
-another unit.
+it. A reading above the resource's full size, or above any its unit can
+plausibly hold, refuses the whole file, as one in another unit.
 """
 
 from __future__ import annotations
@@ -193,18 +193,22 @@ def _undecodable_line(path: Path) -> int | None:
 def _check_full_size(
     path: Path, spec: ResourceSpec, usage: dict[str, tuple[np.ndarray, np.ndarray]]
 ) -> None:
-    """Refuse readings above the resource's full size, as the service does.
+    """Refuse readings above the resource's full size, or above any reading its
+    unit can plausibly hold, as the service does.
 
     Replayed, they are allocated the full size throughout, and every reading
-    counts as short: the replay takes minutes to write nothing of use.
+    counts as short: the replay takes minutes to write nothing of use. Without
+    a full size, the allocation follows them past what a float holds.
     """
-    if spec.scale is None or not usage:
+    largest_plausible = spec.largest_reading
+    if largest_plausible is None or not usage:
         return
     key = max(usage, key=lambda k: float(usage[k][1].max()))
     largest = float(usage[key][1].max())
     if spec.above_full_size(largest):
+        what = "full size" if spec.scale is not None else "largest plausible reading"
         raise UsageFileError(
             f"{path}: readings up to {largest!r} (series {key!r}), above the "
-            f"full size of {spec.name} ({spec.scale:g}, {spec.unit}); "
+            f"{what} of {spec.name} ({largest_plausible:g}, {spec.unit}); "
             f"is {spec.name!r} the right resource?"
         )

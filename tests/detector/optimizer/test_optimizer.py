@@ -138,6 +138,27 @@ def test_a_percentage_where_a_ratio_belongs_is_skipped_and_counted() -> None:
     assert optimizer.snapshot.resources[0].recommendations == ()
 
 
+@pytest.mark.parametrize("absurd", [1e300, 1.7e308])
+def test_a_reading_no_memory_reaches_is_set_apart_and_the_rest_sized(
+    absurd: float,
+) -> None:
+    fake, clock = FakeQueries(), Clock()
+    fake.series["resident_memory_bytes"] = [
+        ({**HOST, "command": "ok"}, since(10, 2e9)),
+        ({**HOST, "command": "odd"}, lambda t: absurd if t > START - HOUR else 2e9),
+    ]
+    optimizer = Optimizer(memory_config(), fake, clock)
+
+    run(optimizer, clock, 1)
+
+    snapshot = optimizer.snapshot
+    assert snapshot.errors["recommend"] == 0
+    assert snapshot.unit_mismatches == {"memory_bytes": 1}
+    (rec,) = snapshot.resources[0].recommendations
+    assert rec.labels == identity("ok")
+    assert 2e9 <= rec.target < 1e10
+
+
 def test_readings_are_cleaned_as_the_backtest_loads_them(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

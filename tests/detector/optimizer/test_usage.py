@@ -44,6 +44,15 @@ def test_a_reading_above_the_full_size_names_its_series(tmp_path: Path) -> None:
         load_usage(path, MEMORY_UTIL)
 
 
+@pytest.mark.parametrize("absurd", ["1e300", "1.7e308"])
+def test_bytes_no_memory_reaches_are_refused(tmp_path: Path, absurd: str) -> None:
+    # Bytes have no full size; sized, such a reading was allocated inf.
+    path = write(tmp_path, f"timestamp,container,value\n0,c1,4e9\n0,c2,{absurd}\n")
+
+    with pytest.raises(UsageFileError, match=r"series 'c2'.*largest plausible"):
+        load_usage(path, RECORDED["pod_gpu_memory_used_bytes"])
+
+
 def test_a_line_that_is_not_utf8_is_named(tmp_path: Path) -> None:
     path = tmp_path / "usage.csv"
     path.write_bytes((HEAD + ROWS).encode() + b"2280,caf\xe9,0.5\n")
