@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from detector.optimizer.bounds import exported
 from detector.optimizer.config import SERVICE_RESOURCES
+from detector.optimizer.resources import PLAUSIBLE_MAX
 
 MEMORY = SERVICE_RESOURCES["memory_bytes"]
 CPU = SERVICE_RESOURCES["cpu_cores"]
@@ -33,3 +36,12 @@ def test_a_size_stays_within_zero_and_the_full_size() -> None:
     assert exported(1.164, GPU_TIME) == 1.0
     assert exported(-4.1e8, MEMORY) == 0.0
     assert exported(3e12, MEMORY) == 3e12
+
+
+@pytest.mark.parametrize("resource", [MEMORY, CPU, GPU_TIME])
+@pytest.mark.parametrize("value", [1.7e308, math.inf, -math.inf, math.nan])
+def test_any_value_exports_as_a_finite_size(resource, value) -> None:
+    size = exported(value, resource)
+
+    assert math.isfinite(size)
+    assert 0.0 <= size <= (resource.scale or PLAUSIBLE_MAX[resource.unit])
