@@ -185,12 +185,28 @@ class Sizer:
 
     def _decided(self, now: float, due: float) -> None:
         # Grid points passed without readings are not made up for later.
-        period = self._spec.period_seconds
-        while due <= now:
-            due += period
-        self._due = due
+        self._due = next_due(due, now, self._spec.period_seconds)
         self._violations = 0
         self._violation_peak = 0.0
+
+
+def next_due(due: float, now: float, period: float) -> float:
+    """The first point of the grid `due + k * period` (k >= 0) after `now`.
+
+    Computed, not stepped to: a timestamp far off the others (one in
+    milliseconds among seconds) is millions of periods away.
+    """
+    if due > now:
+        return due
+    due += (math.floor((now - due) / period) + 1) * period
+    # The division rounds; one period either way puts right what it did.
+    if due - period > now:
+        due -= period
+    elif due <= now:
+        due += period
+    # Where timestamps dwarf the period (1e20 s), adding it no longer changes a
+    # float: the next float after `now` stands for the grid point.
+    return due if due > now else math.nextafter(now, math.inf)
 
 
 # Of the steps between readings, the share that must rise for a climb.

@@ -90,6 +90,30 @@ def test_the_scorer_accepts_the_csv(tmp_path: Path, policy: str) -> None:
     assert result["lookahead_suspects"] == 0
 
 
+@pytest.mark.parametrize("far", ["1e20", "1662869520000"], ids=["1e20", "in ms"])
+def test_a_timestamp_far_off_the_others_is_replayed_at_once(
+    tmp_path: Path, far: str
+) -> None:
+    usage = tmp_path / "usage.csv.gz"
+    write_usage(usage)
+    with gzip.open(usage, "at", newline="") as fh:
+        fh.write(f"{far},c1,0.5\n")
+
+    # In a process of its own, so that a replay stepping to it fails, not hangs.
+    done = subprocess.run(
+        [sys.executable, "-m", "aiops_cli", "recommend-backtest", "--usage"]
+        + [str(usage), "--resource", "pod_memory_util"]
+        + ["--out", str(tmp_path / "alloc.csv")],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+        timeout=60,
+    )
+
+    assert done.returncode == 0, done.stderr
+
+
 def test_a_file_of_another_resource_is_refused(tmp_path: Path, capsys) -> None:
     usage = tmp_path / "usage.csv"
     usage.write_text("timestamp,vm,cpu_max_percent\n0,1,50\n")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 
 from detector.optimizer.estimate import Estimate
 from detector.optimizer.resources import HOUR
-from detector.optimizer.sizer import PLAIN, Rules, Sizer, climb_rate
+from detector.optimizer.sizer import PLAIN, Rules, Sizer, climb_rate, next_due
 from tests.detector.optimizer.usage import CPU, MEMORY, STEP, steps
 
 
@@ -199,3 +200,30 @@ def test_no_decision_without_warmup() -> None:
 
     assert play(sizer, t, u) == []
     assert sizer.allocation is None
+
+
+def stepped(due: float, now: float, period: float) -> float:
+    while due <= now:
+        due += period
+    return due
+
+
+@pytest.mark.parametrize(
+    ("due", "now"),
+    [(7200.0, 3600.0), (7200.0, 7200.0), (7200.0, 7199.5), (7200.0, 50_000.0)],
+)
+def test_the_next_due_time_is_the_first_grid_point_after_now(due, now) -> None:
+    assert next_due(due, now, HOUR) == stepped(due, now, HOUR)
+
+
+@pytest.mark.parametrize(
+    "now",
+    # A timestamp in milliseconds among seconds, and one where adding an hour
+    # no longer changes a float.
+    [1_662_869_520_000.0, 1e20],
+)
+def test_a_timestamp_far_ahead_is_due_after_it_at_once(now) -> None:
+    due = next_due(1_662_869_520.0, now, HOUR)
+
+    # At 1e20 the float after `now` is more than an hour later.
+    assert now < due <= now + max(HOUR, math.ulp(now))
