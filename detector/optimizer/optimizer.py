@@ -208,7 +208,7 @@ class Optimizer:
                 peak,
                 largest_reading(spec.scale, spec.unit),
             )
-        if readings.clipped or readings.dropped:
+        if readings.clipped or readings.dropped or readings.repeated:
             # Worth knowing once (an exporter or a query gives odd values);
             # every cycle after that it is no news.
             level = logging.DEBUG if resource in self._cleaned else logging.INFO
@@ -216,10 +216,11 @@ class Optimizer:
             log.log(
                 level,
                 "readings cleaned as the backtest loads them resource=%s "
-                "negative_as_zero=%d non_finite_dropped=%d",
+                "negative_as_zero=%d non_finite_dropped=%d repeated_dropped=%d",
                 resource,
                 readings.clipped,
                 readings.dropped,
+                readings.repeated,
             )
 
     def _warn_collapsed(

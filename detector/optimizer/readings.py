@@ -1,7 +1,8 @@
 """A resource's queried series as a Fleet's points, one series per identity.
 
 Readings follow the shared data's loading rules (usage.py): a non-finite
-reading is dropped and a negative one becomes 0, so that the service sizes
+reading is dropped, a negative one becomes 0 and of readings sharing a
+timestamp the largest is kept, so that the service sizes
 what the backtest scores. A series above the unit's full size, or above any
 reading the unit can plausibly hold, is set apart.
 """
@@ -15,6 +16,7 @@ import numpy as np
 
 from detector.optimizer.resources import above_full_size
 from detector.optimizer.snapshot import LabelPairs
+from detector.optimizer.usage import largest_per_timestamp
 from detector.prometheus import Series
 
 
@@ -27,6 +29,7 @@ class Readings:
     )
     clipped: int = 0
     dropped: int = 0
+    repeated: int = 0
     # Series whose readings passed the unit's largest reading, with their largest.
     over_scale: list[tuple[LabelPairs, float]] = field(default_factory=list)
     # Series left out because an earlier one had the same identity.
@@ -55,13 +58,18 @@ def gather(
         readings.clipped += int(np.count_nonzero(negative))
         a[negative, 1] = 0.0
 
+        # Series with the same labels in one answer reach us merged, their
+        # points one after the other, so times repeat and go back.
+        t, u = largest_per_timestamp(a[:, 0], a[:, 1])
+        readings.repeated += len(a) - t.size
+
         key = identity(s.labels, names)
-        peak = float(a[:, 1].max())
+        peak = float(u.max())
         if above_full_size(peak, scale, unit):
             # A ratio above 1 is a percentage or worse; it is not scaled here.
             readings.over_scale.append((key, peak))
         elif key in readings.points:
             readings.duplicates.append(key)
         else:
-            readings.points[key] = (a[:, 0], a[:, 1])
+            readings.points[key] = (t, u)
     return readings

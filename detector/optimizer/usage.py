@@ -65,14 +65,22 @@ def load_usage(path: Path, layout: UsageFile) -> Usage:
     series = {}
     for key, points in raw.items():
         a = np.asarray(points)
-        order = np.lexsort((-a[:, 1], a[:, 0]))
-        t, u = a[order, 0], a[order, 1]
-        keep = np.concatenate(([True], np.diff(t) > 0))
-        dropped[REPEATED] += int(keep.size - keep.sum())
-        series[key] = (t[keep], u[keep])
+        t, u = largest_per_timestamp(a[:, 0], a[:, 1])
+        dropped[REPEATED] += len(points) - t.size
+        series[key] = (t, u)
 
     _check_full_size(path, layout.spec, series)
     return Usage(series, {rule: dropped[rule] for rule in RULES if dropped[rule]})
+
+
+def largest_per_timestamp(
+    t: np.ndarray, u: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The readings sorted by time, the largest kept of those sharing one."""
+    order = np.lexsort((-u, t))
+    t, u = t[order], u[order]
+    keep = np.concatenate(([True], np.diff(t) > 0))
+    return t[keep], u[keep]
 
 
 def _read_points(

@@ -184,10 +184,41 @@ def test_readings_are_cleaned_as_the_backtest_loads_them(
     assert np.isfinite(broken.history.u).all()
     assert (
         "readings cleaned as the backtest loads them resource=memory_bytes "
-        f"negative_as_zero={len(negative.history)} non_finite_dropped=60"
+        f"negative_as_zero={len(negative.history)} non_finite_dropped=60 "
+        "repeated_dropped=0"
     ) in caplog.messages
     for rec in optimizer.snapshot.resources[0].recommendations:
         assert 0.0 <= rec.lower <= rec.target <= rec.upper
+
+
+def test_series_with_the_same_labels_merged_by_the_client_are_sized() -> None:
+    fake, clock = FakeQueries(), Clock()
+    fake.series["resident_memory_bytes"] = [
+        ({**HOST, "command": "a"}, since(10, 2e9)),
+        ({**HOST, "command": "a"}, since(10, 3e9)),
+    ]
+
+    def merged(promql: str, start: float, end: float, step: float):
+        # As the client merges series of one answer: one's points after the
+        # other's, so that times go back.
+        by_labels: dict[tuple, Series] = {}
+        for s in fake(promql, start, end, step):
+            key = tuple(sorted(s.labels.items()))
+            if key in by_labels:
+                by_labels[key].points.extend(s.points)
+            else:
+                by_labels[key] = s
+        return list(by_labels.values())
+
+    optimizer = Optimizer(memory_config(), merged, clock)
+
+    run(optimizer, clock, 2)
+
+    assert optimizer.snapshot.errors["recommend"] == 0
+    (rec,) = optimizer.snapshot.resources[0].recommendations
+    sizer = optimizer._fleets["memory_bytes"].sizers[identity("a")]
+    assert sizer.history.u.min() == 3e9
+    assert rec.target >= 3e9
 
 
 def test_bounds_are_whole_steps_within_the_full_size() -> None:
