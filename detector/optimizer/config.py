@@ -8,6 +8,7 @@ The defaults read the exporter's own series.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -140,6 +141,16 @@ def _check_units(key: str, promql: str, resource: ServiceResource) -> None:
     )
 
 
+def _check_duration(key: str, value: float, zero_ok: bool = False) -> None:
+    """A number of seconds, > 0 (>= 0 if `zero_ok`) and finite: an infinite
+    one passes every comparison, then runs a loop once or overflows an int."""
+    if zero_ok:
+        check(value >= 0, key, f"must be >= 0, got {value!r}")
+    else:
+        check(value > 0, key, f"must be > 0, got {value!r}")
+    check(math.isfinite(value), key, f"must be finite, got {value!r}")
+
+
 @dataclass(frozen=True)
 class ResourceQuery:
     """One sized resource: where its usage and its current allocation come from."""
@@ -168,8 +179,7 @@ class ResourceQuery:
                 f"{label!r} is not a usable label name ('bound' is taken)",
             )
         for key in ("step_seconds", "warmup_seconds", "period_seconds"):
-            value = getattr(self, key)
-            check(value > 0, key, f"must be > 0, got {value!r}")
+            _check_duration(key, getattr(self, key))
         resource = SERVICE_RESOURCES[self.resource]
         _check_units("usage", self.usage, resource)
         _check_counters("usage", self.usage)
@@ -247,8 +257,7 @@ class PowerConfig:
             check(not wrong, key, f"reads metrics in {', '.join(wrong)}, not _watts")
         check(bool(self.labels), "labels", "at least one label is required")
         for key in ("step_seconds", "warmup_seconds", "window_seconds"):
-            value = getattr(self, key)
-            check(value > 0, key, f"must be > 0, got {value!r}")
+            _check_duration(key, getattr(self, key))
         check(
             0 < self.percentile <= 1,
             "percentile",
@@ -273,13 +282,8 @@ class OptimizerConfig:
 
     def __post_init__(self) -> None:
         for key in ("interval_seconds", "history_seconds"):
-            value = getattr(self, key)
-            check(value > 0, key, f"must be > 0, got {value!r}")
-        check(
-            self.query_delay_seconds >= 0,
-            "query_delay_seconds",
-            f"must be >= 0, got {self.query_delay_seconds!r}",
-        )
+            _check_duration(key, getattr(self, key))
+        _check_duration("query_delay_seconds", self.query_delay_seconds, zero_ok=True)
         check(
             self.max_series >= 1, "max_series", f"must be >= 1, got {self.max_series!r}"
         )

@@ -221,6 +221,26 @@ def test_a_history_as_long_as_the_warmup_is_accepted() -> None:
     [
         ({"policy": "magic"}, "policy: must be one of"),
         ({"interval_seconds": 0}, "interval_seconds: must be > 0"),
+        # Infinite durations ran one cycle, or failed every one.
+        ({"interval_seconds": float("inf")}, "interval_seconds: must be finite"),
+        ({"history_seconds": float("inf")}, "history_seconds: must be finite"),
+        ({"query_delay_seconds": float("inf")}, "query_delay_seconds: must be fin"),
+        (
+            {"power": {"window_seconds": float("inf")}},
+            "window_seconds: must be finite",
+        ),
+        (
+            {
+                "resources": [
+                    {
+                        "resource": "memory_bytes",
+                        "usage": "a_bytes",
+                        "period_seconds": float("inf"),
+                    }
+                ]
+            },
+            "period_seconds: must be finite",
+        ),
         (
             {
                 "resources": [
