@@ -63,6 +63,13 @@ def run(args: argparse.Namespace) -> int:
     output cannot be written.
     """
     layout = RECORDED[args.resource]
+    if _same_file(args.out, args.usage):
+        print(
+            f"aiops {COMMAND}: --out {args.out!r} is the --usage file, "
+            "which writing would overwrite",
+            file=sys.stderr,
+        )
+        return 2
     try:
         usage = load_usage(args.usage, layout)
     except UsageFileError as exc:
@@ -115,10 +122,31 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _same_file(out: str, usage: Path) -> bool:
+    """Whether `out` names the usage file, by any path or link."""
+    try:
+        return os.path.samefile(out, usage)
+    except (OSError, ValueError):
+        # Not there (nothing to overwrite), or a name no file can have.
+        return False
+
+
 def _why_unwritable(out: str) -> str:
     """What keeps `out` from being written as a file; "" if nothing does."""
+    try:
+        return _why_path_unwritable(out)
+    except OSError as exc:
+        # Such as a name too long to look up: open() would fail the same way.
+        return exc.strerror or str(exc)
+
+
+def _why_path_unwritable(out: str) -> str:
     if not out:
         return "the name is empty"
+    # Path() drops a trailing slash, and open() would write a file by the
+    # folder's name.
+    if out.endswith(("/", os.sep)):
+        return "it ends in a slash, as a folder does"
     path = Path(out)
     if path.is_dir():
         return "it is a folder"

@@ -192,8 +192,13 @@ def test_rows_the_loading_rules_drop_are_summed_up_on_one_line(
 
 @pytest.mark.parametrize(
     "out, message",
-    [("", "cannot write '': the name is empty"), (".", "it is a folder")],
-    ids=["empty", "a folder"],
+    [
+        ("", "cannot write '': the name is empty"),
+        (".", "it is a folder"),
+        ("missing/dir/", "it ends in a slash"),
+        ("a" * 300, "File name too long"),
+    ],
+    ids=["empty", "a folder", "a folder's name", "too long"],
 )
 def test_an_out_that_names_no_file_is_refused_before_the_replay(
     tmp_path: Path, capsys, monkeypatch, out: str, message: str
@@ -206,7 +211,19 @@ def test_an_out_that_names_no_file_is_refused_before_the_replay(
 
     err = capsys.readouterr().err
     assert message in err
+    assert err.count("\n") == 1
     assert "(bandit)" not in err  # no progress: the replay did not start
+
+
+def test_an_out_that_is_the_usage_file_is_refused(tmp_path: Path, capsys) -> None:
+    usage = tmp_path / "usage.csv.gz"
+    write_usage(usage)
+    before = usage.read_bytes()
+
+    assert backtest.run(args(tmp_path, usage, out=str(usage))) == 2
+
+    assert "is the --usage file" in capsys.readouterr().err
+    assert usage.read_bytes() == before
 
 
 def test_a_folder_that_cannot_be_written_is_refused_before_the_replay(
