@@ -48,7 +48,7 @@ def test_alertmanager_config_passes_amtool(tmp_path):
     out = run_tool("amtool", "check-config", "alertmanager.yml", cwd=tmp_path)
 
     assert "1 receivers" in out
-    assert "4 inhibit rules" in out
+    assert "5 inhibit rules" in out
 
 
 def test_amtool_rejects_a_broken_route(tmp_path):
