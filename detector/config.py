@@ -5,6 +5,7 @@ Every check names the key it refuses, so a bad file stops the service at start.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Literal
@@ -14,6 +15,7 @@ from aiops_common.config import check
 from aiops_common.logs import LEVELS, LogLevel
 from detector.diagnosis.config import DiagnosisConfig
 from detector.optimizer.config import OptimizerConfig
+from detector.prometheus import MAX_HISTORY_SECONDS
 from detector.shard import parse_shard
 
 ENV_PREFIX = "AIOPS_DETECTOR_"
@@ -288,6 +290,16 @@ class DetectorConfig:
             value = getattr(self, key)
             ok = value > low if strict else value >= low
             check(ok, key, f"must be {'>' if strict else '>='} {low}, got {value!r}")
+            # An infinite duration passes every comparison, then overflows a
+            # timestamp in every query.
+            if key.endswith("_seconds"):
+                check(math.isfinite(value), key, f"must be finite, got {value!r}")
+        check(
+            self.history_seconds <= MAX_HISTORY_SECONDS,
+            "history_seconds",
+            f"must be <= {MAX_HISTORY_SECONDS:g} (90 days), got "
+            f"{self.history_seconds!r}",
+        )
 
         check(
             self.log_level in LEVELS,

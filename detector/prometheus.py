@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 # Prometheus refuses a range query that would return more than 11,000 points per
 # series; 10,000 leaves room for the end point and float rounding of the bounds.
 MAX_STEPS_PER_QUERY = 10_000
+# The longest history a service asks for: six times what Prometheus keeps by
+# default (15 days). A slip of the exponent (1e308 s) would otherwise be cut
+# into more requests than memory holds before the first one is sent.
+MAX_HISTORY_SECONDS = 90 * 86400.0
 
 # Large enough that a big answer takes few reads, small enough that a body that
 # trickles in is held to the deadline after every read.

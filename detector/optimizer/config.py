@@ -16,6 +16,7 @@ from aiops_common.config import check
 from detector.optimizer.policies import POLICY_NAMES, check_policy
 from detector.optimizer.prior import PriorError
 from detector.optimizer.resources import DAY, HOUR, Kind, ResourceSpec
+from detector.prometheus import MAX_HISTORY_SECONDS
 
 # Identity labels of the exporter's series; `instance` tells hosts apart.
 GROUP_LABELS = ("instance", "command", "user", "container_id", "pod_uid", "unit")
@@ -283,6 +284,12 @@ class OptimizerConfig:
     def __post_init__(self) -> None:
         for key in ("interval_seconds", "history_seconds"):
             _check_duration(key, getattr(self, key))
+        check(
+            self.history_seconds <= MAX_HISTORY_SECONDS,
+            "history_seconds",
+            f"must be <= {MAX_HISTORY_SECONDS:g} (90 days), got "
+            f"{self.history_seconds!r}",
+        )
         _check_duration("query_delay_seconds", self.query_delay_seconds, zero_ok=True)
         check(
             self.max_series >= 1, "max_series", f"must be >= 1, got {self.max_series!r}"
