@@ -236,7 +236,7 @@ class Optimizer:
         identities = len(set(duplicates))
         log.log(
             level,
-            "series with the same labels, one kept and the rest left out "
+            "series with the same labels, sized as one by the largest at each time "
             "%s labels=%s series=%d identities=%d; add a label that tells them "
             "apart to %s, or aggregate them in the query",
             what,

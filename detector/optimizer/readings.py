@@ -69,7 +69,13 @@ def gather(
             # A ratio above 1 is a percentage or worse; it is not scaled here.
             readings.over_scale.append((key, peak))
         elif key in readings.points:
+            # Labels that do not tell series apart (warned of by the caller):
+            # sized by the largest of them at each time, never below any.
             readings.duplicates.append(key)
+            kept_t, kept_u = readings.points[key]
+            readings.points[key] = largest_per_timestamp(
+                np.concatenate((kept_t, t)), np.concatenate((kept_u, u))
+            )
         else:
             readings.points[key] = (t, u)
     return readings

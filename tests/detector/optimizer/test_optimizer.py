@@ -286,7 +286,8 @@ def test_labels_that_do_not_tell_series_apart_are_warned_of_once(
 ) -> None:
     fake, clock = FakeQueries(), Clock()
     fake.series["resident_memory_bytes"] = [
-        ({**HOST, "command": c}, since(10, 2e9)) for c in "abcd"
+        ({**HOST, "command": c}, since(10, size))
+        for c, size in zip("abcd", (1e9, 3e9, 2e9, 1e9), strict=True)
     ]
     by_host = ResourceQuery(
         "memory_bytes",
@@ -298,8 +299,11 @@ def test_labels_that_do_not_tell_series_apart_are_warned_of_once(
     with caplog.at_level("WARNING", logger="detector.optimizer.optimizer"):
         run(optimizer, clock, 2)
 
+    # Sized by the largest, never below one of the series it stands for.
+    (rec,) = optimizer.snapshot.resources[0].recommendations
+    assert rec.target >= 3e9
     assert caplog.messages == [
-        "series with the same labels, one kept and the rest left out "
+        "series with the same labels, sized as one by the largest at each time "
         "resource=memory_bytes labels=instance series=4 identities=1; add a "
         "label that tells them apart to the resource's labels, or aggregate "
         "them in the query"
@@ -320,7 +324,7 @@ def test_power_labels_that_do_not_tell_gpus_apart_are_warned_of(
         run(optimizer, clock, 1)
 
     assert caplog.messages == [
-        "series with the same labels, one kept and the rest left out "
+        "series with the same labels, sized as one by the largest at each time "
         "stage=power labels=instance series=2 identities=1; add a label that "
         "tells them apart to optimizer.power.labels, or aggregate them in the query"
     ]
