@@ -178,6 +178,7 @@ def test_a_lost_gpu_silences_its_own_other_alerts(alertmanager):
         alert("AiopsDetectorPrometheusDown", "detector:9843"),
         alert("AiopsDetectorQueriesFailing", "detector:9843"),
         alert("AiopsDetectorStale", "detector:9843"),
+        alert("AiopsOptimizerStale", "detector:9843"),
     )
 
     expected = {
@@ -187,6 +188,7 @@ def test_a_lost_gpu_silences_its_own_other_alerts(alertmanager):
         ("AiopsDetectorPrometheusDown", "detector:9843", ""): "active",
         ("AiopsDetectorQueriesFailing", "detector:9843", ""): "suppressed",
         ("AiopsDetectorStale", "detector:9843", ""): "suppressed",
+        ("AiopsOptimizerStale", "detector:9843", ""): "suppressed",
     }
     assert states(alertmanager, expected) == expected
 
