@@ -16,7 +16,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 import requests
@@ -74,6 +74,22 @@ class Series(NamedTuple):
     points: list[tuple[float, float]]
 
 
+def merge_series(answers: Iterable[Series]) -> list[Series]:
+    """Series with the same labels as one, their points in the order given.
+
+    Chunks of one range come in time order, so each series' points stay in
+    order; two series with the same labels in one answer do not.
+    """
+    merged: dict[tuple[tuple[str, str], ...], Series] = {}
+    for series in answers:
+        key = tuple(sorted(series.labels.items()))
+        if key in merged:
+            merged[key].points.extend(series.points)
+        else:
+            merged[key] = series
+    return list(merged.values())
+
+
 class PrometheusClient:
     """Runs range queries against one Prometheus (or anything speaking its API).
 
@@ -105,16 +121,11 @@ class PrometheusClient:
         if end < start:
             return []
 
-        merged: dict[tuple[tuple[str, str], ...], Series] = {}
-        for chunk_start, chunk_end in _chunks(start, end, step):
-            for series in self._query_chunk(promql, chunk_start, chunk_end, step):
-                key = tuple(sorted(series.labels.items()))
-                if key in merged:
-                    merged[key].points.extend(series.points)
-                else:
-                    merged[key] = series
-
-        return list(merged.values())
+        return merge_series(
+            series
+            for chunk_start, chunk_end in _chunks(start, end, step)
+            for series in self._query_chunk(promql, chunk_start, chunk_end, step)
+        )
 
     def _query_chunk(
         self, promql: str, start: float, end: float, step: float

@@ -15,6 +15,7 @@ from detector.prometheus import (
     PrometheusUnreachable,
     QueryTimeout,
     Series,
+    merge_series,
 )
 from tests.detector.fakeprom import FakePrometheus, Reply, error_reply
 
@@ -201,14 +202,7 @@ def test_series_with_the_same_labels_merged_by_the_client_are_sized() -> None:
     def merged(promql: str, start: float, end: float, step: float):
         # As the client merges series of one answer: one's points after the
         # other's, so that times go back.
-        by_labels: dict[tuple, Series] = {}
-        for s in fake(promql, start, end, step):
-            key = tuple(sorted(s.labels.items()))
-            if key in by_labels:
-                by_labels[key].points.extend(s.points)
-            else:
-                by_labels[key] = s
-        return list(by_labels.values())
+        return merge_series(fake(promql, start, end, step))
 
     optimizer = Optimizer(memory_config(), merged, clock)
 
