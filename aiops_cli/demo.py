@@ -85,11 +85,14 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def run(args: argparse.Namespace) -> int:
     # SIGTERM, and SIGHUP from a closed terminal, end the demo the way Ctrl-C
     # does, so that the `finally` below still stops every process it started.
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    signal.signal(signal.SIGHUP, _raise_interrupt)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _raise_interrupt)
     try:
         run_demo(
             args.nab or args.data / "nab",
@@ -118,6 +121,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
+    # Once only: a second signal (make forwards a SIGTERM sent to its group to
+    # the demo too; Ctrl-C pressed twice) broke off the stopping of services
+    # that run in sessions of their own, and left them running.
+    for stop_signal in STOP_SIGNALS:
+        signal.signal(stop_signal, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
@@ -189,6 +197,7 @@ def run_demo(
         summary = _run_live(stack, tracks, anchors, hog, live_seconds, say)
         if keep:
             say("KEEP is set: the bundle keeps running; stop it with Ctrl-C")
+            say(f"logs and configs in {run_dir}")
             _print_urls(stack, say)
             _wait_forever()
     finally:
