@@ -14,8 +14,7 @@ from aiops_common.address import parse_listen_address
 from aiops_common.config import check
 from aiops_common.logs import LEVELS, LogLevel
 from detector.diagnosis.config import DiagnosisConfig
-from detector.optimizer.config import OptimizerConfig
-from detector.prometheus import MAX_HISTORY_SECONDS
+from detector.optimizer.config import OptimizerConfig, check_history
 from detector.shard import parse_shard
 
 ENV_PREFIX = "AIOPS_DETECTOR_"
@@ -294,12 +293,7 @@ class DetectorConfig:
             # timestamp in every query.
             if key.endswith("_seconds"):
                 check(math.isfinite(value), key, f"must be finite, got {value!r}")
-        check(
-            self.history_seconds <= MAX_HISTORY_SECONDS,
-            "history_seconds",
-            f"must be <= {MAX_HISTORY_SECONDS:g} (90 days), got "
-            f"{self.history_seconds!r}",
-        )
+        check_history(self.history_seconds)
 
         check(
             self.log_level in LEVELS,

@@ -152,6 +152,16 @@ def _check_duration(key: str, value: float, zero_ok: bool = False) -> None:
     check(math.isfinite(value), key, f"must be finite, got {value!r}")
 
 
+def check_history(value: float) -> None:
+    """No longer than the client asks Prometheus for (the detector's own
+    history and the optimizer's alike)."""
+    check(
+        value <= MAX_HISTORY_SECONDS,
+        "history_seconds",
+        f"must be <= {MAX_HISTORY_SECONDS:g} (90 days), got {value!r}",
+    )
+
+
 @dataclass(frozen=True)
 class ResourceQuery:
     """One sized resource: where its usage and its current allocation come from."""
@@ -284,12 +294,7 @@ class OptimizerConfig:
     def __post_init__(self) -> None:
         for key in ("interval_seconds", "history_seconds"):
             _check_duration(key, getattr(self, key))
-        check(
-            self.history_seconds <= MAX_HISTORY_SECONDS,
-            "history_seconds",
-            f"must be <= {MAX_HISTORY_SECONDS:g} (90 days), got "
-            f"{self.history_seconds!r}",
-        )
+        check_history(self.history_seconds)
         _check_duration("query_delay_seconds", self.query_delay_seconds, zero_ok=True)
         check(
             self.max_series >= 1, "max_series", f"must be >= 1, got {self.max_series!r}"
