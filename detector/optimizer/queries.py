@@ -81,7 +81,9 @@ class Queries:
         values: Limits = {}
         for s in self._query(promql, start, end, step):
             if s.points:
-                values.setdefault(identity(s.labels, labels), s.points[-1][1])
+                # As usage is: the largest of series its labels do not tell apart.
+                key = identity(s.labels, labels)
+                values[key] = max(values.get(key, -math.inf), s.points[-1][1])
         return values
 
     def power(self, config: PowerConfig, now: float) -> PowerReadings:

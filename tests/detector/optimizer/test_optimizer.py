@@ -283,9 +283,14 @@ def test_labels_that_do_not_tell_series_apart_are_warned_of_once(
         ({**HOST, "command": c}, since(10, size))
         for c, size in zip("abcd", (1e9, 3e9, 2e9, 1e9), strict=True)
     ]
+    fake.series["memory_limit_bytes"] = [
+        ({**HOST, "command": c}, since(10, size))
+        for c, size in zip("abcd", (2e9, 4e9, 5e9, 2e9), strict=True)
+    ]
     by_host = ResourceQuery(
         "memory_bytes",
         "sum by (instance, command) (aiops_process_group_resident_memory_bytes)",
+        allocation="aiops_process_group_memory_limit_bytes",
         labels=("instance",),
     )
     optimizer = Optimizer(memory_config(resources=(by_host,)), fake, clock)
@@ -296,6 +301,7 @@ def test_labels_that_do_not_tell_series_apart_are_warned_of_once(
     # Sized by the largest, never below one of the series it stands for.
     (rec,) = optimizer.snapshot.resources[0].recommendations
     assert rec.target >= 3e9
+    assert rec.allocated == 5e9
     assert caplog.messages == [
         "series with the same labels, sized as one by the largest at each time "
         "resource=memory_bytes labels=instance series=4 identities=1; add a "
