@@ -237,7 +237,12 @@ def _run_live(stack, tracks, anchors, hog, live_seconds, say) -> dict[str, Any]:
         if hog.pids and (
             elapsed >= hog_stop or (capped_at and time.monotonic() - capped_at > 15)
         ):
-            cpu["after_cap"] = _host_cpu(stack) if capped_at else None
+            if capped_at:
+                cpu["after_cap"] = _host_cpu(stack)
+            else:
+                # Never capped: the figure with it still shows how busy the
+                # host was, which is why the hog may not have stood out.
+                cpu["with_hog"] = _host_cpu(stack)
             hog.stop()
         bar.update(pusher.progress() * live_seconds)
         pusher.join(timeout=1.0)
@@ -269,6 +274,11 @@ def _run_live(stack, tracks, anchors, hog, live_seconds, say) -> dict[str, Any]:
         f"{_pct(cpu['with_hog'])} with it, {_pct(cpu['after_cap'])} after the cap"
     )
     say(f"host CPU alerts: {len(host_alerts)}, naming process group(s): {named}")
+    if capped_at is None:
+        say(
+            f"{HOG_COMMAND} was not capped: no host CPU alert named it in time "
+            "(on a host already busy the hog may not stand out)"
+        )
     for action in actions:
         mode, result = action.get("mode"), action.get("result")
         say(f"action [{mode}/{result}]: {action.get('plan')}")
