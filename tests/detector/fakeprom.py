@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,6 +18,23 @@ PROMETHEUS_MAX_POINTS = 11_000
 Reply = tuple[int, bytes]
 Responder = Callable[[dict[str, str]], Reply]
 ValueAt = Callable[[float], float | None]
+
+
+def loopback_server(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+    """A server on 127.0.0.1: on any free port, or on the first free one of
+    AIOPS_TEST_PORTS (such as "19100-19199") where a shared host sets it."""
+    ports = os.environ.get("AIOPS_TEST_PORTS")
+    if not ports:
+        return ThreadingHTTPServer(("127.0.0.1", 0), handler)
+
+    first, _, last = ports.partition("-")
+    for port in range(int(first), int(last or first) + 1):
+        try:
+            return ThreadingHTTPServer(("127.0.0.1", port), handler)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+    raise OSError(errno.EADDRINUSE, f"no free port in AIOPS_TEST_PORTS={ports!r}")
 
 
 def json_reply(status: int, body: object) -> Reply:
@@ -92,7 +111,7 @@ class FakePrometheus:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = loopback_server(Handler)
         self._server.daemon_threads = True
         # A short poll interval keeps shutdown, once per test, quick.
         self._thread = threading.Thread(
