@@ -22,6 +22,8 @@ from typing import Any, NamedTuple
 import requests
 import urllib3
 
+from detector.deadline import DeadlineAdapter, held_to
+
 log = logging.getLogger(__name__)
 
 # Prometheus refuses a range query that would return more than 11,000 points per
@@ -32,8 +34,7 @@ MAX_STEPS_PER_QUERY = 10_000
 # into more requests than memory holds before the first one is sent.
 MAX_HISTORY_SECONDS = 90 * 86400.0
 
-# Large enough that a big answer takes few reads, small enough that a body that
-# trickles in is held to the deadline after every read.
+# Large enough that a big answer takes few reads.
 READ_CHUNK_BYTES = 64 * 1024
 
 
@@ -94,7 +95,9 @@ class PrometheusClient:
     """Runs range queries against one Prometheus (or anything speaking its API).
 
     Each HTTP request, one per chunk of a long range, must be answered whole
-    within `timeout` seconds of being sent, or it ends in QueryTimeout.
+    within `timeout` seconds of being sent, or it ends in QueryTimeout. To hold
+    it to that, the client mounts an adapter of its own on `session` for its
+    query URL.
     """
 
     def __init__(
@@ -107,6 +110,7 @@ class PrometheusClient:
         # rstrip keeps a route prefix such as http://host/prometheus working.
         self._url = base_url.rstrip("/") + "/api/v1/query_range"
         self._session = session
+        session.mount(self._url, DeadlineAdapter())
         self._timeout = timeout
         self._clock = clock
 
@@ -137,16 +141,19 @@ class PrometheusClient:
             "end": _fmt(end),
             "step": _fmt(step),
         }
-        # requests' timeout bounds each socket read, not the whole answer: a body
-        # sent a byte at a time would hold the query, and the loop that asked,
-        # for as long as the server likes. stream=True lets _read_body keep to
-        # a deadline instead.
+        # requests' timeout bounds each socket read, not the whole answer: an
+        # answer sent a byte at a time would hold the query, and the loop that
+        # asked, for as long as the server likes. held_to cuts every read,
+        # status line and headers included, to what is left of the deadline.
         deadline = self._clock() + self._timeout
         try:
-            with self._session.post(
-                self._url, data=form, timeout=self._timeout, stream=True
-            ) as response:
-                content = self._read_body(response, deadline)
+            with (
+                held_to(lambda: deadline - self._clock()),
+                self._session.post(
+                    self._url, data=form, timeout=self._timeout, stream=True
+                ) as response,
+            ):
+                content = self._read_body(response)
         except (requests.ReadTimeout, urllib3.exceptions.ReadTimeoutError) as exc:
             raise QueryTimeout(f"{self._url}: no answer in {self._timeout}s") from exc
         except urllib3.exceptions.DecodeError as exc:
@@ -168,23 +175,16 @@ class PrometheusClient:
 
         return _parse_matrix(body)
 
-    def _read_body(self, response: requests.Response, deadline: float) -> bytes:
-        # read1 returns what one socket read brings; read(n) would wait for all
-        # n bytes, however slowly they come, before the deadline is looked at.
-        # TODO: the deadline covers the body only. The status line and headers
-        # are read by requests before this, each read with its own `timeout`:
-        # a server that sends its headers a byte at a time holds a query as
-        # long as it likes (71 s at a 3 s timeout, measured), and a read that
-        # stalls outright ends only after its own timeout. The fix is to cut
-        # the socket's timeout to what is left of the deadline before each
-        # read, headers included (a transport adapter of our own).
+    def _read_body(self, response: requests.Response) -> bytes:
+        # Each read keeps to the deadline that _query_chunk holds the answer to.
         parts = []
-        while part := response.raw.read1(READ_CHUNK_BYTES, decode_content=True):
-            parts.append(part)
-            if self._clock() >= deadline:
-                raise QueryTimeout(
-                    f"{self._url}: answer not complete in {self._timeout}s"
-                )
+        try:
+            while part := response.raw.read1(READ_CHUNK_BYTES, decode_content=True):
+                parts.append(part)
+        except urllib3.exceptions.ReadTimeoutError as exc:
+            raise QueryTimeout(
+                f"{self._url}: answer not complete in {self._timeout}s"
+            ) from exc
         return b"".join(parts)
 
 

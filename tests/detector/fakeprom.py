@@ -8,6 +8,7 @@ import math
 import os
 import threading
 from collections.abc import Callable
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
@@ -67,6 +68,8 @@ class FakePrometheus:
         # Seconds between the bytes of a body sent one at a time, as a slow
         # proxy might; None sends it at once.
         self.trickle_seconds: float | None = None
+        # With trickle_seconds, the status line and headers trickle too.
+        self.trickle_headers = False
 
         fake = self
 
@@ -87,10 +90,15 @@ class FakePrometheus:
                 self._send(*(fake.responder or fake.matrix)(form))
 
             def _send(self, status: int, body: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
+                if fake.trickle_seconds is not None and fake.trickle_headers:
+                    # By hand: send_header keeps the headers for end_headers
+                    # to send at once.
+                    body = self._head(status, body) + body
+                else:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
                 try:
                     if fake.trickle_seconds is None:
                         self.wfile.write(body)
@@ -99,6 +107,13 @@ class FakePrometheus:
                 except (BrokenPipeError, ConnectionResetError):
                     # The client gave up first, as the timeout tests make it.
                     pass
+
+            def _head(self, status: int, body: bytes) -> bytes:
+                return (
+                    f"{self.protocol_version} {status} {HTTPStatus(status).phrase}\r\n"
+                    "Content-Type: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n"
+                ).encode()
 
             def _trickle(self, body: bytes, seconds: float) -> None:
                 for index in range(len(body)):

@@ -185,6 +185,24 @@ def test_an_answer_that_trickles_in_is_a_query_timeout(
     assert time.monotonic() - started < 2.0
 
 
+def test_headers_that_trickle_in_are_a_query_timeout(
+    fake_prometheus: FakePrometheus,
+) -> None:
+    # Every byte of the status line and headers (some 70, one each 100 ms) comes
+    # well within the read timeout; all of them, far past the deadline.
+    fake_prometheus.series = [({"gpu": "0"}, lambda t: 1.0)]
+    fake_prometheus.trickle_seconds = 0.1
+    fake_prometheus.trickle_headers = True
+
+    with requests.Session() as session:
+        client = PrometheusClient(fake_prometheus.url, session, timeout=0.5)
+        started = time.monotonic()
+        with pytest.raises(QueryTimeout, match="no answer in 0.5s"):
+            client.query_range("up", T0, T0, 15)
+
+    assert time.monotonic() - started < 1.5
+
+
 def test_warnings_are_logged(
     fake_prometheus: FakePrometheus,
     client: PrometheusClient,
