@@ -15,15 +15,14 @@ from __future__ import annotations
 import json
 import logging
 import math
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 import requests
 import urllib3
 
+from aiops_common.once import Once
 from detector.deadline import DeadlineAdapter, held_to
 
 log = logging.getLogger(__name__)
@@ -40,8 +39,7 @@ MAX_HISTORY_SECONDS = 90 * 86400.0
 READ_CHUNK_BYTES = 64 * 1024
 
 # The (query, warning) pairs remembered as logged, so that a standing warning
-# is logged once rather than every cycle. Past this many the one seen longest
-# ago is forgotten, and logged again should it come back.
+# is logged once rather than every cycle; one forgotten is logged again.
 WARNINGS_REMEMBERED = 256
 
 
@@ -120,9 +118,7 @@ class PrometheusClient:
         session.mount(self._url, DeadlineAdapter())
         self._timeout = timeout
         self._clock = clock
-        # The detector's loop and its background work may query at once.
-        self._warned_lock = threading.Lock()
-        self._warned: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._warned = Once(WARNINGS_REMEMBERED)
 
     def query_range(
         self, promql: str, start: float, end: float, step: float
@@ -180,22 +176,11 @@ class PrometheusClient:
 
         # A standing warning (a limit, a lookback) is news once, not each cycle.
         for warning in body.get("warnings") or ():
-            seen = self._warned_before(promql, warning)
-            level = logging.DEBUG if seen else logging.WARNING
+            first = self._warned.first((promql, str(warning)))
+            level = logging.WARNING if first else logging.DEBUG
             log.log(level, "prometheus warned query=%r warning=%r", promql, warning)
 
         return _parse_matrix(body)
-
-    def _warned_before(self, promql: str, warning: object) -> bool:
-        """Whether this warning was logged for this query; remembers it."""
-        key = (promql, str(warning))
-        with self._warned_lock:
-            seen = key in self._warned
-            self._warned[key] = None
-            self._warned.move_to_end(key)
-            if len(self._warned) > WARNINGS_REMEMBERED:
-                self._warned.popitem(last=False)
-        return seen
 
     def _read_body(self, response: requests.Response) -> bytes:
         # Each read keeps to the deadline that _query_chunk holds the answer to.

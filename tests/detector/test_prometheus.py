@@ -241,26 +241,3 @@ def test_a_standing_warning_is_logged_once_per_query(
         "prometheus warned query='down' warning='results truncated due to limit'",
         "prometheus warned query='up' warning='lookback too short'",
     ]
-
-
-def test_a_warning_forgotten_past_the_cap_is_logged_again(
-    fake_prometheus: FakePrometheus,
-    client: PrometheusClient,
-    caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr("detector.prometheus.WARNINGS_REMEMBERED", 2)
-    fake_prometheus.series = [({"gpu": "0"}, lambda t: 1.0)]
-    fake_prometheus.warnings = ["results truncated due to limit"]
-
-    with caplog.at_level(logging.WARNING, logger="detector.prometheus"):
-        # "a" is seen again before "c" comes, so "b" is the one forgotten.
-        for query in ("a", "b", "a", "c", "a", "b"):
-            client.query_range(query, T0, T0, 15)
-
-    assert [m.split()[2] for m in _warned(caplog)] == [
-        "query='a'",
-        "query='b'",
-        "query='c'",
-        "query='b'",
-    ]
