@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import cast
 
+from aiops_common.once import Once
 from detector.optimizer.bounds import exported
 from detector.optimizer.config import (
     SERVICE_RESOURCES,
@@ -68,6 +69,11 @@ class Optimizer:
             self._fleets[rq.resource] = Fleet(rq.spec, policy, rules, config.max_series)
         self._errors = dict.fromkeys(STAGES, 0)
         self._mismatches = {rq.resource: 0 for rq in config.resources}
+        # Bounded as the series sized are: a whole exporter in another unit is
+        # warned of series by series, no more than the cap would size.
+        self._mismatched = {
+            rq.resource: Once(config.max_series) for rq in config.resources
+        }
         self._waiting = {rq.resource: -1 for rq in config.resources}
         self._cleaned: set[str] = set()
         self._collapsed: set[str] = set()
@@ -201,7 +207,10 @@ class Optimizer:
         spec = SERVICE_RESOURCES[resource]
         for key, peak in readings.over_scale:
             self._mismatches[resource] += 1
-            log.warning(
+            # The series comes again each cycle, still in its unit: news once.
+            first = self._mismatched[resource].first(key)
+            log.log(
+                logging.WARNING if first else logging.DEBUG,
                 "unit mismatch resource=%s labels=%s max=%r largest=%r skipped=1",
                 resource,
                 dict(key),

@@ -139,6 +139,37 @@ def test_a_percentage_where_a_ratio_belongs_is_skipped_and_counted() -> None:
     assert optimizer.snapshot.resources[0].recommendations == ()
 
 
+def test_a_series_in_another_unit_is_warned_of_once_and_counted_each_cycle(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake, clock = FakeQueries(), Clock()
+    fake.series["sm_utilization_ratio"] = [
+        ({**HOST, "gpu": "0", "uuid": "G", "command": "p"}, since(10, 40.0))
+    ]
+    resource = ResourceQuery(
+        "gpu_time_ratio",
+        "aiops_gpu_process_sm_utilization_ratio",
+        labels=("instance", "gpu", "uuid", "command"),
+    )
+    optimizer = Optimizer(
+        OptimizerConfig(resources=(resource,), power=None), fake, clock
+    )
+
+    with caplog.at_level("WARNING", logger="detector.optimizer.optimizer"):
+        run(optimizer, clock, 3)
+        fake.series["sm_utilization_ratio"].append(
+            ({**HOST, "gpu": "1", "uuid": "H", "command": "q"}, since(10, 50.0))
+        )
+        run(optimizer, clock, 2)
+
+    warned = [m for m in caplog.messages if m.startswith("unit mismatch")]
+    assert [("'uuid': 'G'" in m, "'uuid': 'H'" in m) for m in warned] == [
+        (True, False),
+        (False, True),
+    ]
+    assert optimizer.snapshot.unit_mismatches == {"gpu_time_ratio": 3 + 2 * 2}
+
+
 @pytest.mark.parametrize("absurd", [1e300, 1.7e308])
 def test_a_reading_no_memory_reaches_is_set_apart_and_the_rest_sized(
     absurd: float,
