@@ -69,15 +69,23 @@ def test_writes_the_allocation_csv(tmp_path: Path, capsys) -> None:
 @pytest.mark.skipif(
     not SCORER.is_file(), reason="needs ../shared/tools/score-allocation"
 )
-@pytest.mark.parametrize("policy", ["bandit", "vpa-style"])
-def test_the_scorer_accepts_the_csv(tmp_path: Path, policy: str) -> None:
+@pytest.mark.parametrize(
+    "policy, name",
+    [
+        ("bandit", "alloc.csv"),
+        ("vpa-style", "alloc.csv"),
+        ("vpa-style", "alloc.csv.gz"),
+    ],
+)
+def test_the_scorer_accepts_the_csv(tmp_path: Path, policy: str, name: str) -> None:
     usage = tmp_path / "usage.csv.gz"
     write_usage(usage)
-    assert backtest.run(args(tmp_path, usage, policy=policy)) == 0
+    out = tmp_path / name
+    assert backtest.run(args(tmp_path, usage, policy=policy, out=str(out))) == 0
 
     done = subprocess.run(
         [sys.executable, str(SCORER), str(usage), "pod_memory_util"]
-        + [str(tmp_path / "alloc.csv"), "--json", "-"],
+        + [str(out), "--json", "-"],
         capture_output=True,
         text=True,
         check=False,
@@ -88,6 +96,23 @@ def test_the_scorer_accepts_the_csv(tmp_path: Path, policy: str) -> None:
     assert result["series_scored"] == 3
     assert result["series_too_short"] == 1
     assert result["lookahead_suspects"] == 0
+
+
+def test_an_out_ending_in_gz_is_the_csv_gzipped(tmp_path: Path) -> None:
+    usage = tmp_path / "usage.csv.gz"
+    write_usage(usage)
+    packed = tmp_path / "alloc.csv.gz"
+
+    assert backtest.run(args(tmp_path, usage, policy="vpa-style")) == 0
+    assert backtest.run(args(tmp_path, usage, policy="vpa-style", out=str(packed))) == 0
+
+    plain = (tmp_path / "alloc.csv").read_bytes()
+    assert gzip.decompress(packed.read_bytes()) == plain
+    # No time of writing in the header: a second run writes the same bytes.
+    again = tmp_path / "again" / "alloc.csv.gz"
+    again.parent.mkdir()
+    assert backtest.run(args(tmp_path, usage, policy="vpa-style", out=str(again))) == 0
+    assert again.read_bytes() == packed.read_bytes()
 
 
 @pytest.mark.parametrize("far", ["1e20", "1662869520000"], ids=["1e20", "in ms"])
