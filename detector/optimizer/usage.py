@@ -4,7 +4,8 @@ The loading rules are the protocol's: rows without a series id or with a
 non-finite number are dropped, negative readings become 0, and of readings
 sharing a timestamp the largest is kept; each is counted, as the scorer counts
 it. A reading above the resource's full size, or above any its unit can
-plausibly hold, refuses the whole file, as one in another unit.
+plausibly hold, refuses the whole file, as one in another unit; so does a
+timestamp a year or more apart from all the others.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ NOT_FINITE = "rows with a non-finite timestamp or value"
 NEGATIVE = "negative readings clipped to 0"
 REPEATED = "duplicate timestamps (largest reading kept)"
 RULES = (EMPTY_ID, NOT_FINITE, NEGATIVE, REPEATED)
+
+# No pause in a recorded trace lasts a year (the shared data's longest trace
+# spans 28 days): timestamps a year apart from the rest are in another unit,
+# milliseconds among seconds, or broken.
+FAR_APART_SECONDS = 365 * 86400.0
 
 
 class UsageFileError(Exception):
@@ -70,6 +76,7 @@ def load_usage(path: Path, layout: UsageFile) -> Usage:
         series[key] = (t, u)
 
     _check_full_size(path, layout.spec, series)
+    _check_timestamps(path, layout, series)
     return Usage(series, {rule: dropped[rule] for rule in RULES if dropped[rule]})
 
 
@@ -220,3 +227,49 @@ def _check_full_size(
             f"{what} of {spec.name} ({largest_plausible:g}, {spec.unit}); "
             f"is {spec.name!r} the right resource?"
         )
+
+
+def _check_timestamps(
+    path: Path, layout: UsageFile, usage: dict[str, tuple[np.ndarray, np.ndarray]]
+) -> None:
+    """Refuse timestamps a year or more apart from the file's other ones, by
+    the first line that holds one.
+
+    Replayed, such a reading moves its series' clock: one at 0 ends the
+    warm-up decades before the series' other readings, one in milliseconds
+    stretches the series over millennia and its changes per day to nothing.
+    The scorer takes either without a word.
+    """
+    if not usage:
+        return
+    t = np.sort(np.concatenate([times for times, _ in usage.values()]))
+    breaks = np.flatnonzero(np.diff(t) >= FAR_APART_SECONDS) + 1
+    if breaks.size == 0:
+        return
+
+    # The rows between two breaks are a group; the largest is the file's time.
+    edges = np.concatenate(([0], breaks, [t.size]))
+    main = int(np.argmax(np.diff(edges)))
+    first, last = float(t[edges[main]]), float(t[edges[main + 1] - 1])
+    line, key, far = _first_row_outside(path, layout, first, last)
+    raise UsageFileError(
+        f"{path}: line {line}: timestamp {far!r} (series {key!r}) is a year or "
+        f"more from the other rows, which run from {first!r} to {last!r}; "
+        "is it in milliseconds, or broken?"
+    )
+
+
+def _first_row_outside(
+    path: Path, layout: UsageFile, first: float, last: float
+) -> tuple[int, str, float]:
+    """The first kept row timed outside first..last, read again: the loaded
+    series no longer know their lines."""
+    with _open(path) as fh:
+        rows = _numbered_rows(path, fh)
+        it, js, jv = _columns(path, layout, next(rows, (1, []))[1]).values()
+        for line, row in rows:
+            key, t, v = row[js].strip(), float(row[it]), float(row[jv])
+            finite = math.isfinite(t) and math.isfinite(v)
+            if key and finite and not first <= t <= last:
+                return line, key, t
+    raise UsageFileError(f"{path}: changed while it was read")

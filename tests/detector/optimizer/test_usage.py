@@ -53,6 +53,35 @@ def test_bytes_no_memory_reaches_are_refused(tmp_path: Path, absurd: str) -> Non
         load_usage(path, RECORDED["pod_gpu_memory_used_bytes"])
 
 
+@pytest.mark.parametrize(
+    "far", ["1e20", "1662869520000", "0"], ids=["1e20", "in ms", "at 0"]
+)
+def test_a_timestamp_far_from_the_others_is_refused_by_its_line(
+    tmp_path: Path, far: str
+) -> None:
+    rows = "".join(f"{1_662_858_720 + 57 * k},c{k % 2},0.5\n" for k in range(40))
+    path = write(tmp_path, HEAD + rows + f"{far},c1,0.5\n" + rows)
+
+    with pytest.raises(UsageFileError) as caught:
+        load_usage(path, MEMORY_UTIL)
+
+    assert str(caught.value).startswith(
+        f"{path}: line 42: timestamp {float(far)!r} (series 'c1') is a year or "
+        "more from the other rows, which run from 1662858720.0 to 1662860943.0"
+    )
+
+
+def test_a_trace_longer_than_a_year_without_a_year_long_pause_is_kept(
+    tmp_path: Path,
+) -> None:
+    day = 86400
+    rows = "".join(f"{1_600_000_000 + 200 * day * k},c1,0.5\n" for k in range(6))
+
+    usage = load_usage(write(tmp_path, HEAD + rows), MEMORY_UTIL)
+
+    assert usage.series["c1"][0].size == 6
+
+
 def test_a_line_that_is_not_utf8_is_named(tmp_path: Path) -> None:
     path = tmp_path / "usage.csv"
     path.write_bytes((HEAD + ROWS).encode() + b"2280,caf\xe9,0.5\n")
