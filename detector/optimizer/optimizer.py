@@ -3,7 +3,8 @@
 Needs a range-query function (detector.prometheus.PrometheusClient.query_range)
 and a clock, both injected. The detector's loop calls run_cycle() every cycle;
 the work is done at most once per interval and the result is published as an
-OptimizerSnapshot for OptimizerCollector to show.
+OptimizerSnapshot for OptimizerCollector to show. What it logs of odd input is
+said in input_warnings.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import cast
 
-from aiops_common.once import Once
 from detector.optimizer.bounds import exported
 from detector.optimizer.config import (
     SERVICE_RESOURCES,
@@ -25,6 +25,7 @@ from detector.optimizer.config import (
 )
 from detector.optimizer.estimate import Estimate
 from detector.optimizer.fleet import Fleet
+from detector.optimizer.input_warnings import InputWarnings
 from detector.optimizer.policies import make_policy
 from detector.optimizer.power import GPU_STATES, PowerAdvice, advise_fleet
 from detector.optimizer.queries import (
@@ -35,8 +36,7 @@ from detector.optimizer.queries import (
     is_away,
     what_to_check,
 )
-from detector.optimizer.readings import Readings, gather
-from detector.optimizer.resources import largest_reading
+from detector.optimizer.readings import gather
 from detector.optimizer.snapshot import (
     LabelPairs,
     OptimizerSnapshot,
@@ -68,15 +68,10 @@ class Optimizer:
             policy, rules = make_policy(config.policy)
             self._fleets[rq.resource] = Fleet(rq.spec, policy, rules, config.max_series)
         self._errors = dict.fromkeys(STAGES, 0)
-        self._mismatches = {rq.resource: 0 for rq in config.resources}
-        # Bounded as the series sized are: a whole exporter in another unit is
-        # warned of series by series, no more than the cap would size.
-        self._mismatched = {
-            rq.resource: Once(config.max_series) for rq in config.resources
-        }
+        self._warnings = InputWarnings(
+            [rq.resource for rq in config.resources], config.max_series
+        )
         self._waiting = {rq.resource: -1 for rq in config.resources}
-        self._cleaned: set[str] = set()
-        self._collapsed: set[str] = set()
         self._last_run = -math.inf
         self._last_success = 0.0
         self._resource_states: dict[str, ResourceState] = {}
@@ -85,7 +80,7 @@ class Optimizer:
         # Replaced whole, never mutated: scrapes read it from another thread.
         self.snapshot = OptimizerSnapshot(
             errors=dict(self._errors),
-            unit_mismatches=dict(self._mismatches),
+            unit_mismatches=self._warnings.unit_mismatches,
             series_refused=self._refused(),
         )
 
@@ -100,7 +95,7 @@ class Optimizer:
 
         succeeded = self._run_stages(now)
 
-        self._warn_refused(refused_before)
+        self._warnings.refused(refused_before, self._refused())
         if succeeded:
             self._last_success = self._clock()
         self._publish(max(0.0, self._clock() - started))
@@ -147,7 +142,7 @@ class Optimizer:
             self._query_failed("stage=power", exc)
             return False
         if readings.draws.duplicates:
-            self._warn_collapsed(
+            self._warnings.collapsed(
                 "stage=power",
                 config.labels,
                 readings.draws.duplicates,
@@ -184,9 +179,9 @@ class Optimizer:
         rq = next(r for r in self._config.resources if r.resource == resource)
         spec = SERVICE_RESOURCES[resource]
         readings = gather(series, rq.labels, spec.scale, spec.unit)
-        self._report(resource, readings)
+        self._warnings.readings(resource, readings)
         if readings.duplicates:
-            self._warn_collapsed(
+            self._warnings.collapsed(
                 f"resource={resource}",
                 rq.labels,
                 readings.duplicates,
@@ -203,76 +198,8 @@ class Optimizer:
         for sizer in fleet.sizers.values():
             sizer.history.forget_before(cutoff)
 
-    def _report(self, resource: str, readings: Readings) -> None:
-        spec = SERVICE_RESOURCES[resource]
-        for key, peak in readings.over_scale:
-            self._mismatches[resource] += 1
-            # The series comes again each cycle, still in its unit: news once.
-            first = self._mismatched[resource].first(key)
-            log.log(
-                logging.WARNING if first else logging.DEBUG,
-                "unit mismatch resource=%s labels=%s max=%r largest=%r skipped=1",
-                resource,
-                dict(key),
-                peak,
-                largest_reading(spec.scale, spec.unit),
-            )
-        if readings.clipped or readings.dropped or readings.repeated:
-            # Worth knowing once (an exporter or a query gives odd values);
-            # every cycle after that it is no news.
-            level = logging.DEBUG if resource in self._cleaned else logging.INFO
-            self._cleaned.add(resource)
-            log.log(
-                level,
-                "readings cleaned as the backtest loads them resource=%s "
-                "negative_as_zero=%d non_finite_dropped=%d repeated_dropped=%d",
-                resource,
-                readings.clipped,
-                readings.dropped,
-                readings.repeated,
-            )
-
-    def _warn_collapsed(
-        self,
-        what: str,
-        labels: tuple[str, ...],
-        duplicates: list[LabelPairs],
-        where: str,
-    ) -> None:
-        # The labels are the config's: said once, every cycle would repeat it.
-        level = logging.DEBUG if what in self._collapsed else logging.WARNING
-        self._collapsed.add(what)
-        identities = len(set(duplicates))
-        log.log(
-            level,
-            "series with the same labels, sized as one by the largest at each time "
-            "%s labels=%s series=%d identities=%d; add a label that tells them "
-            "apart to %s, or aggregate them in the query",
-            what,
-            ",".join(labels),
-            len(duplicates) + identities,
-            identities,
-            where,
-        )
-
     def _refused(self) -> dict[str, int]:
         return {resource: fleet.refused for resource, fleet in self._fleets.items()}
-
-    def _warn_refused(self, before: dict[str, int]) -> None:
-        # One line a cycle for all resources: a low cap refuses many series.
-        refused = {
-            resource: count - before[resource]
-            for resource, count in self._refused().items()
-            if count > before[resource]
-        }
-        if not refused:
-            return
-        log.warning(
-            "series not sized, over the cap max_series=%d %s; "
-            "raise optimizer.max_series to size them",
-            self._config.max_series,
-            " ".join(f"{resource}={count}" for resource, count in refused.items()),
-        )
 
     # -- per resource ----------------------------------------------------
 
@@ -334,7 +261,7 @@ class Optimizer:
             power=self._power,
             gpus=dict(self._gpus),
             errors=dict(self._errors),
-            unit_mismatches=dict(self._mismatches),
+            unit_mismatches=self._warnings.unit_mismatches,
             series_refused=self._refused(),
             last_success_timestamp_seconds=self._last_success,
             cycle_duration_seconds=duration,

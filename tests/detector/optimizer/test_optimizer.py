@@ -155,7 +155,7 @@ def test_a_series_in_another_unit_is_warned_of_once_and_counted_each_cycle(
         OptimizerConfig(resources=(resource,), power=None), fake, clock
     )
 
-    with caplog.at_level("WARNING", logger="detector.optimizer.optimizer"):
+    with caplog.at_level("WARNING", logger="detector.optimizer.input_warnings"):
         run(optimizer, clock, 3)
         fake.series["sm_utilization_ratio"].append(
             ({**HOST, "gpu": "1", "uuid": "H", "command": "q"}, since(10, 50.0))
@@ -207,7 +207,7 @@ def test_readings_are_cleaned_as_the_backtest_loads_them(
     ]
     optimizer = Optimizer(memory_config(), fake, clock)
 
-    with caplog.at_level("INFO", logger="detector.optimizer.optimizer"):
+    with caplog.at_level("INFO", logger="detector.optimizer.input_warnings"):
         run(optimizer, clock, 1)
 
     sizers = optimizer._fleets["memory_bytes"].sizers
@@ -292,7 +292,7 @@ def test_series_over_the_cap_are_counted_and_warned_of_once_a_cycle(
     optimizer = Optimizer(memory_config(max_series=1), fake, clock)
     assert optimizer.snapshot.series_refused == {"memory_bytes": 0}
 
-    with caplog.at_level("WARNING", logger="detector.optimizer.optimizer"):
+    with caplog.at_level("WARNING", logger="detector.optimizer.input_warnings"):
         run(optimizer, clock, 2)
 
     assert optimizer.snapshot.series_refused == {"memory_bytes": 6}
@@ -326,7 +326,7 @@ def test_labels_that_do_not_tell_series_apart_are_warned_of_once(
     )
     optimizer = Optimizer(memory_config(resources=(by_host,)), fake, clock)
 
-    with caplog.at_level("WARNING", logger="detector.optimizer.optimizer"):
+    with caplog.at_level("WARNING", logger="detector.optimizer.input_warnings"):
         run(optimizer, clock, 2)
 
     # Sized by the largest, never below one of the series it stands for.
@@ -351,7 +351,7 @@ def test_power_labels_that_do_not_tell_gpus_apart_are_warned_of(
     config = OptimizerConfig(resources=(), power=PowerConfig(labels=("instance",)))
     optimizer = Optimizer(config, fake, clock)
 
-    with caplog.at_level("WARNING", logger="detector.optimizer.optimizer"):
+    with caplog.at_level("WARNING", logger="detector.optimizer.input_warnings"):
         run(optimizer, clock, 1)
 
     assert caplog.messages == [
