@@ -131,6 +131,10 @@ DURATION = (
     "aiops_optimizer_cycle_duration_seconds",
     "Duration of the last optimizer cycle.",
 )
+INTERVAL = (
+    "aiops_optimizer_interval_seconds",
+    "How often an optimizer cycle starts (optimizer.interval_seconds).",
+)
 
 
 class OptimizerCollector(Collector):
@@ -152,6 +156,7 @@ class OptimizerCollector(Collector):
             GPUS,
             LAST_SUCCESS,
             DURATION,
+            INTERVAL,
         ):
             yield GaugeMetricFamily(name, doc)
         for name, doc in (UNIT_MISMATCHES, SERIES_REFUSED, ERRORS):
@@ -190,6 +195,7 @@ class OptimizerCollector(Collector):
             *LAST_SUCCESS, value=snapshot.last_success_timestamp_seconds
         )
         yield GaugeMetricFamily(*DURATION, value=snapshot.cycle_duration_seconds)
+        yield GaugeMetricFamily(*INTERVAL, value=snapshot.interval_seconds)
 
 
 def _resource(state: ResourceState) -> Iterator[Metric]:

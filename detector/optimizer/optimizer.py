@@ -82,6 +82,7 @@ class Optimizer:
             errors=dict(self._errors),
             unit_mismatches=self._warnings.unit_mismatches,
             series_refused=self._refused(),
+            interval_seconds=self._config.interval_seconds,
         )
 
     def run_cycle(self) -> bool:
@@ -265,6 +266,7 @@ class Optimizer:
             series_refused=self._refused(),
             last_success_timestamp_seconds=self._last_success,
             cycle_duration_seconds=duration,
+            interval_seconds=self._config.interval_seconds,
         )
 
 

@@ -49,3 +49,5 @@ class OptimizerSnapshot:
     series_refused: Mapping[str, int] = field(default_factory=dict)
     last_success_timestamp_seconds: float = 0.0
     cycle_duration_seconds: float = 0.0
+    # How often a cycle starts, so that staleness alerts can scale with it.
+    interval_seconds: float = 0.0

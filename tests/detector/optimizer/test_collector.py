@@ -108,6 +108,7 @@ def test_health_is_there_from_the_start() -> None:
     ]
     assert samples["aiops_optimizer_last_success_timestamp_seconds"] == [({}, 0.0)]
     assert samples["aiops_optimizer_cycle_duration_seconds"] == [({}, 0.0)]
+    assert samples["aiops_optimizer_interval_seconds"] == [({}, 0.0)]
 
 
 def test_every_family_is_described() -> None:

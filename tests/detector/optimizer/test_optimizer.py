@@ -376,6 +376,17 @@ def test_work_runs_once_per_interval_and_reads_only_new_steps() -> None:
     assert usage[1][1] == usage[0][2] + usage[0][3]
 
 
+def test_the_interval_is_published_before_and_after_a_cycle() -> None:
+    # The staleness alert scales with it, so it must be there from the start.
+    fake, clock = FakeQueries(), Clock()
+    optimizer = Optimizer(memory_config(interval_seconds=900.0), fake, clock)
+    assert optimizer.snapshot.interval_seconds == 900.0
+
+    run(optimizer, clock, 1)
+
+    assert optimizer.snapshot.interval_seconds == 900.0
+
+
 def test_a_failed_query_is_counted_and_the_snapshot_kept() -> None:
     fake, clock = FakeQueries(), Clock()
     fake.series["resident_memory_bytes"] = [({**HOST, "command": "a"}, since(10, 2e9))]
