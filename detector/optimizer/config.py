@@ -152,6 +152,17 @@ def _check_duration(key: str, value: float, zero_ok: bool = False) -> None:
     check(math.isfinite(value), key, f"must be finite, got {value!r}")
 
 
+def _check_within_history(key: str, value: float) -> None:
+    # Longer than any history the client may ask for, it can never be met:
+    # said under its own name rather than as a history too short for it.
+    check(
+        value <= MAX_HISTORY_SECONDS,
+        key,
+        f"must be <= {MAX_HISTORY_SECONDS:g} (90 days, the longest history), "
+        f"got {value!r}",
+    )
+
+
 def check_history(value: float) -> None:
     """No longer than the client asks Prometheus for (the detector's own
     history and the optimizer's alike)."""
@@ -191,6 +202,7 @@ class ResourceQuery:
             )
         for key in ("step_seconds", "warmup_seconds", "period_seconds"):
             _check_duration(key, getattr(self, key))
+            _check_within_history(key, getattr(self, key))
         resource = SERVICE_RESOURCES[self.resource]
         _check_units("usage", self.usage, resource)
         _check_counters("usage", self.usage)
@@ -269,6 +281,7 @@ class PowerConfig:
         check(bool(self.labels), "labels", "at least one label is required")
         for key in ("step_seconds", "warmup_seconds", "window_seconds"):
             _check_duration(key, getattr(self, key))
+            _check_within_history(key, getattr(self, key))
         check(
             0 < self.percentile <= 1,
             "percentile",

@@ -210,6 +210,23 @@ def test_a_history_shorter_than_a_warmup_or_step_is_refused(
         from_mapping(OptimizerConfig, raw, where="optimizer")
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"resources": [{"resource": "memory_bytes", "usage": "x_bytes", "KEY": 1e308}]},
+        {"power": {"KEY": 1e308}},
+    ],
+)
+@pytest.mark.parametrize("key", ["step_seconds", "warmup_seconds"])
+def test_a_duration_beyond_any_history_is_refused_by_its_own_name(
+    raw: dict, key: str
+) -> None:
+    raw = json.loads(json.dumps(raw).replace("KEY", key))
+
+    with pytest.raises(ConfigError, match=rf"{key}: must be <= 7\.776e\+06"):
+        from_mapping(OptimizerConfig, raw, where="optimizer")
+
+
 def test_a_history_as_long_as_the_warmup_is_accepted() -> None:
     query = ResourceQuery("memory_bytes", "x_bytes", warmup_seconds=3600)
 
