@@ -19,6 +19,7 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.routing import IntegerConverter
 
 from alertmanager_webhook.config import WebhookConfig
 from alertmanager_webhook.credentials import (
@@ -40,6 +41,16 @@ Answer = Response | tuple[Response, int]
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+
+
+class RowIdConverter(IntegerConverter):
+    """`<rowid:name>`: an id no larger than SQLite's INTEGER, else not found.
+
+    A larger number would reach the store and fail there with a 500.
+    """
+
+    def __init__(self, url_map: Any) -> None:
+        super().__init__(url_map, max=2**63 - 1)
 
 
 @dataclass(frozen=True)
@@ -122,6 +133,7 @@ def create_app(
     metrics = metrics or WebhookMetrics(registry or CollectorRegistry())
 
     app = Flask(__name__)
+    app.url_map.converters["rowid"] = RowIdConverter
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
 
     def unauthorized() -> Response:
@@ -233,7 +245,7 @@ def create_app(
             actions=len(saved.actions),
         )
 
-    @app.post("/api/v1/actions/<int:action_id>/approve")
+    @app.post("/api/v1/actions/<rowid:action_id>/approve")
     def approve(action_id: int) -> Answer:
         if not auth.approvers:
             return jsonify(error="approvals through the API are off"), 403
@@ -273,15 +285,15 @@ def create_app(
             return unavailable(exc)
         return jsonify(status="success", data=records)
 
-    @app.get("/api/v1/incidents/<int:incident_id>/report.html")
+    @app.get("/api/v1/incidents/<rowid:incident_id>/report.html")
     def report_html(incident_id: int) -> Answer:
         return report(incident_id, "html")
 
-    @app.get("/api/v1/incidents/<int:incident_id>/report.md")
+    @app.get("/api/v1/incidents/<rowid:incident_id>/report.md")
     def report_markdown(incident_id: int) -> Answer:
         return report(incident_id, "md")
 
-    @app.get("/api/v1/incidents/<int:incident_id>/plot.png")
+    @app.get("/api/v1/incidents/<rowid:incident_id>/plot.png")
     def report_plot(incident_id: int) -> Answer:
         return report(incident_id, "png")
 

@@ -346,6 +346,28 @@ def test_approvals_are_off_without_approver_tokens(
     assert _approve(receiver, 1, TOKEN).status_code == 403
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/incidents/{id}/report.html",
+        "/api/v1/incidents/{id}/report.md",
+        "/api/v1/incidents/{id}/plot.png",
+    ],
+)
+def test_id_past_sqlite_integers_is_not_found(receiver: Receiver, path: str) -> None:
+    # SQLite's INTEGER stops at 2**63 - 1; a larger id raised OverflowError (500).
+    response = receiver.client.get(path.format(id=2**63), headers=AUTH)
+
+    assert response.status_code == 404
+
+
+def test_approving_an_id_past_sqlite_integers_is_not_found(make_receiver) -> None:
+    receiver = make_receiver(make_config(mode="approve"))
+
+    assert _approve(receiver, 2**63, APPROVER_TOKEN).status_code == 404
+    assert _approve(receiver, 2**63 - 1, APPROVER_TOKEN).status_code == 404
+
+
 def test_health_and_metrics_need_no_token(
     receiver: Receiver, firing: dict[str, Any]
 ) -> None:
