@@ -28,7 +28,12 @@ from aiops_common.address import parse_listen_address
 from aiops_common.config import ConfigError, load_config
 from aiops_common.logs import LEVELS, setup_logging
 from alertmanager_webhook.app import Auth, create_app
-from alertmanager_webhook.config import ENV_PREFIX, WebhookConfig, policy_mode
+from alertmanager_webhook.config import (
+    ENV_PREFIX,
+    WebhookConfig,
+    is_loopback,
+    policy_mode,
+)
 from alertmanager_webhook.jobs import Jobs
 from alertmanager_webhook.metrics import WebhookMetrics
 from alertmanager_webhook.report.content import ReportBuilder
@@ -103,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.setswitchinterval(0.001)
     if not config.has_auth:
         log.warning("no authentication: listening on loopback only")
+    warn_of_plain_http(config)
     warn_of_missing_programs(config)
 
     # One connection: the worker's moves (it runs in a process of its own,
@@ -159,6 +165,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.close(held)
     log.info("stopped")
     return 0
+
+
+def warn_of_plain_http(config: WebhookConfig) -> None:
+    """Say at start that credentials travel unencrypted beyond this host."""
+    host, _ = parse_listen_address(config.listen_address)
+    if config.tls_cert_file or is_loopback(host):
+        return
+    log.warning(
+        "no TLS beyond loopback address=%s: tokens and alerts cross the network "
+        "in clear text; set tls_cert_file and tls_key_file",
+        config.listen_address,
+    )
 
 
 def warn_of_missing_programs(config: WebhookConfig) -> None:

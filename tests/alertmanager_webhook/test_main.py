@@ -236,3 +236,36 @@ def test_a_policy_naming_a_missing_program_is_warned_of_at_start(
         "program not found or not executable policy=gone program='no-such-x'; "
         "its actions will fail until it is installed"
     ]
+
+
+@pytest.mark.parametrize(
+    ("address", "tls", "warned"),
+    [
+        ("0.0.0.0:9844", False, True),
+        (":9844", False, True),
+        ("127.0.0.1:9844", False, False),
+        ("0.0.0.0:9844", True, False),
+    ],
+)
+def test_plain_http_beyond_loopback_is_warned_of_at_start(
+    caplog: pytest.LogCaptureFixture, address: str, tls: bool, warned: bool
+) -> None:
+    from alertmanager_webhook.main import warn_of_plain_http
+
+    from .conftest import make_config
+
+    files = {"tls_cert_file": "c.pem", "tls_key_file": "k.pem"} if tls else {}
+    config = make_config(listen_address=address, **files)
+
+    with caplog.at_level("WARNING", logger="alertmanager_webhook.main"):
+        warn_of_plain_http(config)
+
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == (
+        [
+            f"no TLS beyond loopback address={address}: tokens and alerts cross "
+            "the network in clear text; set tls_cert_file and tls_key_file"
+        ]
+        if warned
+        else []
+    )
