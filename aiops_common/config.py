@@ -69,7 +69,7 @@ def from_mapping(cls: type[T], raw: Mapping[str, Any], where: str = "config") ->
 
     hints = typing.get_type_hints(cls)
     values = {
-        name: _coerce(hints[name], value, f"{where}.{name}")
+        name: _coerce_field(fields[name], hints[name], value, f"{where}.{name}")
         for name, value in raw.items()
     }
     missing = [
@@ -88,6 +88,33 @@ def from_mapping(cls: type[T], raw: Mapping[str, Any], where: str = "config") ->
         if isinstance(exc, ConfigError):
             raise ConfigError(f"{where}.{exc}") from exc
         raise ConfigError(f"{where}: {exc}") from exc
+
+
+def _coerce_field(f: dataclasses.Field, hint: Any, value: Any, key: str) -> Any:
+    try:
+        return _coerce(hint, value, key)
+    except ConfigError as exc:
+        if f.repr:
+            raise
+        # A field kept out of repr holds a secret: its error says what was
+        # expected and what kind of value came, never the value, and drops
+        # the cause that would show it in a traceback.
+        expected = str(exc).removeprefix(f"{key}: ").split(", got ")[0]
+        raise ConfigError(
+            f"{key}: {expected}, got {_yaml_kind(value)} (not shown: a secret)"
+        ) from None
+
+
+def _yaml_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    return "nothing" if value is None else f"a {type(value).__name__}"
 
 
 def check(condition: bool, key: str, message: str) -> None:
@@ -175,6 +202,7 @@ def _apply_env(
     overridden: dict[str, str] = {}
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
+    secret = {f.name for f in dataclasses.fields(cls) if not f.repr}
     for name, value in env.items():
         if not name.startswith(prefix):
             continue
@@ -189,6 +217,12 @@ def _apply_env(
                 f"environment variables {overridden[key]} and {name} both set "
                 f"key {key!r}"
             )
+        if key in secret:
+            # A token is text as written: read as YAML, digits would be a
+            # number and a stray bracket an error that quotes the secret.
+            merged[key] = value
+            overridden[key] = name
+            continue
         try:
             parsed = parse_yaml(value, name) if value != "" else ""
         except yaml.YAMLError as exc:

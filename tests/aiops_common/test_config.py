@@ -278,3 +278,32 @@ def test_two_variables_for_one_key_are_refused(tmp_path):
         "environment variables SVC_INTERVAL_SECONDS and SVC_interval_seconds "
         "both set key 'interval_seconds'"
     )
+
+
+@dataclass(frozen=True)
+class WithSecret:
+    # Kept out of repr: the loader's errors must not show it either.
+    token: str = field(default="", repr=False)
+
+
+@pytest.mark.parametrize(
+    "text", ["token: 8472910364\n", "token: [s3cr3t-x]\n", "token: {a: s3cr3t-x}\n"]
+)
+def test_a_bad_secret_in_the_file_is_named_not_shown(tmp_path, text):
+    with pytest.raises(ConfigError) as caught:
+        load_config(WithSecret, write(tmp_path, text), env={}, env_prefix="SVC_")
+
+    message = str(caught.value)
+    assert message.startswith(str(tmp_path / "svc.yml.token: expected a string, got"))
+    assert message.endswith("(not shown: a secret)")
+    assert "8472910364" not in message
+    assert "s3cr3t" not in message
+
+
+@pytest.mark.parametrize("value", ["[s3cr3t-x", "8472910364", "yes", "0x1f"])
+def test_a_secret_override_is_taken_as_written(value):
+    settings = load_config(
+        WithSecret, None, env={"SVC_TOKEN": value}, env_prefix="SVC_"
+    )
+
+    assert settings.token == value
