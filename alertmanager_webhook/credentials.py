@@ -46,6 +46,7 @@ def read_approvers(config: WebhookConfig) -> dict[str, str]:
         return {}
 
     approvers: dict[str, str] = {}
+    bearer = read_token(config)
     text = _read_secret(config.approver_tokens_file, "approver_tokens_file")
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -70,6 +71,13 @@ def read_approvers(config: WebhookConfig) -> dict[str, str]:
             token not in approvers.values(),
             "approver_tokens_file",
             f"line {number}: {name!r} has the token of another approver",
+        )
+        # Whoever delivers alerts could then approve the actions they queue.
+        check(
+            token != bearer,
+            "approver_tokens_file",
+            f"line {number}: {name!r} has the bearer token, which Alertmanager "
+            "delivers with",
         )
         approvers[name] = token
     return approvers

@@ -81,8 +81,13 @@ def test_approver_tokens_file(tmp_path: Path) -> None:
         ),
         # Approvals would be credited to one of them.
         ("alice:tok-1\nbob:tok-1\n", "line 2: 'bob' has the token of another approver"),
+        # Whoever delivers alerts could approve the actions they queue.
+        (
+            "alice:tok-1\nbob:a\n",
+            "line 2: 'bob' has the bearer token, which Alertmanager delivers with",
+        ),
     ],
-    ids=["no-name", "named-twice", "token-twice"],
+    ids=["no-name", "named-twice", "token-twice", "delivery-token"],
 )
 def test_bad_approver_lines_are_named_without_their_secrets(
     tmp_path: Path, text: str, message: str
