@@ -614,6 +614,14 @@ class Worker:
                         f"retrying in {delay:g}s",
                     },
                 )
+            log.warning(
+                "attempt failed id=%d action=%s attempt=%d reason=%r; retrying in %gs",
+                row["id"],
+                row["action"],
+                attempts,
+                str(exc),
+                delay,
+            )
             return
 
         self._metrics.apply_duration.labels(row["action"]).observe(

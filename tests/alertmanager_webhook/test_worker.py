@@ -330,6 +330,24 @@ def test_failed_action_is_retried_only_when_the_policy_says_so(make_receiver) ->
     assert recorder.applied == ["a"]
 
 
+def test_a_failed_attempt_with_a_retry_to_come_is_logged(
+    make_receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver = _build(
+        make_receiver, Recorder(failures=1), policies=[_policy(retries=1)]
+    )
+    receiver.post(_payload("a"))
+
+    with caplog.at_level("INFO", logger="alertmanager_webhook.worker"):
+        receiver.worker.drain()
+
+    [action] = receiver.actions()
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        f"attempt failed id={action['id']} action={action['action']} attempt=1 "
+        "reason='the host said no'; retrying in 5s"
+    ]
+
+
 def test_failure_without_retries_is_recorded_with_its_reason(
     make_receiver, caplog: pytest.LogCaptureFixture
 ) -> None:
