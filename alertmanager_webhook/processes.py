@@ -91,13 +91,22 @@ def iter_processes() -> Iterable[ProcessInfo]:
         )
 
 
-def own_lineage() -> frozenset[int]:
-    """This process and its ancestors: the receiver never acts on its supervisors."""
+def own_lineage(server_pid: int | None = None) -> frozenset[int]:
+    """This process and its ancestors: the receiver never acts on its supervisors.
+
+    With `server_pid`, the server's children too: its helpers, such as
+    multiprocessing's resource tracker, run as a plain `python3`.
+    """
     pids = {os.getpid()}
     try:
         pids.update(p.pid for p in psutil.Process().parents())
     except psutil.Error:
         pids.add(os.getppid())
+    if server_pid is not None:
+        try:
+            pids.update(p.pid for p in psutil.Process(server_pid).children())
+        except psutil.Error:
+            pass  # a server that is gone takes its worker with it
     return frozenset(pids)
 
 
@@ -158,7 +167,7 @@ class ProcessFinder:
         if proc.pid == KTHREADD or proc.ppid == KTHREADD:
             return "is a kernel thread"
         if proc.pid in self._own:
-            return "is this receiver or one of its parents"
+            return "is this receiver, one of its parents or helpers"
         if proc.name in self._protected:
             return f"runs {proc.name!r}, which is protected"
         if _is_own_service(proc.cmdline):

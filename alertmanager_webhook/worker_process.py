@@ -29,7 +29,7 @@ from alertmanager_webhook.config import WebhookConfig
 from alertmanager_webhook.forwarded_metrics import ForwardedMetrics, apply_updates
 from alertmanager_webhook.jobs import Jobs
 from alertmanager_webhook.metrics import WebhookMetrics
-from alertmanager_webhook.processes import ProcessFinder
+from alertmanager_webhook.processes import ProcessFinder, own_lineage
 from alertmanager_webhook.siblings import beside
 from alertmanager_webhook.store import Store, StoreError
 from alertmanager_webhook.worker import Worker
@@ -274,7 +274,10 @@ def run_worker(
 
     metrics = ForwardedMetrics()
     edges = Edges(
-        finder=ProcessFinder(protected_commands=config.protected_commands),
+        finder=ProcessFinder(
+            protected_commands=config.protected_commands,
+            own_pids=own_lineage(server_pid),
+        ),
         cgroups=Cgroups(
             config.cgroup_root,
             config.cgroup_name,

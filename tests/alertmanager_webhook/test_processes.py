@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 import psutil
 import pytest
@@ -76,7 +77,10 @@ def test_unreadable_process_list_fails() -> None:
         (ProcessInfo(1, "x", "root"), "is init"),
         (ProcessInfo(2, "kthreadd", "root", 0), "is a kernel thread"),
         (ProcessInfo(77, "kworker/0:1", "root", 2), "is a kernel thread"),
-        (ProcessInfo(500, "x", "root"), "is this receiver or one of its parents"),
+        (
+            ProcessInfo(500, "x", "root"),
+            "is this receiver, one of its parents or helpers",
+        ),
         (ProcessInfo(60, "sshd", "root"), "runs 'sshd', which is protected"),
         (
             ProcessInfo(61, "python3", "root", 1, ("python3", "-m", "exporter")),
@@ -114,3 +118,18 @@ def test_the_real_process_list_sees_this_process() -> None:
     assert me.username == psutil.Process().username()
     assert me.create_time == pytest.approx(psutil.Process().create_time())
     assert {os.getpid(), os.getppid()} <= own_lineage()
+
+
+def test_the_servers_helper_processes_count_as_its_own() -> None:
+    # As the worker sees the receiver's multiprocessing resource tracker: a
+    # `python3` child of the server that a policy on python3 must not touch.
+    helper = subprocess.Popen(["sleep", "30"])
+    try:
+        own = own_lineage(server_pid=os.getpid())
+    finally:
+        helper.kill()
+        helper.wait()
+
+    assert helper.pid in own
+    assert os.getpid() in own
+    assert helper.pid not in own_lineage()
