@@ -203,20 +203,6 @@ def test_headers_that_trickle_in_are_a_query_timeout(
     assert time.monotonic() - started < 1.5
 
 
-def test_warnings_are_logged(
-    fake_prometheus: FakePrometheus,
-    client: PrometheusClient,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    fake_prometheus.series = [({"gpu": "0"}, lambda t: 1.0)]
-    fake_prometheus.warnings = ["results truncated due to limit"]
-
-    with caplog.at_level(logging.WARNING, logger="detector.prometheus"):
-        client.query_range("up", T0, T0, 15)
-
-    assert "results truncated due to limit" in caplog.text
-
-
 def _warned(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
 

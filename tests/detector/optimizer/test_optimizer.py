@@ -119,7 +119,8 @@ def test_a_series_without_a_limit_is_counted_and_left_out_of_savings() -> None:
     assert state.savings == 0.0
 
 
-def test_a_percentage_where_a_ratio_belongs_is_skipped_and_counted() -> None:
+def percent_where_a_ratio_belongs() -> tuple[FakeQueries, Clock, Optimizer]:
+    """A GPU time share read as percent (40.0) where a 0-1 ratio is sized."""
     fake, clock = FakeQueries(), Clock()
     fake.series["sm_utilization_ratio"] = [
         ({**HOST, "gpu": "0", "uuid": "G", "command": "p"}, since(10, 40.0))
@@ -129,9 +130,12 @@ def test_a_percentage_where_a_ratio_belongs_is_skipped_and_counted() -> None:
         "aiops_gpu_process_sm_utilization_ratio",
         labels=("instance", "gpu", "uuid", "command"),
     )
-    optimizer = Optimizer(
-        OptimizerConfig(resources=(resource,), power=None), fake, clock
-    )
+    config = OptimizerConfig(resources=(resource,), power=None)
+    return fake, clock, Optimizer(config, fake, clock)
+
+
+def test_a_percentage_where_a_ratio_belongs_is_skipped_and_counted() -> None:
+    _, clock, optimizer = percent_where_a_ratio_belongs()
 
     run(optimizer, clock, 1)
 
@@ -142,18 +146,7 @@ def test_a_percentage_where_a_ratio_belongs_is_skipped_and_counted() -> None:
 def test_a_series_in_another_unit_is_warned_of_once_and_counted_each_cycle(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    fake, clock = FakeQueries(), Clock()
-    fake.series["sm_utilization_ratio"] = [
-        ({**HOST, "gpu": "0", "uuid": "G", "command": "p"}, since(10, 40.0))
-    ]
-    resource = ResourceQuery(
-        "gpu_time_ratio",
-        "aiops_gpu_process_sm_utilization_ratio",
-        labels=("instance", "gpu", "uuid", "command"),
-    )
-    optimizer = Optimizer(
-        OptimizerConfig(resources=(resource,), power=None), fake, clock
-    )
+    fake, clock, optimizer = percent_where_a_ratio_belongs()
 
     with caplog.at_level("WARNING", logger="detector.optimizer.input_warnings"):
         run(optimizer, clock, 3)
