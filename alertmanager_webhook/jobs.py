@@ -14,8 +14,16 @@ from typing import Any
 
 from alertmanager_webhook.store import Store
 
-# Changes to a limit: what the cooldown, the cap and the blast radius count.
-CHANGING = "('running', 'applied')"
+# What the reason of an action a crash interrupted after it began starts with
+# (worker.py): whether it changed its target is not known.
+OUTCOME_UNKNOWN = "interrupted by a restart; outcome unknown"
+# Changes to a limit: what the cooldown and the blast radius count. An action
+# of unknown outcome counts as if it had changed its target: they are safety
+# limits, and it may well have. (The prefix holds no LIKE wildcard.)
+CHANGING = (
+    "(result IN ('running', 'applied')"
+    f" OR (result = 'failed' AND reason LIKE '{OUTCOME_UNKNOWN}%'))"
+)
 
 
 class ApprovalError(Exception):
@@ -106,7 +114,7 @@ class Jobs:
     def last_change(self, action: str, target: str, exclude: int) -> float | None:
         rows = self.store.query(
             "SELECT max(started_unix) FROM actions WHERE kind = 'act' AND action = ?"
-            f" AND target = ? AND id != ? AND result IN {CHANGING}",
+            f" AND target = ? AND id != ? AND {CHANGING}",
             [action, target, exclude],
         )
         return rows[0][0]
@@ -129,7 +137,7 @@ class Jobs:
     def changed_since(self, target: str, since: float) -> bool:
         rows = self.store.query(
             "SELECT 1 FROM actions WHERE kind = 'act' AND target = ?"
-            f" AND result IN {CHANGING} AND started_unix >= ? LIMIT 1",
+            f" AND {CHANGING} AND started_unix >= ? LIMIT 1",
             [target, since],
         )
         return bool(rows)
@@ -154,7 +162,7 @@ class Jobs:
         rows = self.store.query(
             "SELECT count(*) FROM (SELECT DISTINCT target FROM actions"
             " INDEXED BY actions_by_start WHERE started_unix >= ? AND kind = 'act'"
-            f" AND result IN {CHANGING} LIMIT ?)",
+            f" AND {CHANGING} LIMIT ?)",
             [since, enough],
         )
         return rows[0][0]

@@ -9,9 +9,10 @@ run twice.
 
 The journal is the folder `<database>.started` beside the database, one
 file per action that has begun and whose end is not yet recorded, named by
-its id. It holds the action's target, plan and attempt, and a program's pid
-and start time once it runs, so that a program that outlived a crash is
-waited for (survivors.py), even before the action's row named its target.
+its id. It holds the action's target, plan, attempt and start, and a
+program's pid and start time once it runs, so that a program that outlived a
+crash is waited for (survivors.py), even before the action's row named its
+target, and counts toward the limits from when it began.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ class Began:
     # Which attempt began: a mark no later than the attempts its row records
     # is one whose end was recorded (a retry) before it could be spent.
     attempt: int = 0
+    # When the attempt was admitted, as its row will say once its end is
+    # recorded: the cooldown and the blast radius count from then.
+    began_unix: float = 0.0
 
     def __call__(self) -> None:
         _write(self.path, self._named())
@@ -74,7 +78,12 @@ class Began:
             pass
 
     def _named(self) -> dict[str, object]:
-        return {"target": self.target, "plan": self.plan, "attempt": self.attempt}
+        return {
+            "target": self.target,
+            "plan": self.plan,
+            "attempt": self.attempt,
+            "began_unix": self.began_unix,
+        }
 
     def _replace(self, content: dict[str, object]) -> None:
         # Written beside it and renamed over it: rewritten in place, the mark
@@ -152,14 +161,21 @@ class StartJournal:
         self._made = True
 
     def mark(
-        self, action_id: int, target: str = "", plan: str = "", attempt: int = 0
+        self,
+        action_id: int,
+        target: str = "",
+        plan: str = "",
+        attempt: int = 0,
+        began_unix: float = 0.0,
     ) -> Began:
         """The mark to make when attempt `attempt` of an action begins."""
         if not self._made:
             # A worker driven inline, with no recovery first, has none yet.
             os.makedirs(self.path, 0o700, exist_ok=True)
             self._made = True
-        return Began(self._mark_path(action_id), self._fsync, target, plan, attempt)
+        return Began(
+            self._mark_path(action_id), self._fsync, target, plan, attempt, began_unix
+        )
 
     def program(self, action_id: int) -> tuple[int, float] | None:
         """The pid and start time a mark holds; None if it holds none."""
@@ -177,6 +193,19 @@ class StartJournal:
             target if isinstance(target, str) else "",
             plan if isinstance(plan, str) else "",
         )
+
+    def began_at(self, action_id: int) -> float | None:
+        """When the attempt was admitted; else, its program's start.
+
+        The admission's time is read from the worker's clock, as its row's
+        would be; an older receiver's mark names only its program's. None
+        for a mark that says neither.
+        """
+        began = self._read(action_id).get("began_unix")
+        if isinstance(began, int | float) and not isinstance(began, bool) and began > 0:
+            return float(began)
+        program = self.program(action_id)
+        return None if program is None else program[1]
 
     def attempt(self, action_id: int) -> int | None:
         """The attempt a mark says began; None if it does not say."""

@@ -28,7 +28,7 @@ from alertmanager_webhook.actuators.base import Actuator, ActuatorError
 from alertmanager_webhook.admissions import Admissions, Admitted
 from alertmanager_webhook.config import PolicyConfig, WebhookConfig
 from alertmanager_webhook.forwarded_metrics import ForwardedMetrics
-from alertmanager_webhook.jobs import Jobs
+from alertmanager_webhook.jobs import OUTCOME_UNKNOWN, Jobs
 from alertmanager_webhook.metrics import WebhookMetrics
 from alertmanager_webhook.recommend import Recommender
 from alertmanager_webhook.start_journal import StartJournal
@@ -239,15 +239,18 @@ class Worker:
             fields["attempts"] = row["attempts"] + 1
             target, plan = self._journal.named(row["id"])
             fields.update({"target": target, "plan": plan} if target else {})
-            program = self._journal.program(row["id"])
-            if program is not None:
-                fields["started_unix"] = program[1]
+            # It counts toward the cooldown and the blast radius (jobs.py)
+            # from when it began. A mark that does not say when (an older
+            # receiver's) counts from the restart: later than it began, so
+            # it never leaves a window early.
+            began = self._journal.began_at(row["id"])
+            fields["started_unix"] = self._clock() if began is None else began
         self._finish(
             row,
             "failed",
             expect,
-            reason="interrupted by a restart; outcome unknown, not run again "
-            "because the action is not idempotent",
+            reason=f"{OUTCOME_UNKNOWN}, not run again because the action is "
+            "not idempotent",
             **fields,
         )
         log.warning(
@@ -590,7 +593,13 @@ class Worker:
         try:
             if watched:
                 plan = admitted.fields.get("plan", row["plan"])
-                began = self._journal.mark(row["id"], attempt.target, plan, attempts)
+                began = self._journal.mark(
+                    row["id"],
+                    attempt.target,
+                    plan,
+                    attempts,
+                    admitted.fields["started_unix"],
+                )
                 outcome = attempt.actuator.apply(spec, began)
             else:
                 outcome = attempt.actuator.apply(spec)

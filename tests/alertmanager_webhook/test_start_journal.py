@@ -148,6 +148,21 @@ def test_a_mark_is_replaced_whole_when_its_program_is_recorded(
     assert journal.named(8) == ("host a", "poke host a")
 
 
+def test_a_mark_says_when_its_attempt_began(tmp_path: Path) -> None:
+    # After a crash the attempt counts toward the limits from then.
+    journal, folder = _opened(tmp_path)
+    mark = journal.mark(8, "host a", "poke host a", attempt=1, began_unix=1000.0)
+    mark()
+    mark.record(os.getpid())
+    assert journal.began_at(8) == 1000.0
+
+    # An older receiver's marks: its program's start, or nothing.
+    (folder / "9").write_text('{"pid": 4211, "started": 900.5, "attempt": 1}\n')
+    (folder / "10").write_text('{"target": "host a", "attempt": 1}\n')
+    assert journal.began_at(9) == 900.5
+    assert journal.began_at(10) is None
+
+
 def test_a_rewrite_cut_short_by_a_crash_leaves_the_journal_trusted(
     tmp_path: Path,
 ) -> None:
