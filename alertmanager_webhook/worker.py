@@ -275,8 +275,13 @@ class Worker:
         policy = self._policies.get(row["policy"])
         timeout = policy.timeout_seconds if policy is not None else 0.0
         left = (row["started_unix"] or 0.0) + timeout - self._clock()
+        # Only a record of unknown outcome is final, and told how the program
+        # ended: an action whose retry is to come is still on its way.
+        final = row["result"] == "failed" and row["reason"].startswith(OUTCOME_UNKNOWN)
 
-        def gone() -> None:
+        def gone(killed: bool | None) -> None:
+            if final and killed is not None:
+                self._record_survivor_end(row, killed, timeout)
             self._journal.settle(row["id"])
             self._let_target_go(target)
 
@@ -298,6 +303,37 @@ class Worker:
             max(0.0, left),
         )
         return True
+
+    def _record_survivor_end(self, row: Row, killed: bool, timeout: float) -> None:
+        """Add to the record of an action of unknown outcome how its program ended.
+
+        Its outcome stays unknown, and the action counts as a change still:
+        a program that ended by itself may have failed, and one killed at its
+        timeout may have changed its target first. It is never run again.
+        """
+        started = row["started_unix"]
+        ran = None if started is None else self._clock() - started
+        ending = survivors.ending(killed, ran, timeout)
+        try:
+            self._jobs.move(row["id"], ("failed",), reason=f"{row['reason']}; {ending}")
+        except Exception as exc:  # noqa: BLE001 (the write, local or through the pipe)
+            # The survivor's thread is a boundary of its own: the target is
+            # let go all the same; only this note is lost.
+            self._metrics.worker_errors.labels("store").inc()
+            log.error(
+                "cannot record how an interrupted action's program ended id=%d err=%s",
+                row["id"],
+                exc,
+            )
+            return
+        log.log(
+            logging.WARNING if killed else logging.INFO,
+            "program of interrupted action ended id=%d target=%r killed=%s; "
+            "outcome still unknown",
+            row["id"],
+            row["target"],
+            killed,
+        )
 
     def _requeue(self, row: Row, reason: str) -> None:
         previous = "approved" if row["approved_by"] else "queued"

@@ -180,6 +180,6 @@ def test_a_pid_whose_process_has_gone_or_changed_is_not_watched() -> None:
     start = psutil.Process(pid).create_time()
     seen: list[int] = []
 
-    assert survivors.watch(pid, start + 1, 1.0, lambda: seen.append(1)) is None
-    assert survivors.watch(2**22 + 1, start, 1.0, lambda: seen.append(1)) is None
+    assert survivors.watch(pid, start + 1, 1.0, lambda _: seen.append(1)) is None
+    assert survivors.watch(2**22 + 1, start, 1.0, lambda _: seen.append(1)) is None
     assert seen == []

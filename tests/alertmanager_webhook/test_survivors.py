@@ -19,6 +19,7 @@ from alertmanager_webhook.config import WebhookConfig
 from alertmanager_webhook.jobs import Jobs
 from alertmanager_webhook.metrics import WebhookMetrics
 from alertmanager_webhook.start_journal import Began, StartJournal
+from alertmanager_webhook.store import StoreError
 from alertmanager_webhook.worker import Worker
 
 from .conftest import FakeClock, Receiver, make_config
@@ -112,6 +113,18 @@ def _run_ignoring_its_end(argv: list[str], began: Began) -> None:
         pass
 
 
+class _LetGo:
+    """A survivor's `gone`: whether it was called, and what it was told."""
+
+    def __init__(self) -> None:
+        self.called = threading.Event()
+        self.killed: bool | None = None
+
+    def __call__(self, killed: bool | None) -> None:
+        self.killed = killed
+        self.called.set()
+
+
 def _runs(path: Path) -> list[tuple[str, float]]:
     return [
         (w, float(t))
@@ -133,6 +146,56 @@ def test_a_new_action_on_the_target_waits_for_the_survivor_to_end(
     assert [w for w, _ in _runs(runs)] == ["start", "end", "start", "end"]
     first, second = receiver.actions()
     assert first["reason"].startswith("interrupted by a restart; outcome unknown")
+    assert second["result"] == "applied"
+
+
+def test_how_a_survivor_ended_is_recorded_and_it_still_counts_as_a_change(
+    make_receiver, tmp_path: Path, clock: FakeClock
+) -> None:
+    receiver, restarted, program, runs = _crash_while_a_program_runs(
+        make_receiver, tmp_path, clock, sleep=0.5, timeout=30.0
+    )
+
+    restarted.stop(timeout=10)  # waits for the survivor's watch to end
+    program.join()
+
+    [action] = receiver.actions()
+    assert action["result"] == "failed"
+    assert action["reason"] == (
+        "interrupted by a restart; outcome unknown, not run again because the "
+        "action is not idempotent; its program's process group ran on after "
+        "the restart and ended by itself, 0s after it began; its exit status "
+        "is not known, as only the receiver that started the program could "
+        "have learnt it"
+    )
+    assert [w for w, _ in _runs(runs)] == ["start", "end"]  # never run again
+    assert receiver.store.verify().ok  # the note has its audit record
+    jobs = Jobs(receiver.store)
+    assert jobs.last_change("command", action["target"], 0) == clock()
+
+
+def test_a_survivor_whose_end_cannot_be_recorded_still_lets_its_target_go(
+    make_receiver, tmp_path: Path, clock: FakeClock
+) -> None:
+    receiver, restarted, program, runs = _crash_while_a_program_runs(
+        make_receiver, tmp_path, clock, sleep=0.5, timeout=30.0
+    )
+    moves = restarted._jobs.move
+
+    def failing_note(action_id, expect, **fields):
+        if expect == ("failed",):
+            raise StoreError("disk I/O error")
+        return moves(action_id, expect, **fields)
+
+    restarted._jobs.move = failing_note  # type: ignore[method-assign]
+    receiver.post(_payload("b"))
+    restarted.drain()
+    program.join()
+
+    first, second = receiver.actions()
+    assert first["reason"].endswith(
+        "not run again because the action is not idempotent"
+    )
     assert second["result"] == "applied"
 
 
@@ -176,7 +239,12 @@ def test_a_survivor_is_killed_at_its_timeout_and_the_target_let_go(
     assert time.monotonic() - began < 10
     # Both killed at their timeout, one after the other, neither ending itself.
     assert [w for w, _ in _runs(runs)] == ["start", "start"]
-    assert receiver.actions()[1]["reason"].endswith("timed out after 1s")
+    first, second = receiver.actions()
+    assert first["reason"].endswith(
+        "; its program's process group ran on after the restart until its "
+        "timeout of 1s, which killed it"
+    )
+    assert second["reason"].endswith("timed out after 1s")
 
 
 def test_a_stop_still_ends_a_survivor_at_its_timeout(
@@ -231,15 +299,16 @@ def test_what_a_survivor_left_running_keeps_its_target_until_its_timeout(
         ],
         start_new_session=True,
     )
-    let_go = threading.Event()
+    let_go = _LetGo()
     started = psutil.Process(program.pid).create_time()
 
-    assert survivors.watch(program.pid, started, 1.5, let_go.set) is not None
+    assert survivors.watch(program.pid, started, 1.5, let_go) is not None
     program.wait()  # the worker that would have reaped it is gone
-    held_after_its_end = not let_go.wait(0.8)
+    held_after_its_end = not let_go.called.wait(0.8)
 
     assert held_after_its_end
-    assert let_go.wait(5.0)
+    assert let_go.called.wait(5.0)
+    assert let_go.killed
     assert _ends_soon(int(pid_file.read_text()))
 
 
@@ -255,11 +324,12 @@ def test_what_a_survivor_left_running_is_held_after_the_program_is_gone(
     )
     started = psutil.Process(program.pid).create_time()
     program.wait()
-    let_go = threading.Event()
+    let_go = _LetGo()
 
-    assert survivors.watch(program.pid, started, 1.0, let_go.set) is not None
-    held = not let_go.wait(0.6)
+    assert survivors.watch(program.pid, started, 1.0, let_go) is not None
+    held = not let_go.called.wait(0.6)
 
     assert held
-    assert let_go.wait(5.0)
+    assert let_go.called.wait(5.0)
+    assert let_go.killed
     assert _ended(int(pid_file.read_text()))
