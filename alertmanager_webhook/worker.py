@@ -29,6 +29,7 @@ from alertmanager_webhook.admissions import Admissions, Admitted
 from alertmanager_webhook.config import PolicyConfig, WebhookConfig
 from alertmanager_webhook.forwarded_metrics import ForwardedMetrics
 from alertmanager_webhook.jobs import OUTCOME_UNKNOWN, Jobs
+from alertmanager_webhook.limits import Limits
 from alertmanager_webhook.metrics import WebhookMetrics
 from alertmanager_webhook.recommend import Recommender
 from alertmanager_webhook.start_journal import StartJournal
@@ -145,6 +146,7 @@ class Worker:
         # The limit checks and the admission are one step, so that two
         # threads cannot both pass a cap that has room for one.
         self._admitting = threading.Lock()
+        self._limits = Limits(config, jobs, clock)
         self._admissions = Admissions(
             self._jobs.move, marked=lambda: self._publish_depth(force=True)
         )
@@ -586,10 +588,11 @@ class Worker:
     def _gated_apply(self, attempt: _Attempt, planned: Mapping[str, Any]) -> None:
         row, policy = attempt.row, attempt.policy
         with self._admitting, self._admissions.unmarked() as unmarked:
-            refusal = self._limit(row, policy, attempt.target, unmarked)
-            if refusal:
+            under_way = [a.target for a in unmarked]
+            held = self._limits.holding(row, policy, attempt.target, under_way)
+            if held is not None:
                 self._finish(
-                    row, "skipped", (attempt.before,), reason=refusal, **planned
+                    row, "skipped", (attempt.before,), reason=held.reason, **planned
                 )
                 return
             # Written with the action's end, or its mark as running if it
@@ -696,43 +699,6 @@ class Worker:
             f"; approve with: {shlex.quote(AIOPS)} approve {row['id']} "
             f"--database {database}"
         )
-
-    def _limit(
-        self, row: Row, policy: PolicyConfig, target: str, unmarked: list[Admitted]
-    ) -> str:
-        """Say why the cooldown, the cap or the blast radius holds this back.
-
-        `unmarked` are actions under way that the database does not show yet.
-        """
-        now = self._clock()
-        last = self._jobs.last_change(row["action"], target, row["id"])
-        if last is not None and now - last < policy.cooldown_seconds:
-            return (
-                f"cooldown: {target} was changed {now - last:.0f}s ago, "
-                f"cooldown {policy.cooldown_seconds:g}s"
-            )
-
-        active = self._jobs.in_force() + len(unmarked)
-        if active >= self._config.max_active_actions:
-            return (
-                f"cap: {active} changes in force, at most "
-                f"{self._config.max_active_actions}"
-            )
-
-        window = self._config.blast_radius_window_seconds
-        most = self._config.blast_radius_targets
-        since = now - window
-        if self._jobs.changed_since(target, since):
-            return ""  # a target changed already adds nothing to the radius
-        under_way = {a.target for a in unmarked} - {target}
-        # Those under way and not also changed earlier in the window.
-        more = sum(1 for t in under_way if not self._jobs.changed_since(t, since))
-        if more >= most or self._jobs.targets_reach(since, most - more):
-            return (
-                f"blast radius: {most} targets changed in the last "
-                f"{window:g}s, at most {most}"
-            )
-        return ""
 
     def _restore(self, row: Row) -> None:
         original = self._jobs.get(row["restores"])

@@ -1,0 +1,72 @@
+"""The limits an action must pass before it changes a target.
+
+The cooldown per target, the cap on changes in force and the blast radius,
+read from the changes the database records (jobs.py) and from those under
+way that it does not show yet (admissions.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from sqlite3 import Row
+
+from alertmanager_webhook.config import PolicyConfig, WebhookConfig
+from alertmanager_webhook.jobs import Jobs
+
+
+@dataclass(frozen=True)
+class Held:
+    """The limit that holds an action back, and why, in words for its record."""
+
+    limit: str
+    reason: str
+
+
+class Limits:
+    """Asks whether the cooldown, the cap or the blast radius holds an action back."""
+
+    def __init__(
+        self, config: WebhookConfig, jobs: Jobs, clock: Callable[[], float]
+    ) -> None:
+        self._config = config
+        self._jobs = jobs
+        self._clock = clock
+
+    def holding(
+        self, row: Row, policy: PolicyConfig, target: str, under_way: Sequence[str]
+    ) -> Held | None:
+        """The limit that holds the action back from `target`; None if none does.
+
+        `under_way` are the targets of actions admitted that the database
+        does not show yet.
+        """
+        now = self._clock()
+        last = self._jobs.last_change(row["action"], target, row["id"])
+        if last is not None and now - last < policy.cooldown_seconds:
+            return Held(
+                "cooldown",
+                f"cooldown: {target} was changed {now - last:.0f}s ago, "
+                f"cooldown {policy.cooldown_seconds:g}s",
+            )
+
+        active = self._jobs.in_force() + len(under_way)
+        most_active = self._config.max_active_actions
+        if active >= most_active:
+            return Held("cap", f"cap: {active} changes in force, at most {most_active}")
+
+        window = self._config.blast_radius_window_seconds
+        most = self._config.blast_radius_targets
+        since = now - window
+        if self._jobs.changed_since(target, since):
+            return None  # a target changed already adds nothing to the radius
+        others = set(under_way) - {target}
+        # Those under way and not also changed earlier in the window.
+        more = sum(1 for t in others if not self._jobs.changed_since(t, since))
+        if more >= most or self._jobs.targets_reach(since, most - more):
+            return Held(
+                "blast_radius",
+                f"blast radius: {most} targets changed in the last "
+                f"{window:g}s, at most {most}",
+            )
+        return None
