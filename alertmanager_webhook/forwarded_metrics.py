@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 # What the worker's process updates on the server's metrics, and how.
 FORWARDED = {
     "actions": "inc",
+    "dry_run_held_back": "inc",
     "restores": "inc",
     "worker_errors": "inc",
     "queue_depth": "set",

@@ -24,6 +24,14 @@ CHANGING = (
     "(result IN ('running', 'applied')"
     f" OR (result = 'failed' AND reason LIKE '{OUTCOME_UNKNOWN}%'))"
 )
+# What a dry run's preview of the limits counts too: its plans that apply
+# would have run, which carry the time apply would have started them
+# (worker.py). No limit of a real change counts them.
+WOULD_CHANGE = f"({CHANGING} OR (result = 'planned' AND started_unix IS NOT NULL))"
+
+
+def _changes(preview: bool) -> str:
+    return WOULD_CHANGE if preview else CHANGING
 
 
 class ApprovalError(Exception):
@@ -111,10 +119,12 @@ class Jobs:
                 f"action {action_id} is {row['result']}, not pending approval", 409
             )
 
-    def last_change(self, action: str, target: str, exclude: int) -> float | None:
+    def last_change(
+        self, action: str, target: str, exclude: int, preview: bool = False
+    ) -> float | None:
         rows = self.store.query(
             "SELECT max(started_unix) FROM actions WHERE kind = 'act' AND action = ?"
-            f" AND target = ? AND id != ? AND {CHANGING}",
+            f" AND target = ? AND id != ? AND {_changes(preview)}",
             [action, target, exclude],
         )
         return rows[0][0]
@@ -134,15 +144,15 @@ class Jobs:
         )
         return rows[0][0]
 
-    def changed_since(self, target: str, since: float) -> bool:
+    def changed_since(self, target: str, since: float, preview: bool = False) -> bool:
         rows = self.store.query(
             "SELECT 1 FROM actions WHERE kind = 'act' AND target = ?"
-            f" AND {CHANGING} AND started_unix >= ? LIMIT 1",
+            f" AND {_changes(preview)} AND started_unix >= ? LIMIT 1",
             [target, since],
         )
         return bool(rows)
 
-    def targets_reach(self, since: float, most: int) -> bool:
+    def targets_reach(self, since: float, most: int, preview: bool = False) -> bool:
         """Whether `most` distinct targets were changed since `since`."""
         # Fewer actions started in the window than `most` cannot have changed
         # `most` targets. Their count reads the start-time index alone; the
@@ -153,16 +163,20 @@ class Jobs:
             " WHERE started_unix >= ? LIMIT ?)",
             [since, most],
         )
-        return started[0][0] >= most and self._count_targets_since(since, most) >= most
+        if started[0][0] < most:
+            return False
+        return self._count_targets_since(since, most, preview) >= most
 
-    def _count_targets_since(self, since: float, enough: int) -> int:
+    def _count_targets_since(
+        self, since: float, enough: int, preview: bool = False
+    ) -> int:
         """Distinct targets changed since `since`, counted up to `enough`."""
         # Through the window's start times: by result it would read every
         # applied action ever recorded (see in_force).
         rows = self.store.query(
             "SELECT count(*) FROM (SELECT DISTINCT target FROM actions"
             " INDEXED BY actions_by_start WHERE started_unix >= ? AND kind = 'act'"
-            f" AND {CHANGING} LIMIT ?)",
+            f" AND {_changes(preview)} LIMIT ?)",
             [since, enough],
         )
         return rows[0][0]

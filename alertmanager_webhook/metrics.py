@@ -24,6 +24,8 @@ ACTION_RESULTS = (
 )
 RESTORE_RESULTS = ("applied", "skipped", "failed")
 QUEUE_STATES = ("queued", "approved", "pending", "running")
+# The limits that hold an action back (limits.py).
+LIMITS = ("cooldown", "cap", "blast_radius")
 # process: the worker's own process died or could not be started.
 WORKER_STAGES = ("plan", "apply", "restore", "store", "process")
 
@@ -111,6 +113,13 @@ class WebhookMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.dry_run_held_back = Counter(
+            "aiops_webhook_dry_run_held_back_total",
+            "Dry-run plans that apply would have skipped, by action and the "
+            "limit that would have held them back: cooldown, cap or blast_radius.",
+            ["action", "limit"],
+            registry=registry,
+        )
         self.apply_duration = Histogram(
             "aiops_webhook_apply_duration_seconds",
             "Time an actuator took to apply or restore, by action.",
@@ -147,3 +156,5 @@ class WebhookMetrics:
                 self.actions.labels(action, mode, result)
             for result in RESTORE_RESULTS:
                 self.restores.labels(action, result)
+            for limit in LIMITS if mode == "dry-run" else ():
+                self.dry_run_held_back.labels(action, limit)

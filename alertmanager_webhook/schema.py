@@ -12,7 +12,9 @@ SCHEMA_VERSION = 2
 # queued: waiting for the worker, or being applied for less than a second
 # (admissions.py); pending: waiting for a person; approved: waiting for the
 # worker after approval, or as queued; running: being applied for longer (a
-# crash leaves it so); the others are final.
+# crash leaves it so); the others are final. A dry run's plan (planned) has
+# a started_unix only if apply would have run it: when apply would have
+# started it, which the next plans' preview of the limits counts (limits.py).
 RESULTS = (
     "queued",
     "planned",

@@ -561,12 +561,43 @@ class Worker:
         if plan.result != "planned":
             self._finish(row, plan.result, target=plan.target, plan=text)
         elif row["mode"] == "dry-run":
-            self._finish(row, "planned", target=plan.target, plan=text, spec=plan.spec)
+            self._preview(row, policy, plan.target, text, plan.spec)
         elif row["mode"] == "approve":
             self._finish(row, "pending", target=plan.target, plan=text, spec=plan.spec)
         else:
             planned = {"target": plan.target, "plan": text, "spec": dict(plan.spec)}
             self._apply(row, plan.target, plan.spec, planned)
+
+    def _preview(
+        self,
+        row: Row,
+        policy: PolicyConfig,
+        target: str,
+        text: str,
+        spec: Mapping[str, Any],
+    ) -> None:
+        """Record a dry run's plan, saying whether apply's limits would hold it back.
+
+        A plan apply would have run carries the time it would have started
+        it, so that the next plans' previews count it (jobs.py); the limits
+        of real changes never do.
+        """
+        fields: dict[str, Any] = {"target": target, "plan": text, "spec": spec}
+        # Written under the lock, as an admission is made: two threads must
+        # not both find room for one more.
+        with self._admitting, self._admissions.unmarked() as unmarked:
+            under_way = [a.target for a in unmarked]
+            held = self._limits.holding(row, policy, target, under_way, preview=True)
+            if held is None:
+                fields["started_unix"] = self._clock()
+                fields["reason"] = (
+                    "apply would run it: no cooldown, cap or blast radius holds it back"
+                )
+            else:
+                fields["reason"] = f"apply would skip it: {held.reason}"
+            recorded = self._finish(row, "planned", **fields)
+        if recorded and held is not None:
+            self._metrics.dry_run_held_back.labels(row["action"], held.limit).inc()
 
     def _apply(
         self,
@@ -755,12 +786,13 @@ class Worker:
         result: str,
         expect: tuple[str, ...] = ("queued",),
         **fields: Any,
-    ) -> None:
+    ) -> bool:
+        """Record the action's result; False if it had moved on meanwhile."""
         now = self._clock()
         if result != "pending":
             fields["finished_unix"] = now
         if not self._jobs.move(row["id"], expect, result=result, **fields):
-            return
+            return False
         if result in ("failed", "refused", "skipped"):
             # What did not happen, and why: the operator reads it here first.
             log.log(
@@ -773,8 +805,8 @@ class Worker:
                 fields.get("reason") or fields.get("plan", ""),
             )
         elif result in ("planned", "pending"):
-            # What a person may want to act on: a dry run's plan, or an
-            # action that waits for an approval.
+            # What a person may want to act on: a dry run's plan and whether
+            # apply would run it, or an action that waits for an approval.
             log.info(
                 "%s %s id=%d action=%s plan=%r%s",
                 row["kind"],
@@ -782,13 +814,16 @@ class Worker:
                 row["id"],
                 row["action"],
                 fields.get("plan", ""),
-                self._approve_hint(row) if result == "pending" else "",
+                self._approve_hint(row)
+                if result == "pending"
+                else f" reason={fields.get('reason', '')!r}",
             )
         if row["kind"] == "restore":
             self._metrics.restores.labels(row["action"], result).inc()
-            return
+            return True
         self._metrics.actions.labels(row["action"], row["mode"], result).inc()
         if result != "pending":
             self._metrics.action_latency.labels(row["action"]).observe(
                 max(0.0, now - row["received_unix"])
             )
+        return True

@@ -179,9 +179,11 @@ def make_receiver(
         actuators: Mapping[str, Actuator] | None = None,
         auth: Auth | None = None,
         recommender: Recommender | None = None,
+        # One of its own for a second receiver on the same database.
+        own_registry: CollectorRegistry | None = None,
     ) -> Receiver:
         config = config or make_config()
-        metrics = WebhookMetrics(registry)
+        metrics = WebhookMetrics(own_registry or registry)
         worker = Worker(
             config,
             Jobs(store),
@@ -194,7 +196,9 @@ def make_receiver(
         app = create_app(
             config, store, auth=auth, notify=worker.notify, metrics=metrics
         )
-        return Receiver(app.test_client(), worker, store, registry, clock)
+        return Receiver(
+            app.test_client(), worker, store, own_registry or registry, clock
+        )
 
     return build
 

@@ -1,7 +1,8 @@
-"""The cooldown and the blast radius count what may have changed a target."""
+"""The limits count what may have changed a target; a dry run previews them."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -9,11 +10,13 @@ from prometheus_client import CollectorRegistry
 
 from alertmanager_webhook.actuators.base import Outcome
 from alertmanager_webhook.jobs import Jobs
-from alertmanager_webhook.metrics import WebhookMetrics
+from alertmanager_webhook.metrics import LIMITS, WebhookMetrics
 from alertmanager_webhook.worker import Worker
 
 from .conftest import Receiver, make_config
-from .test_worker import Recorder, _payload, _policy
+from .test_worker import Recorder, _build, _payload, _policy
+
+WOULD_RUN = "apply would run it: no cooldown, cap or blast radius holds it back"
 
 
 class _DiesAfterItBegan(Recorder):
@@ -110,3 +113,148 @@ def test_an_action_of_unknown_outcome_starts_its_targets_cooldown(
     assert held["reason"] == "cooldown: host a was changed 30s ago, cooldown 60s"
     assert applied["result"] == "applied"
     assert recorder.applied == ["a"]
+
+
+def _previews(receiver: Receiver) -> list[tuple[str, str, str]]:
+    return [(a["target"], a["result"], a["reason"]) for a in receiver.actions()]
+
+
+def test_a_dry_run_says_which_plans_the_blast_radius_would_hold_back(
+    make_receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder = Recorder()
+    receiver = _build(
+        make_receiver,
+        recorder,
+        mode="dry-run",
+        blast_radius_targets=2,
+        blast_radius_window_seconds=600,
+    )
+
+    with caplog.at_level(logging.INFO, logger="alertmanager_webhook.worker"):
+        for host in "abc":
+            receiver.post(_payload(host))
+        receiver.worker.drain()
+        receiver.post(_payload("a", starts="2024-05-14T09:10:00Z"))
+        receiver.worker.drain()
+
+    held = (
+        "apply would skip it: blast radius: 2 targets changed or planned in "
+        "dry-run in the last 600s, at most 2"
+    )
+    assert _previews(receiver) == [
+        ("host a", "planned", WOULD_RUN),
+        ("host b", "planned", WOULD_RUN),
+        ("host c", "planned", held),
+        # A target planned already adds nothing to the radius, as in apply.
+        ("host a", "planned", WOULD_RUN),
+    ]
+    assert recorder.applied == []
+    assert (
+        receiver.sample(
+            "aiops_webhook_dry_run_held_back_total",
+            action="command",
+            limit="blast_radius",
+        )
+        == 1
+    )
+    assert f"plan='poke c' reason={held!r}" in caplog.text
+
+
+def test_a_dry_run_says_which_plans_the_cooldown_would_hold_back(
+    make_receiver,
+) -> None:
+    receiver = _build(
+        make_receiver,
+        Recorder(),
+        mode="dry-run",
+        policies=[_policy(cooldown_seconds=60)],
+    )
+
+    for minute, wait in (("00", 0), ("10", 30), ("20", 31)):
+        receiver.clock.now += wait
+        receiver.post(_payload("a", starts=f"2024-05-14T09:{minute}:00Z"))
+        receiver.worker.drain()
+
+    # Measured from the plan apply would have run, as apply measures it.
+    assert [reason for _, _, reason in _previews(receiver)] == [
+        WOULD_RUN,
+        "apply would skip it: cooldown: host a was changed or planned in dry-run "
+        "30s ago, cooldown 60s",
+        WOULD_RUN,
+    ]
+    assert (
+        receiver.sample(
+            "aiops_webhook_dry_run_held_back_total", action="command", limit="cooldown"
+        )
+        == 1
+    )
+
+
+def test_a_dry_run_counts_the_changes_really_in_force_toward_the_cap(
+    make_receiver,
+) -> None:
+    # Its own plans are never in force: only applying returns the undo that
+    # keeps a change in force until its alert resolves.
+    applying = _build(make_receiver, Recorder(), max_active_actions=1)
+    applying.post(_payload("a"))
+    applying.worker.drain()
+
+    previewing = _build(
+        make_receiver,
+        Recorder(),
+        own_registry=CollectorRegistry(),
+        mode="dry-run",
+        max_active_actions=1,
+    )
+    previewing.post(_payload("b"))
+    previewing.worker.drain()
+
+    assert _previews(previewing)[1] == (
+        "host b",
+        "planned",
+        "apply would skip it: cap: 1 changes in force, at most 1",
+    )
+    assert (
+        previewing.sample(
+            "aiops_webhook_dry_run_held_back_total", action="command", limit="cap"
+        )
+        == 1
+    )
+
+
+def test_dry_run_plans_never_count_toward_the_limits_of_real_changes(
+    make_receiver,
+) -> None:
+    settings = {"blast_radius_targets": 2, "policies": [_policy(cooldown_seconds=60)]}
+    previewing = _build(make_receiver, Recorder(), mode="dry-run", **settings)
+    for host in "ab":
+        previewing.post(_payload(host))
+    previewing.worker.drain()
+
+    # The same database, now applying: a and b were only planned.
+    recorder = Recorder()
+    applying = _build(
+        make_receiver, recorder, own_registry=CollectorRegistry(), **settings
+    )
+    applying.post(_payload("a", starts="2024-05-14T09:10:00Z"))
+    applying.post(_payload("c"))
+    applying.worker.drain()
+
+    assert recorder.applied == ["a", "c"]
+
+
+def test_the_held_back_series_are_preset_for_actions_in_dry_run() -> None:
+    registry = CollectorRegistry()
+
+    WebhookMetrics(registry).preset_actions(
+        [("command", "dry-run"), ("renice", "apply")]
+    )
+
+    def value(action: str, limit: str) -> float | None:
+        return registry.get_sample_value(
+            "aiops_webhook_dry_run_held_back_total", {"action": action, "limit": limit}
+        )
+
+    assert [value("command", limit) for limit in LIMITS] == [0.0, 0.0, 0.0]
+    assert value("renice", "cap") is None

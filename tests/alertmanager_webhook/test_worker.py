@@ -89,7 +89,11 @@ def _payload(
 
 
 def _build(
-    make_receiver, recorder: Recorder, recommender=None, **config: Any
+    make_receiver,
+    recorder: Recorder,
+    recommender=None,
+    own_registry: CollectorRegistry | None = None,
+    **config: Any,
 ) -> Receiver:
     policies = config.pop("policies", [_policy()])
     settings = {"mode": "apply", "policies": policies}
@@ -98,6 +102,7 @@ def _build(
         make_config(**settings),
         actuators={"command": recorder},
         recommender=recommender,
+        own_registry=own_registry,
     )
 
 

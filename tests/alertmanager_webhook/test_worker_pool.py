@@ -161,6 +161,24 @@ def test_blast_radius_holds_across_threads(make_receiver) -> None:
     )
 
 
+def test_a_dry_runs_preview_of_the_blast_radius_holds_across_threads(
+    make_receiver,
+) -> None:
+    receiver = _receiver(
+        make_receiver,
+        Gathering(parties=1),
+        mode="dry-run",
+        workers=4,
+        blast_radius_targets=3,
+    )
+
+    _run(receiver, [f"h{i}" for i in range(20)])
+
+    assert Counter(a["reason"].split(":")[0] for a in receiver.actions()) == Counter(
+        {"apply would run it": 3, "apply would skip it": 17}
+    )
+
+
 @pytest.mark.parametrize("workers", [1, 4])
 def test_each_action_runs_exactly_once(make_receiver, workers: int) -> None:
     gathering = Gathering(parties=1)

@@ -285,6 +285,7 @@ def test_forwarded_metrics_land_on_the_servers_registry() -> None:
     forwarded.queue_depth.labels("queued").set(3)
     forwarded.apply_duration.labels("cpu_cap").observe(0.2)
     forwarded.worker_last_success.set(1700000000)
+    forwarded.dry_run_held_back.labels("cpu_cap", "blast_radius").inc()
     registry = CollectorRegistry()
 
     apply_updates(WebhookMetrics(registry), forwarded.take())
@@ -300,6 +301,13 @@ def test_forwarded_metrics_land_on_the_servers_registry() -> None:
     assert value("aiops_webhook_queue_depth", {"state": "queued"}) == 3.0
     assert value("aiops_webhook_apply_duration_seconds_sum", {"action": "cpu_cap"})
     assert value("aiops_webhook_worker_last_success_timestamp_seconds") == 1.7e9
+    assert (
+        value(
+            "aiops_webhook_dry_run_held_back_total",
+            {"action": "cpu_cap", "limit": "blast_radius"},
+        )
+        == 1.0
+    )
     assert forwarded.take() == []
     with pytest.raises(AttributeError):
         forwarded.notifications  # noqa: B018 (the server's own, never forwarded)
