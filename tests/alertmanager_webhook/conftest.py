@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import errno
 import json
 import os
 import socket
@@ -263,10 +264,35 @@ def receiver_command(config: Path | str, address: str) -> list[str]:
 
 
 def free_port() -> int:
-    """A port on 127.0.0.1 that nothing listened on a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+    """A port on 127.0.0.1 that nothing listened on a moment ago.
+
+    Any free port, or the first free one of AIOPS_TEST_PORTS (such as
+    "19100-19199") where a shared host sets it, as the detector's tests take.
+    """
+    with bound_socket() as sock:
         return sock.getsockname()[1]
+
+
+def bound_socket() -> socket.socket:
+    """A TCP socket bound on 127.0.0.1 to a port `free_port` would give."""
+    ports = os.environ.get("AIOPS_TEST_PORTS")
+    if not ports:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        return sock
+
+    first, _, last = ports.partition("-")
+    for port in range(int(first), int(last or first) + 1):
+        sock = socket.socket()
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            sock.close()
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            continue
+        return sock
+    raise OSError(errno.EADDRINUSE, f"no free port in AIOPS_TEST_PORTS={ports!r}")
 
 
 @pytest.fixture

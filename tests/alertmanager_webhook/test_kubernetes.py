@@ -18,6 +18,8 @@ from alertmanager_webhook.actuators.kubernetes import (
 )
 from alertmanager_webhook.config import KubernetesConfig, PolicyConfig
 
+from .conftest import free_port
+
 K8S_TOKEN = "sa-token-123"
 POD = "/api/v1/namespaces/ml/pods/trainer-0"
 SCALE = "/apis/apps/v1/namespaces/ml/deployments/web/scale"
@@ -56,7 +58,7 @@ class FakeApiServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
 
     def handle(self, request: BaseHTTPRequestHandler, body: Any) -> None:

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import requests
 
 from alertmanager_webhook.main import main
 
-from .conftest import TOKEN, receiver_command, wait_healthy
+from .conftest import TOKEN, bound_socket, receiver_command, wait_healthy
 
 
 def _config(tmp_path: Path, text: str) -> str:
@@ -84,8 +83,7 @@ def test_unknown_log_level_flag_is_a_usage_error(tmp_path: Path) -> None:
 
 def test_a_taken_port_is_one_log_line_and_exit_1(tmp_path: Path) -> None:
     config = _config(tmp_path, f"bearer_token: a\ndatabase: {tmp_path / 'x.db'}\n")
-    with socket.socket() as holder:
-        holder.bind(("127.0.0.1", 0))
+    with bound_socket() as holder:
         holder.listen()
         address = f"127.0.0.1:{holder.getsockname()[1]}"
 
