@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 import requests
 
+from aiops_common.causes import host_port, short_cause
 from alertmanager_webhook.config import PolicyConfig
 from alertmanager_webhook.templates import LabelError, fill_promql
 
@@ -51,9 +52,17 @@ class Recommender:
             )
             response.raise_for_status()
             result = response.json()["data"]["result"]
-        except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
-            log.warning("recommendation query failed url=%s err=%s", url, exc)
-            raise LookupError(f"Prometheus did not answer: {exc}") from exc
+        except requests.RequestException as exc:
+            why = short_cause(exc)
+            log.warning("recommendation query failed url=%s err=%s", url, why)
+            raise LookupError(
+                f"Prometheus at {host_port(url)} did not answer: {why}"
+            ) from exc
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("recommendation query failed url=%s err=%r", url, exc)
+            raise LookupError(
+                f"Prometheus at {host_port(url)} sent no query result"
+            ) from exc
 
         if len(result) != 1:
             raise LookupError(f"the query returned {len(result)} series, not 1")

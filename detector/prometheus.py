@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import requests
 import urllib3
 
+from aiops_common.causes import innermost
 from aiops_common.once import Once
 from detector.deadline import DeadlineAdapter, held_to
 
@@ -165,7 +166,7 @@ class PrometheusClient:
         except urllib3.exceptions.DecodeError as exc:
             raise BadResponse(f"{self._url}: cannot decode answer: {exc}") from exc
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
-            raise PrometheusUnreachable(f"{self._url}: {_innermost(exc)}") from exc
+            raise PrometheusUnreachable(f"{self._url}: {innermost(exc)}") from exc
 
         body = _json_or_none(content)
         if response.status_code != 200 or (body or {}).get("status") == "error":
@@ -206,14 +207,6 @@ def _chunks(start: float, end: float, step: float) -> list[tuple[float, float]]:
         )
         for first in range(0, count, MAX_STEPS_PER_QUERY)
     ]
-
-
-def _innermost(exc: BaseException) -> BaseException:
-    # requests wraps urllib3 wraps the socket error; only the last one is news,
-    # such as "[Errno 111] Connection refused".
-    while (inner := exc.__cause__ or exc.__context__) is not None:
-        exc = inner
-    return exc
 
 
 def _fmt(seconds: float) -> str:

@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import requests
 
+from aiops_common.causes import host_port, short_cause
 from alertmanager_webhook.actuators.base import ActuatorError, Outcome, Params, Plan
 from alertmanager_webhook.config import KubernetesConfig, PolicyConfig
 from alertmanager_webhook.templates import K8S_NAME, LabelError, safe_value
@@ -59,7 +60,10 @@ class KubernetesClient:
                 verify=self._verify,
             )
         except requests.RequestException as exc:
-            raise ActuatorError(f"API server unreachable: {exc}") from exc
+            raise ActuatorError(
+                f"API server {host_port(self._config.api_url)} unreachable: "
+                f"{short_cause(exc)}"
+            ) from exc
 
         if response.status_code >= 400:
             raise ActuatorError(
