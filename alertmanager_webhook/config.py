@@ -174,6 +174,15 @@ class KubernetesConfig:
             f"expected an http(s) URL, got {self.api_url!r}",
         )
         check(self.timeout_seconds > 0, "timeout_seconds", "must be above 0")
+        check(bool(self.token_file), "token_file", "must name the token's file")
+        # Empty, requests would trust the system's CAs: a cluster's own CA is
+        # not among them, and every action would fail at its first call.
+        check(
+            bool(self.ca_file) or not self.api_url.startswith("https://"),
+            "ca_file",
+            "must name the CA bundle that signed the API server's certificate "
+            f"(in a pod, {KubernetesConfig.ca_file})",
+        )
 
 
 @dataclass(frozen=True)

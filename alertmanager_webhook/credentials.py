@@ -1,11 +1,14 @@
 """Reads the receiver's secrets from their files; their values are never logged.
 
-Error messages name the file and the line, never the content.
+Error messages name the file and the line, never the content. The CA bundle
+the Kubernetes actions trust is checked here too, at start with the token.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import ssl
 from pathlib import Path
 
 from aiops_common.config import ConfigError, check
@@ -81,3 +84,32 @@ def read_approvers(config: WebhookConfig) -> dict[str, str]:
         )
         approvers[name] = token
     return approvers
+
+
+def read_k8s_token(config: WebhookConfig) -> str:
+    """Return the Kubernetes actions' token, "" without a kubernetes section."""
+    if config.kubernetes is None:
+        return ""
+    return _read_secret(config.kubernetes.token_file, "kubernetes.token_file")
+
+
+def check_k8s_ca(config: WebhookConfig) -> None:
+    """Raise ConfigError unless the API server's CA bundle can be loaded.
+
+    Only an https API server needs one; a folder of hashed certificates, which
+    requests also takes, is loaded only as certificates are looked up.
+    """
+    k8s = config.kubernetes
+    if k8s is None or not k8s.api_url.startswith("https://"):
+        return
+    try:
+        context = ssl.create_default_context()
+        if os.path.isdir(k8s.ca_file):
+            context.load_verify_locations(capath=k8s.ca_file)
+        else:
+            context.load_verify_locations(cafile=k8s.ca_file)
+    except OSError as exc:  # ssl.SSLError too, for a file of no certificate
+        raise ConfigError(
+            f"kubernetes.ca_file: cannot load {k8s.ca_file!r} as CA certificates: "
+            f"{exc.strerror or exc}"
+        ) from exc

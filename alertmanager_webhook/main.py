@@ -16,7 +16,6 @@ import signal
 import ssl
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from types import FrameType
 
 import waitress
@@ -34,6 +33,7 @@ from alertmanager_webhook.config import (
     is_loopback,
     policy_mode,
 )
+from alertmanager_webhook.credentials import check_k8s_ca, read_k8s_token
 from alertmanager_webhook.jobs import Jobs
 from alertmanager_webhook.metrics import WebhookMetrics
 from alertmanager_webhook.report.content import ReportBuilder
@@ -96,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load(args)
         auth = Auth.from_config(config)
         k8s_token = read_k8s_token(config)
+        check_k8s_ca(config)
         tls = tls_context(config)
     except ConfigError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
@@ -195,18 +196,6 @@ def warn_of_missing_programs(config: WebhookConfig) -> None:
                 policy.name,
                 policy.argv[0],
             )
-
-
-def read_k8s_token(config: WebhookConfig) -> str:
-    if config.kubernetes is None:
-        return ""
-    path = config.kubernetes.token_file
-    try:
-        return Path(path).read_text().strip()
-    except OSError as exc:
-        raise ConfigError(
-            f"kubernetes.token_file: cannot read {path!r}: {exc.strerror}"
-        ) from exc
 
 
 def tls_context(config: WebhookConfig) -> ssl.SSLContext | None:

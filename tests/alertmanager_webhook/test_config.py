@@ -9,11 +9,16 @@ import pytest
 from aiops_common.config import ConfigError, load_config
 from alertmanager_webhook.config import (
     ENV_PREFIX,
+    KubernetesConfig,
     WebhookConfig,
     check_cgroup_root,
     is_loopback,
 )
-from alertmanager_webhook.credentials import read_approvers, read_token
+from alertmanager_webhook.credentials import (
+    check_k8s_ca,
+    read_approvers,
+    read_token,
+)
 from detector.config import DetectorConfig
 from exporter.config import ExporterConfig
 
@@ -241,6 +246,23 @@ def test_empty_token_file_names_the_key(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="^bearer_token_file: .* is empty"):
         read_token(config)
+
+
+@pytest.mark.parametrize(
+    ("api_url", "ca_file"),
+    [
+        # A folder of hashed certificates, as requests takes one.
+        ("https://10.0.0.1:6443", "{dir}"),
+        # kubectl proxy: plain HTTP on loopback trusts no CA.
+        ("http://127.0.0.1:8001", "{dir}/absent.crt"),
+    ],
+)
+def test_a_ca_folder_or_a_plain_http_api_server_passes(
+    tmp_path: Path, api_url: str, ca_file: str
+) -> None:
+    k8s = KubernetesConfig(api_url=api_url, ca_file=ca_file.format(dir=tmp_path))
+
+    check_k8s_ca(WebhookConfig(bearer_token="a", kubernetes=k8s))
 
 
 @pytest.mark.parametrize(

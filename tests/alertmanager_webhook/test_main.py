@@ -52,6 +52,16 @@ def _config(tmp_path: Path, text: str) -> str:
             "tls_cert_file: cannot load '/nonexistent/c.pem'",
         ),
         ("bearer_token: a\ndatabase: /nonexistent/dir/x.db\n", [], "database: cannot"),
+        (
+            "bearer_token: a\nkubernetes: {ca_file: ''}\n",
+            [],
+            ".kubernetes.ca_file: must name the CA bundle",
+        ),
+        (
+            "bearer_token: a\nkubernetes: {token_file: ''}\n",
+            [],
+            ".kubernetes.token_file: must name the token's file",
+        ),
     ],
 )
 def test_bad_config_exits_2_naming_the_key(
@@ -72,6 +82,44 @@ def test_bad_config_exits_2_naming_the_key(
     assert status == 2
     assert err.startswith("aiops-webhook: ")
     assert message in err
+
+
+@pytest.mark.parametrize(
+    ("token", "ca", "message"),
+    [
+        ("", "ca.crt", "kubernetes.token_file: '{dir}/token' is empty"),
+        ("t", "absent.crt", "kubernetes.ca_file: cannot load '{dir}/absent.crt'"),
+        ("t", "junk.crt", "kubernetes.ca_file: cannot load '{dir}/junk.crt' as CA"),
+    ],
+)
+def test_kubernetes_files_are_checked_at_start(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    token: str,
+    ca: str,
+    message: str,
+) -> None:
+    for name in list(os.environ):
+        if name.startswith("AIOPS_WEBHOOK_"):
+            monkeypatch.delenv(name)
+    (tmp_path / "token").write_text(token + "\n")
+    (tmp_path / "junk.crt").write_text("not a certificate\n")
+    text = (
+        "bearer_token: a\n"
+        f"database: {tmp_path / 'x.db'}\n"
+        f"kubernetes: {{token_file: {tmp_path / 'token'}, ca_file: {tmp_path / ca}}}\n"
+    )
+
+    # Were the files not checked, the receiver would find its port taken.
+    with bound_socket() as taken:
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        status = main(
+            ["--config.file", _config(tmp_path, text), "--web.listen-address", address]
+        )
+
+    assert status == 2
+    assert message.format(dir=tmp_path) in capsys.readouterr().err
 
 
 def test_unknown_log_level_flag_is_a_usage_error(tmp_path: Path) -> None:
