@@ -6,15 +6,23 @@ the Kubernetes actions trust is checked here too, at start with the token.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import ssl
+import stat
 from pathlib import Path
 
 from aiops_common.config import ConfigError, check
 from alertmanager_webhook.config import WebhookConfig
 
+log = logging.getLogger(__name__)
+
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+# The files whose content grants access to the receiver. Not the Kubernetes
+# token: the kubelet mounts it 0644 wherever a pod runs, beyond our say.
+SECRET_FILES = ("bearer_token_file", "basic_auth_password_file", "approver_tokens_file")
 
 
 def _read_secret(path: str, key: str) -> str:
@@ -27,6 +35,41 @@ def _read_secret(path: str, key: str) -> str:
     secret = text.strip()
     check(bool(secret), key, f"{path!r} is empty")
     return secret
+
+
+def warn_of_open_secrets(config: WebhookConfig, uid: int | None = None) -> None:
+    """Warn of each secret file that users other than the receiver's may read.
+
+    A warning, not a refusal: a Kubernetes secret volume mounts its files 0644
+    unless told otherwise. Bits for the group are needed where the receiver
+    reads through them, as a pod does with its fsGroup; only where the
+    receiver (`uid`, by default its own) owns the file do they serve nobody.
+    """
+    uid = os.geteuid() if uid is None else uid
+    for key in SECRET_FILES:
+        path = getattr(config, key)
+        if not path:
+            continue
+        try:
+            info = os.stat(path)
+        except OSError:
+            continue  # read a moment ago; gone since, the next read says so
+
+        readers = []
+        if info.st_mode & stat.S_IRGRP and info.st_uid == uid:
+            readers.append("its group")
+        if info.st_mode & stat.S_IROTH:
+            readers.append("every user")
+        if readers:
+            log.warning(
+                "secret file readable by %s key=%s path=%r mode=%04o; chmod 600 "
+                "it, or for a Kubernetes secret volume (0644 unless set) set "
+                "defaultMode: 0400, or 0440 with the pod's fsGroup",
+                " and ".join(readers),
+                key,
+                path,
+                stat.S_IMODE(info.st_mode),
+            )
 
 
 def read_token(config: WebhookConfig) -> str:

@@ -33,7 +33,11 @@ from alertmanager_webhook.config import (
     is_loopback,
     policy_mode,
 )
-from alertmanager_webhook.credentials import check_k8s_ca, read_k8s_token
+from alertmanager_webhook.credentials import (
+    check_k8s_ca,
+    read_k8s_token,
+    warn_of_open_secrets,
+)
 from alertmanager_webhook.jobs import Jobs
 from alertmanager_webhook.metrics import WebhookMetrics
 from alertmanager_webhook.report.content import ReportBuilder
@@ -110,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not config.has_auth:
         log.warning("no authentication: listening on loopback only")
     warn_of_plain_http(config)
+    warn_of_open_secrets(config)
     warn_of_missing_programs(config)
 
     # One connection: the worker's moves (it runs in a process of its own,

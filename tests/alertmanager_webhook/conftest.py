@@ -307,9 +307,11 @@ def start_server(
         scheme: str = "http",
         policies: str = "  - {name: watch, match: {alertname: AiopsProcessCpuHog},"
         " action: none}\n",
+        token_mode: int = 0o600,
     ):
         token_file = tmp_path / "token"
         token_file.write_text(TOKEN + "\n")
+        token_file.chmod(token_mode)
         config = tmp_path / "webhook.yml"
         config.write_text(
             f"bearer_token_file: {token_file}\n"

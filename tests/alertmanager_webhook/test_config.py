@@ -18,6 +18,7 @@ from alertmanager_webhook.credentials import (
     check_k8s_ca,
     read_approvers,
     read_token,
+    warn_of_open_secrets,
 )
 from detector.config import DetectorConfig
 from exporter.config import ExporterConfig
@@ -246,6 +247,73 @@ def test_empty_token_file_names_the_key(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="^bearer_token_file: .* is empty"):
         read_token(config)
+
+
+@pytest.mark.parametrize(
+    ("mode", "owner", "readers"),
+    [
+        (0o644, "receiver", "its group and every user"),
+        (0o604, "other", "every user"),
+        (0o640, "receiver", "its group"),
+        # A pod's fsGroup: the receiver reads through the group's bit.
+        (0o440, "other", None),
+        (0o600, "receiver", None),
+        (0o400, "receiver", None),
+    ],
+)
+def test_a_secret_file_others_may_read_is_warned_of(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    mode: int,
+    owner: str,
+    readers: str | None,
+) -> None:
+    password = tmp_path / "password"
+    password.write_text("pw\n")
+    password.chmod(mode)
+    config = WebhookConfig(
+        basic_auth_username="am", basic_auth_password_file=str(password)
+    )
+    own = password.stat().st_uid
+    uid = own if owner == "receiver" else own + 1
+
+    with caplog.at_level("WARNING", logger="alertmanager_webhook.credentials"):
+        warn_of_open_secrets(config, uid=uid)
+
+    assert [r.getMessage() for r in caplog.records] == (
+        [
+            f"secret file readable by {readers} key=basic_auth_password_file "
+            f"path={str(password)!r} mode={mode:04o}; chmod 600 it, or for a "
+            "Kubernetes secret volume (0644 unless set) set defaultMode: 0400, "
+            "or 0440 with the pod's fsGroup"
+        ]
+        if readers
+        else []
+    )
+
+
+def test_each_secret_file_is_looked_at(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    for name in ("token", "password", "approvers"):
+        (tmp_path / name).write_text("x\n")
+        (tmp_path / name).chmod(0o644)
+    config = WebhookConfig(
+        bearer_token_file=str(tmp_path / "token"),
+        basic_auth_username="am",
+        basic_auth_password_file=str(tmp_path / "password"),
+        approver_tokens_file=str(tmp_path / "approvers"),
+    )
+
+    with caplog.at_level("WARNING", logger="alertmanager_webhook.credentials"):
+        warn_of_open_secrets(config)
+
+    keys = [r.getMessage().split(" key=")[1].split()[0] for r in caplog.records]
+    assert keys == [
+        "bearer_token_file",
+        "basic_auth_password_file",
+        "approver_tokens_file",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -255,6 +255,22 @@ def test_ctrl_c_stops_like_sigterm(start_server) -> None:
     assert "Traceback" not in log
 
 
+def test_a_token_file_others_may_read_is_warned_of_at_start(start_server) -> None:
+    base, proc, log_path = start_server(token_mode=0o644)
+    session = requests.Session()
+    session.trust_env = False
+    wait_healthy(session, base, proc)
+
+    proc.send_signal(signal.SIGTERM)
+
+    assert proc.wait(timeout=15) == 0
+    [line] = [x for x in log_path.read_text().splitlines() if "secret file" in x]
+    assert "level=WARNING" in line
+    assert "readable by its group and every user key=bearer_token_file" in line
+    assert "mode=0644" in line
+    assert TOKEN not in line
+
+
 def test_a_policy_naming_a_missing_program_is_warned_of_at_start(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
