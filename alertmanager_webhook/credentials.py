@@ -93,6 +93,7 @@ def read_approvers(config: WebhookConfig) -> dict[str, str]:
 
     approvers: dict[str, str] = {}
     bearer = read_token(config)
+    password = read_basic_password(config)
     text = _read_secret(config.approver_tokens_file, "approver_tokens_file")
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -124,6 +125,12 @@ def read_approvers(config: WebhookConfig) -> dict[str, str]:
             "approver_tokens_file",
             f"line {number}: {name!r} has the bearer token, which Alertmanager "
             "delivers with",
+        )
+        check(
+            token != password,
+            "approver_tokens_file",
+            f"line {number}: {name!r} has the basic auth password, which "
+            "Alertmanager delivers with",
         )
         approvers[name] = token
     return approvers

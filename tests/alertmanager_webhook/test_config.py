@@ -108,6 +108,29 @@ def test_bad_approver_lines_are_named_without_their_secrets(
     assert str(caught.value) == f"approver_tokens_file: {message}"
 
 
+def test_an_approver_with_the_basic_auth_password_is_named_without_it(
+    tmp_path: Path,
+) -> None:
+    password = tmp_path / "password"
+    password.write_text("am-pass\n")
+    approvers = tmp_path / "approvers"
+    approvers.write_text("alice:tok-1\nbob: am-pass\n")
+    config = WebhookConfig(
+        basic_auth_username="am",
+        basic_auth_password_file=str(password),
+        approver_tokens_file=str(approvers),
+    )
+
+    with pytest.raises(ConfigError) as caught:
+        read_approvers(config)
+
+    # Alertmanager, which holds the password, could approve what it queues.
+    assert str(caught.value) == (
+        "approver_tokens_file: line 2: 'bob' has the basic auth password, which "
+        "Alertmanager delivers with"
+    )
+
+
 def test_deploy_config_is_valid() -> None:
     deploy = Path(__file__).parents[2] / "deploy" / "webhook.yml"
 
