@@ -66,11 +66,16 @@ class Targets:
     def shown(self) -> str:
         """`2 processes command='x' user='y' (pids 1, 2)`, kept short."""
         pids = self.pids
-        listed = ", ".join(str(p) for p in pids[:MAX_PIDS_SHOWN])
-        if len(pids) > MAX_PIDS_SHOWN:
-            listed += f" and {len(pids) - MAX_PIDS_SHOWN} more"
         noun = "process" if len(pids) == 1 else "processes"
-        return f"{len(pids)} {noun} {self.description} (pids {listed})"
+        return f"{len(pids)} {noun} {self.description} (pids {listed(pids)})"
+
+
+def listed(pids: Collection[int]) -> str:
+    """`1, 2, 3 and 40 more`: at most MAX_PIDS_SHOWN of `pids`, in order."""
+    shown = ", ".join(str(p) for p in list(pids)[:MAX_PIDS_SHOWN])
+    if len(pids) > MAX_PIDS_SHOWN:
+        shown += f" and {len(pids) - MAX_PIDS_SHOWN} more"
+    return shown
 
 
 def iter_processes() -> Iterable[ProcessInfo]:

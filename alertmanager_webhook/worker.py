@@ -716,10 +716,11 @@ class Worker:
                 undo=None if outcome.undo is None else dict(outcome.undo),
             )
         log.info(
-            "applied id=%d action=%s target=%r",
+            "applied id=%d action=%s target=%r outcome=%r",
             row["id"],
             row["action"],
             attempt.target,
+            outcome.text,
         )
 
     def _approve_hint(self, row: Row) -> str:

@@ -26,6 +26,7 @@ from alertmanager_webhook.processes import (
     ProcessFinder,
     TargetError,
     Targets,
+    listed,
     same_process,
 )
 
@@ -162,7 +163,7 @@ class Signal:
 
     def apply(self, spec: Mapping[str, Any], began: Began | None = None) -> Outcome:
         signum = signal.Signals[spec["signal"]]
-        sent = 0
+        sent: list[int] = []
         living_now = living(spec["processes"])
         if began is not None:
             # Before the first signal: a crash between the two leaves the
@@ -177,8 +178,12 @@ class Signal:
                 raise ActuatorError(
                     f"cannot send {signum.name} to pid {proc.pid}: {exc}"
                 ) from exc
-            sent += 1
-        return Outcome(f"sent {signum.name} to {sent} process(es)")
+            sent.append(proc.pid)
+        # The pids it reached, which the action's log line shows.
+        if not sent:
+            return Outcome(f"sent {signum.name} to none: every target had ended")
+        noun = "pid" if len(sent) == 1 else "pids"
+        return Outcome(f"sent {signum.name} to {noun} {listed(sent)}")
 
     def restore(self, undo: Mapping[str, Any]) -> str:
         return "a signal cannot be taken back"

@@ -223,7 +223,7 @@ def test_signal_sends_only_the_named_signal(child: subprocess.Popen[bytes]) -> N
     outcome = sender.apply(plan.spec)
 
     assert child.wait(timeout=10) == -signal.SIGTERM
-    assert outcome.text == "sent SIGTERM to 1 process(es)"
+    assert outcome.text == f"sent SIGTERM to pid {child.pid}"
     assert outcome.undo is None
 
 

@@ -395,6 +395,22 @@ def test_a_plan_that_is_not_applied_is_logged(
     assert (hint in line) == (mode == "approve")
 
 
+def test_an_applied_action_is_logged_with_its_outcome(
+    make_receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver = _build(make_receiver, Recorder())
+    receiver.post(_payload("a"))
+
+    with caplog.at_level("INFO", logger="alertmanager_webhook.worker"):
+        receiver.worker.drain()
+
+    [action] = receiver.actions()
+    # What was done, such as the signal and the pids it reached.
+    assert [r.getMessage() for r in caplog.records] == [
+        f"applied id={action['id']} action=command target='host a' outcome='poked'"
+    ]
+
+
 def _crash_while_running(receiver: Receiver) -> None:
     receiver.post(_payload("a"))
     [row] = receiver.actions()
