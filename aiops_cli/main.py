@@ -22,8 +22,20 @@ def _command_modules() -> list[ModuleType]:
     return [demo, webhook_cli, backtest, recommend_backtest]
 
 
+# What `aiops --help` says first; argparse lists the commands below it.
+DESCRIPTION = (
+    "Operate prom-aiops from a shell: approve the actions the receiver holds "
+    "for a person and check its audit log, run the demo, and backtest the "
+    "detector and the optimizer on recorded data."
+)
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="aiops", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="aiops",
+        description=DESCRIPTION,
+        epilog="`aiops COMMAND --help` shows a command's options.",
+    )
     parser.add_argument("--log.level", dest="log_level", default="warn", choices=LEVELS)
     commands = parser.add_subparsers(dest="command", required=True)
     for module in _command_modules():
