@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shlex
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from sqlite3 import Row
 from typing import Any
 
@@ -31,6 +28,7 @@ from alertmanager_webhook.forwarded_metrics import ForwardedMetrics
 from alertmanager_webhook.jobs import OUTCOME_UNKNOWN, Jobs
 from alertmanager_webhook.limits import Limits
 from alertmanager_webhook.metrics import WebhookMetrics
+from alertmanager_webhook.operator_command import aiops_command
 from alertmanager_webhook.recommend import Recommender
 from alertmanager_webhook.start_journal import StartJournal
 from alertmanager_webhook.store import StoreError
@@ -38,17 +36,8 @@ from alertmanager_webhook.store import StoreError
 log = logging.getLogger(__name__)
 
 
-def _aiops_command() -> str:
-    """The operator command as a person can paste it into a shell.
-
-    The one installed beside this interpreter (a virtualenv's bin/), which
-    need not be on PATH; plain `aiops` where there is none.
-    """
-    beside = Path(sys.executable).with_name("aiops")
-    return str(beside) if os.access(beside, os.X_OK) else "aiops"
-
-
-AIOPS = _aiops_command()
+# The operator command as a person can paste it into a shell.
+AIOPS = aiops_command()
 
 # A failed action's next attempt waits this long, doubled per attempt.
 RETRY_BASE_SECONDS = 5.0
