@@ -11,7 +11,8 @@ import re
 import signal
 from typing import TYPE_CHECKING
 
-from aiops_common.config import check
+from aiops_common.config import ConfigError, check
+from alertmanager_webhook.templates import TemplateError, arg_labels
 
 if TYPE_CHECKING:
     from alertmanager_webhook.config import PolicyConfig
@@ -32,7 +33,6 @@ SIGNALS = (
 IONICE_CLASSES = ("idle", "best-effort")
 
 _SLURM_FIELD = re.compile(r"[A-Za-z][A-Za-z0-9]{0,63}")
-_TEMPLATE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def check_params(policy: PolicyConfig) -> None:
@@ -82,11 +82,18 @@ def check_params(policy: PolicyConfig) -> None:
         )
     elif action == "command":
         check(bool(policy.argv), "argv", "a command action needs a program")
-        check(
-            not _TEMPLATE.search(policy.argv[0]),
-            "argv[0]",
-            f"the program must not come from labels, got {policy.argv[0]!r}",
-        )
+        for i, arg in enumerate(policy.argv):
+            try:
+                names = arg_labels(arg)
+            except TemplateError as exc:
+                raise ConfigError(
+                    f"argv[{i}]: {arg!r} of policy {policy.name!r} has a {exc}"
+                ) from exc
+            check(
+                i > 0 or not names,
+                "argv[0]",
+                f"the program must not come from labels, got {arg!r}",
+            )
     elif action == "gpu_power_limit":
         positive("power_watts", "a power limit in watts")
     elif action == "k8s_resize":

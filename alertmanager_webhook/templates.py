@@ -11,6 +11,11 @@ from collections.abc import Mapping
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
+# In an argument, as in Python's str.format: `{label}` is the label's value
+# and `{{` and `}}` are braces; a brace that is neither is refused at load,
+# where it used to be kept or eaten depending on what followed it.
+ARG_PART = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}|[{}]")
+
 # A plain name: no path separator, no leading dash (it would read as an
 # option), no leading dot (no '..'), no whitespace and no shell metacharacter.
 SAFE_VALUE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:@+-]{0,127}")
@@ -23,6 +28,10 @@ class LabelError(ValueError):
     """A label a template needs is missing or not a safe value; names the label."""
 
 
+class TemplateError(ValueError):
+    """An argument holds a brace that is neither doubled nor around a label name."""
+
+
 def safe_value(labels: Mapping[str, str], name: str, pattern: re.Pattern[str]) -> str:
     """Return label `name` if it fully matches `pattern`, else raise LabelError."""
     value = labels.get(name)
@@ -33,13 +42,40 @@ def safe_value(labels: Mapping[str, str], name: str, pattern: re.Pattern[str]) -
     return value
 
 
+def arg_labels(arg: str) -> list[str]:
+    """The labels argument template `arg` names; TemplateError at a lone brace."""
+    names = []
+    for match in ARG_PART.finditer(arg):
+        if match[1]:
+            names.append(match[1])
+        elif len(match[0]) == 1:
+            raise TemplateError(_lone(match))
+    return names
+
+
 def fill_argv(argv: tuple[str, ...], labels: Mapping[str, str]) -> list[str]:
-    """Replace `{label}` in each argument by that label's checked value."""
+    """Replace `{label}` in each argument by that label's checked value, and
+    `{{` and `}}` by a brace."""
     return [_fill(arg, labels) for arg in argv]
 
 
 def _fill(arg: str, labels: Mapping[str, str]) -> str:
-    return PLACEHOLDER.sub(lambda m: safe_value(labels, m[1], SAFE_VALUE), arg)
+    def one(match: re.Match[str]) -> str:
+        if match[1]:
+            return safe_value(labels, match[1], SAFE_VALUE)
+        if len(match[0]) == 1:
+            raise TemplateError(_lone(match))
+        return match[0][0]
+
+    return ARG_PART.sub(one, arg)
+
+
+def _lone(match: re.Match[str]) -> str:
+    brace = match[0]
+    return (
+        f"lone {brace!r} at offset {match.start()}; write {brace * 2} for a brace, "
+        "{label} for a label's value"
+    )
 
 
 def promql_string(value: str) -> str:

@@ -57,6 +57,14 @@ def test_command_fills_labels_and_runs_without_a_shell_or_secrets(
     assert "do-not-leak" not in written.read_text()
 
 
+def test_doubled_braces_are_braces_and_single_ones_hold_a_label() -> None:
+    policy = _command("/bin/echo", "{{job}}", "{{{host}}}", "x-{host}}}", "}}{{")
+
+    plan = Command().plan({"host": "gpu-07"}, policy, {})
+
+    assert plan.spec["argv"] == ["/bin/echo", "{job}", "{gpu-07}", "x-gpu-07}", "}{"]
+
+
 @pytest.mark.parametrize(
     ("labels", "reason"),
     [

@@ -197,6 +197,17 @@ def test_environment_supplies_the_token() -> None:
             "policies[0].argv[0]: the program must not come from labels",
         ),
         (
+            "bearer_token: a\npolicies: [{name: p, match: {a: b}, action: command,"
+            " argv: [touch, 'x-{job']}]\n",
+            "policies[0].argv[1]: 'x-{job' of policy 'p' has a lone '{' at offset "
+            "2; write {{ for a brace, {label} for a label's value",
+        ),
+        (
+            "bearer_token: a\npolicies: [{name: p, match: {a: b}, action: command,"
+            " argv: [touch, '{job}}']}]\n",
+            "policies[0].argv[1]: '{job}}' of policy 'p' has a lone '}' at offset 5",
+        ),
+        (
             "bearer_token: a\npolicies: [{name: p, match: {a: b}, action: none,"
             " argv: [x]}]\n",
             "policies[0].argv: only a command action takes argv",

@@ -195,10 +195,11 @@ def test_the_worker_and_its_commands_yield_the_cpu_to_the_server(
     start_server, session, tmp_path: Path, firing: dict[str, Any]
 ) -> None:
     found = tmp_path / "scheduling"
-    # What a command finds: its scheduling policy and niceness.
+    # What a command finds: its scheduling policy and niceness. Braces are
+    # doubled in argv, where single ones hold labels.
     report = (
         "import os, sys; open(sys.argv[1], 'w')"
-        ".write(f'{os.sched_getscheduler(0)} {os.nice(0)}')"
+        ".write(f'{{os.sched_getscheduler(0)}} {{os.nice(0)}}')"
     )
     policy = _command_policy(sys.executable, "-c", f'"{report}"', f"'{found}'")
     base, proc, _ = start_server(policies=policy)
