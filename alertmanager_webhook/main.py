@@ -11,7 +11,6 @@ import dataclasses
 import gc
 import logging
 import os
-import shutil
 import signal
 import ssl
 import sys
@@ -40,6 +39,7 @@ from alertmanager_webhook.credentials import (
 )
 from alertmanager_webhook.jobs import Jobs
 from alertmanager_webhook.metrics import WebhookMetrics
+from alertmanager_webhook.programs import resolve_programs
 from alertmanager_webhook.report.content import ReportBuilder
 from alertmanager_webhook.report.prometheus import RangeQuery
 from alertmanager_webhook.report.service import Reports
@@ -115,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.warning("no authentication: listening on loopback only")
     warn_of_plain_http(config)
     warn_of_open_secrets(config)
-    warn_of_missing_programs(config)
+    config = resolve_programs(config)
 
     # One connection: the worker's moves (it runs in a process of its own,
     # worker_process.py) join the notifications' group commits.
@@ -183,24 +183,6 @@ def warn_of_plain_http(config: WebhookConfig) -> None:
         "in clear text; set tls_cert_file and tls_key_file",
         config.listen_address,
     )
-
-
-def warn_of_missing_programs(config: WebhookConfig) -> None:
-    """Say at start which command policies name a program not found to run.
-
-    A warning, not a refusal: the program may be installed after the start,
-    and a receiver that only plans must still run.
-    """
-    for policy in config.policies:
-        if not policy.argv or "{" in policy.argv[0]:
-            continue
-        if shutil.which(policy.argv[0]) is None:
-            log.warning(
-                "program not found or not executable policy=%s program=%r; "
-                "its actions will fail until it is installed",
-                policy.name,
-                policy.argv[0],
-            )
 
 
 def tls_context(config: WebhookConfig) -> ssl.SSLContext | None:

@@ -271,33 +271,21 @@ def test_a_token_file_others_may_read_is_warned_of_at_start(start_server) -> Non
     assert TOKEN not in line
 
 
-def test_a_policy_naming_a_missing_program_is_warned_of_at_start(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    from alertmanager_webhook.main import warn_of_missing_programs
-
-    from .conftest import make_config
-
-    match = {"alertname": "X"}
-    config = make_config(
-        policies=[
-            {
-                "name": "gone",
-                "match": match,
-                "action": "command",
-                "argv": ["no-such-x"],
-            },
-            {"name": "there", "match": match, "action": "command", "argv": ["true"]},
-        ]
+def test_the_program_each_policy_will_run_is_logged_at_start(start_server) -> None:
+    policies = (
+        "  - {name: mark, match: {alertname: X}, action: command, argv: ['true']}\n"
     )
+    base, proc, log_path = start_server(policies=policies)
+    session = requests.Session()
+    session.trust_env = False
+    wait_healthy(session, base, proc)
 
-    with caplog.at_level("WARNING", logger="alertmanager_webhook.main"):
-        warn_of_missing_programs(config)
+    proc.send_signal(signal.SIGTERM)
 
-    assert [r.getMessage() for r in caplog.records] == [
-        "program not found or not executable policy=gone program='no-such-x'; "
-        "its actions will fail until it is installed"
-    ]
+    assert proc.wait(timeout=15) == 0
+    found = shutil.which("true")
+    log = log_path.read_text()
+    assert f"msg=program policy=mark program='true' path={found}" in log
 
 
 @pytest.mark.parametrize(
