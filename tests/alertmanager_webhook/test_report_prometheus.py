@@ -10,6 +10,8 @@ from aiops_common.config import ConfigError, from_mapping
 from alertmanager_webhook.config import WebhookConfig
 from alertmanager_webhook.report.prometheus import RangeQuery
 
+from .conftest import free_port
+
 MATRIX = {
     "status": "success",
     "data": {
@@ -39,7 +41,7 @@ def prometheus():
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}", answers
     server.shutdown()
