@@ -30,11 +30,11 @@ def short_cause(exc: BaseException, limit: int = MAX_CAUSE_CHARS) -> str:
     """
     if isinstance(exc, requests.HTTPError) and exc.response is not None:
         text = f"HTTP {exc.response.status_code} {exc.response.reason or ''}"
+    elif isinstance(inner := innermost(exc), TimeoutError):
+        # The socket only says "timed out"; urllib3 knew at which step.
+        text = f"{_step(exc)} timed out"
     else:
-        text = _text(innermost(exc))
-        if isinstance(innermost(exc), TimeoutError):
-            # The socket only says "timed out"; urllib3 knew at which step.
-            text = f"{_step(exc)} timed out"
+        text = _text(inner)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
