@@ -15,6 +15,7 @@ from typing import Protocol
 from detector.diagnosis import gpufault, pattern, promql, security
 from detector.diagnosis.config import DiagnosisConfig
 from detector.diagnosis.rootcause import Candidate, Ranking, Window, rank_causes
+from detector.prometheus import QueryError
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,12 @@ class Diagnoser:
         ):
             try:
                 work()
+            except QueryError as exc:
+                # Expected while Prometheus is away or refuses a query: the
+                # reason says all a traceback would, once per stage and cycle.
+                log.warning("diagnosis stage failed stage=%s error=%s", stage, exc)
+                self._errors[stage] += 1
+                failed = True
             except Exception:  # loop boundary: one stage's fault stays there
                 log.exception("diagnosis stage failed stage=%s", stage)
                 self._errors[stage] += 1

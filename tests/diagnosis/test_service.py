@@ -3,6 +3,7 @@ fresh registry."""
 
 from __future__ import annotations
 
+import logging
 from typing import NamedTuple
 
 import pytest
@@ -11,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from detector.diagnosis.collector import DiagnosisCollector
 from detector.diagnosis.config import DiagnosisConfig
 from detector.diagnosis.service import Anomaly, Diagnoser
+from detector.prometheus import PrometheusUnreachable
 
 NOW = 1_700_000_000.0
 HOST = "node-1:9842"
@@ -190,6 +192,21 @@ def test_a_failing_stage_is_counted_and_the_others_still_run(prom):
     assert snapshot.errors == {"rootcause": 0, "gpu": 1, "security": 0}
     assert snapshot.incidents and snapshot.findings
     assert snapshot.last_success_timestamp_seconds == 0.0
+
+
+def test_prometheus_away_is_one_warning_line_per_stage(caplog):
+    def away(promql: str, start: float, end: float, step: float):
+        raise PrometheusUnreachable("http://127.0.0.1:9/api/v1/query_range: refused")
+
+    diagnoser = Diagnoser(DiagnosisConfig(), away, clock=lambda: NOW)
+
+    with caplog.at_level(logging.WARNING, logger="detector.diagnosis.service"):
+        snapshot = diagnoser.run_cycle([Anomaly("host_cpu", {"instance": HOST}, NOW)])
+
+    assert snapshot.errors == {"rootcause": 1, "gpu": 1, "security": 1}
+    assert [r.levelname for r in caplog.records] == ["WARNING"] * 3
+    assert not any(r.exc_info for r in caplog.records)
+    assert "refused" in caplog.records[0].getMessage()
 
 
 def test_no_data_in_prometheus_gives_no_cause():
