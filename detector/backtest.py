@@ -15,6 +15,7 @@ import csv
 import dataclasses
 import logging
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -144,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
         if not files:
             raise BacktestError(f"no CSV files under {str(args.data)!r}")
         recordings = [read_recording(path) for path in files]
+        _refuse_overwriting(files, args.data, args.out)
     except (BacktestError, ConfigError) as exc:
         print(f"aiops backtest: {exc}", file=sys.stderr)
         return 2
@@ -274,6 +276,25 @@ def read_recording(path: Path) -> Recording:
     return Recording(
         path, tuple(texts), np.asarray(seconds), np.asarray(values, dtype=float)
     )
+
+
+def _refuse_overwriting(files: Sequence[Path], data: Path, out: Path) -> None:
+    """Raise BacktestError if a score file would replace one of the inputs.
+
+    Each input's scores go to the same relative path under `out`, so an `out`
+    that is `data` (by any path or link) would overwrite the recordings.
+    """
+    for path in files:
+        target = out / path.relative_to(data)
+        try:
+            same = os.path.samefile(target, path)
+        except OSError:
+            continue  # nothing there yet: nothing to overwrite
+        if same:
+            raise BacktestError(
+                f"--out {str(out)!r} would overwrite the input {str(path)!r}; "
+                "write the scores to another folder"
+            )
 
 
 def write_scores(

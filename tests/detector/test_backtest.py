@@ -180,6 +180,21 @@ def test_an_empty_folder_is_an_error(tmp_path: Path, capsys) -> None:
     assert "no CSV files" in capsys.readouterr().err
 
 
+def test_an_out_that_would_overwrite_the_inputs_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "in"
+    write_csv(data / "a" / "one.csv", five_minute_rows(50))
+    before = (data / "a" / "one.csv").read_bytes()
+    (tmp_path / "link").symlink_to(data)
+
+    assert run(data, data) == 2
+    assert run(data, tmp_path / "link") == 2
+
+    assert "would overwrite the input" in capsys.readouterr().err
+    assert (data / "a" / "one.csv").read_bytes() == before
+
+
 @pytest.mark.skipif(not NAB.is_dir(), reason="needs ../shared/data/nab")
 def test_a_nab_file_replays_in_full(tmp_path: Path) -> None:
     source = NAB / "realAWSCloudwatch" / "ec2_network_in_257a54.csv"
