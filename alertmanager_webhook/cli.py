@@ -10,6 +10,7 @@ import argparse
 import fcntl
 import getpass
 import os
+import stat
 import sys
 from http import HTTPStatus
 from typing import Any
@@ -102,9 +103,13 @@ def _refuse_hard_links(database: str) -> None:
     lands in a second WAL that corrupts the file when both are replayed.
     """
     try:
-        links = os.stat(database).st_nlink
+        info = os.stat(database)
     except OSError:
         return  # a missing file is reported by the opening itself
+    # A folder's link count is that of its entries, not of names for a file.
+    if stat.S_ISDIR(info.st_mode):
+        raise StoreError(f"database {database!r} is a folder, not a database file")
+    links = info.st_nlink
     if links > 1:
         # Which name the receiver uses cannot be told from here, so every
         # name is refused, the receiver's own too.

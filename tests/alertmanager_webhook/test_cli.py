@@ -110,6 +110,23 @@ def test_a_database_with_a_second_name_is_refused(
     assert "has 2 names (hard links)" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "command", [["approve", "1"], ["approve", "--list"], ["audit", "verify"]]
+)
+def test_a_folder_given_as_the_database_is_named_as_one(
+    tmp_path: Path, command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "webhook.db"
+    folder.mkdir()
+
+    status = cli.run(_parser().parse_args([*command, "--database", str(folder)]))
+
+    assert status == 2
+    err = capsys.readouterr().err
+    assert "is a folder, not a database file" in err
+    assert "hard links" not in err
+
+
 def test_approving_an_id_no_action_has_is_a_usage_error(
     database: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
