@@ -92,7 +92,9 @@ class CpuCap:
             settings = cpu_settings(hierarchy, float(spec["cores"]))
             undo = self._cgroups.confine("cpu", spec["group"], pids, settings)
         except CgroupUnavailable as exc:
-            undo = set_priority(procs, int(spec["fallback_nice"]), None)
+            undo = set_priority(
+                procs, int(spec["fallback_nice"]), None, only_lower=True
+            )
             return Outcome(f"reniced to {spec['fallback_nice']} ({exc})", undo)
         except CgroupError as exc:
             raise ActuatorError(str(exc)) from exc

@@ -55,16 +55,24 @@ def living(spec_processes: Iterable[list[float]]) -> list[psutil.Process]:
 
 
 def set_priority(
-    procs: Iterable[psutil.Process], nice: int | None, ioclass: str | None
+    procs: Iterable[psutil.Process],
+    nice: int | None,
+    ioclass: str | None,
+    *,
+    only_lower: bool = False,
 ) -> dict[str, Any]:
-    """Set nice and I/O class; return each process's previous values."""
+    """Set nice and I/O class; return each process's previous values.
+
+    With `only_lower`, a process already nicer than `nice` keeps its value:
+    a cap must never give a process more CPU than it had.
+    """
     previous = {}
     for proc in procs:
         try:
             before = {"create_time": proc.create_time(), "nice": proc.nice()}
             io = proc.ionice()
             before["ionice"] = [int(io.ioclass), io.value]
-            if nice is not None:
+            if nice is not None and not (only_lower and before["nice"] >= nice):
                 proc.nice(nice)
             if ioclass is not None:
                 proc.ionice(IONICE[ioclass], 7 if ioclass == "best-effort" else None)

@@ -178,6 +178,21 @@ def test_cpu_cap_without_cgroups_renices_and_restores(
     assert psutil.Process(child.pid).nice() == before
 
 
+def test_cpu_cap_fallback_never_gives_a_nicer_process_more_cpu(
+    tmp_path: Path, child: subprocess.Popen[bytes]
+) -> None:
+    # A batch job its owner already runs at the lowest priority.
+    psutil.Process(child.pid).nice(19)
+    cap = CpuCap(_real_finder(), Cgroups(tmp_path / "none"))
+    plan = cap.plan(_child_labels(), None, {"cpu_cores": 0.25, "fallback_nice": 10.0})
+
+    outcome = cap.apply(plan.spec)
+
+    assert psutil.Process(child.pid).nice() == 19
+    cap.restore(outcome.undo)
+    assert psutil.Process(child.pid).nice() == 19
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="lowering nice back needs root")
 def test_renice_and_ionice_then_restore(child: subprocess.Popen[bytes]) -> None:
     renice = Renice(_real_finder())
