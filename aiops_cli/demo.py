@@ -71,7 +71,11 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument(
         "--keep", action="store_true", help="leave the bundle running afterwards"
     )
-    demo.add_argument("--run-dir", type=Path, help="where configs, data and logs go")
+    demo.add_argument(
+        "--run-dir",
+        type=_fresh_run_dir,
+        help="where configs, data and logs go (a new or empty folder)",
+    )
     demo.set_defaults(run=run)
 
 
@@ -83,6 +87,20 @@ def _positive_seconds(text: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
     return value
+
+
+def _fresh_run_dir(text: str) -> Path:
+    # A previous run's receiver database and TSDB would be read back: its
+    # alerts and actions counted in this run's summary, scored against this
+    # run's windows as false alarms.
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a folder")
+    if path.is_dir() and any(path.iterdir()):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not empty (a previous run's?); give a new or empty folder"
+        )
+    return path
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)

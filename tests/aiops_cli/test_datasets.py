@@ -110,3 +110,18 @@ def test_the_demo_refuses_a_live_replay_that_cannot_run(seconds, capsys):
 
     assert exited.value.code == 2
     assert "--live-seconds" in capsys.readouterr().err
+
+
+def test_the_demo_refuses_a_run_folder_a_previous_run_left(tmp_path, capsys):
+    from aiops_cli.main import main
+
+    (tmp_path / "webhook.db").write_text("")
+    # No data there: were the folder taken, the demo would stop at once.
+    no_data = tmp_path / "no-data"
+
+    with pytest.raises(SystemExit) as exited:
+        main(["demo", "--data", str(no_data), "--run-dir", str(tmp_path)])
+
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "--run-dir" in err and "not empty" in err
