@@ -176,6 +176,8 @@ def test_serves_with_waitress_and_stops_on_sigterm(
     assert huge.status_code == 413
     assert [a["plan"] for a in actions.json()["data"]] == ["no action", "no action"]
     assert 'aiops_webhook_notifications_total{result="rejected"} 1.0' in metrics
+    # As the exporter and detector: no `_created` series beside each counter.
+    assert "_created" not in metrics
 
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=15) == 0
