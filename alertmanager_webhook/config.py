@@ -1,22 +1,20 @@
 """The receiver's settings as frozen dataclasses; loaded by aiops_common.config.
 
-A cgroup_root other than the default is checked against the mount table,
-/proc/self/mountinfo, where the system has one.
+A cgroup_root other than the default is checked against the mount table
+(cgroup_root.py).
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 from aiops_common.address import parse_listen_address
 from aiops_common.config import ConfigError, check
 from aiops_common.logs import LEVELS, LogLevel
-from aiops_common.mountinfo import mount_lines
+from alertmanager_webhook.cgroup_root import DEFAULT_CGROUP_ROOT, check_cgroup_root
 from alertmanager_webhook.params import check_params
 
 ENV_PREFIX = "AIOPS_WEBHOOK_"
@@ -60,10 +58,6 @@ PROTECTED_COMMANDS = (
 )
 
 _CGROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-
-DEFAULT_CGROUP_ROOT = "/sys/fs/cgroup"
-MOUNTINFO = Path("/proc/self/mountinfo")
-CGROUP_FILESYSTEMS = ("cgroup", "cgroup2")
 
 
 @dataclass(frozen=True)
@@ -328,54 +322,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
-
-def check_cgroup_root(path: str, mountinfo: Path = MOUNTINFO) -> None:
-    """Raise ConfigError unless `path` can hold the receiver's cgroups.
-
-    That is a path on a cgroup filesystem, or a folder with cgroup mounts right
-    below it, as v1 has (one per controller, under a tmpfs). A path that does
-    not exist is a typo: caps would quietly fall back to renice. A system
-    without a mount table cannot be checked.
-    """
-    check(
-        os.path.exists(path),
-        "cgroup_root",
-        f"{path!r} does not exist; caps need a cgroup filesystem, such as "
-        f"{DEFAULT_CGROUP_ROOT}",
-    )
-
-    try:
-        table = mountinfo.read_text()
-    except OSError:
-        return
-
-    real = os.path.realpath(path)
-    mounts = [(m.point, m.fstype) for m in mount_lines(table)]
-    below = any(
-        kind in CGROUP_FILESYSTEMS and os.path.dirname(point) == real
-        for point, kind in mounts
-    )
-    check(
-        below or _filesystem(real, mounts) in CGROUP_FILESYSTEMS,
-        "cgroup_root",
-        f"{path!r} is not a cgroup filesystem, nor a folder of cgroup mounts "
-        f"(see {mountinfo}); caps need one, such as {DEFAULT_CGROUP_ROOT}",
-    )
-
-
-def _filesystem(path: str, mounts: list[tuple[str, str]]) -> str:
-    """The type of the filesystem `path` lies on.
-
-    That of the deepest mount point above it; of several on one point, the
-    last mounted, which hides the others.
-    """
-    kind, depth = "", -1
-    for point, mounted in mounts:
-        inside = path == point or path.startswith(point.rstrip("/") + "/")
-        if inside and len(point) >= depth:
-            kind, depth = mounted, len(point)
-    return kind
 
 
 def policy_mode(config: WebhookConfig, policy: PolicyConfig) -> Mode:

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from aiops_common.config import ConfigError, load_config
+from alertmanager_webhook.cgroup_root import check_cgroup_root
 from alertmanager_webhook.config import (
     ENV_PREFIX,
     KubernetesConfig,
     WebhookConfig,
-    check_cgroup_root,
     is_loopback,
 )
 from alertmanager_webhook.credentials import (
