@@ -13,8 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from sqlite3 import Row
 
-from alertmanager_webhook.config import PolicyConfig, WebhookConfig
+from alertmanager_webhook.config import WebhookConfig
 from alertmanager_webhook.jobs import Jobs
+from alertmanager_webhook.policy_config import PolicyConfig
 
 
 @dataclass(frozen=True)

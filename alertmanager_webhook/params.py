@@ -15,7 +15,7 @@ from aiops_common.config import ConfigError, check
 from alertmanager_webhook.templates import TemplateError, arg_labels
 
 if TYPE_CHECKING:
-    from alertmanager_webhook.config import PolicyConfig
+    from alertmanager_webhook.policy_config import PolicyConfig
 
 # Signals a policy may name; stopping and killing are there on purpose, because
 # a policy has to spell them out and the target checks still apply.

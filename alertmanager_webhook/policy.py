@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 
-from alertmanager_webhook.config import PolicyConfig, WebhookConfig, policy_mode
+from alertmanager_webhook.config import WebhookConfig, policy_mode
 from alertmanager_webhook.intake import Intent
 from alertmanager_webhook.payload import Notification
+from alertmanager_webhook.policy_config import PolicyConfig
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,8 @@ import os
 import shutil
 from collections.abc import Callable
 
-from alertmanager_webhook.config import PolicyConfig, WebhookConfig
+from alertmanager_webhook.config import WebhookConfig
+from alertmanager_webhook.policy_config import PolicyConfig
 from alertmanager_webhook.templates import fill_argv
 
 log = logging.getLogger(__name__)

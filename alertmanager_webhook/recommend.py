@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import requests
 
 from aiops_common.causes import host_port, short_cause
-from alertmanager_webhook.config import PolicyConfig
+from alertmanager_webhook.policy_config import PolicyConfig
 from alertmanager_webhook.templates import LabelError, fill_promql
 
 log = logging.getLogger(__name__)

@@ -23,12 +23,13 @@ from typing import Any
 from alertmanager_webhook import survivors
 from alertmanager_webhook.actuators.base import Actuator, ActuatorError
 from alertmanager_webhook.admissions import Admissions, Admitted
-from alertmanager_webhook.config import PolicyConfig, WebhookConfig
+from alertmanager_webhook.config import WebhookConfig
 from alertmanager_webhook.forwarded_metrics import ForwardedMetrics
 from alertmanager_webhook.jobs import OUTCOME_UNKNOWN, Jobs
 from alertmanager_webhook.limits import Limits
 from alertmanager_webhook.metrics import WebhookMetrics
 from alertmanager_webhook.operator_command import aiops_command
+from alertmanager_webhook.policy_config import PolicyConfig
 from alertmanager_webhook.recommend import Recommender
 from alertmanager_webhook.start_journal import StartJournal
 from alertmanager_webhook.store import StoreError

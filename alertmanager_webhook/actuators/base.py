@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from alertmanager_webhook.config import PolicyConfig
+from alertmanager_webhook.policy_config import PolicyConfig
 from alertmanager_webhook.start_journal import Began
 
 # planned: ready to apply; skipped: nothing to do; refused: a target or label

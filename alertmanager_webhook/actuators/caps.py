@@ -24,7 +24,7 @@ from alertmanager_webhook.cgroups import (
     Hierarchy,
     target_group,
 )
-from alertmanager_webhook.config import PolicyConfig
+from alertmanager_webhook.policy_config import PolicyConfig
 from alertmanager_webhook.processes import ProcessFinder
 
 # CFS bandwidth period in microseconds; 100 ms is the kernel's default.

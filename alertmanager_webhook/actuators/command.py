@@ -23,7 +23,7 @@ from alertmanager_webhook.actuators.base import (
     fmt_number,
 )
 from alertmanager_webhook.actuators.spawn import run_in_session
-from alertmanager_webhook.config import PolicyConfig
+from alertmanager_webhook.policy_config import PolicyConfig
 from alertmanager_webhook.templates import (
     SAFE_VALUE,
     LabelError,

@@ -15,7 +15,7 @@ from types import ModuleType
 from typing import Any
 
 from alertmanager_webhook.actuators.base import ActuatorError, Outcome, Params, Plan
-from alertmanager_webhook.config import PolicyConfig
+from alertmanager_webhook.policy_config import PolicyConfig
 from alertmanager_webhook.templates import LabelError, safe_value
 
 GPU_INDEX = re.compile(r"[0-9]{1,3}")

@@ -15,7 +15,8 @@ import requests
 
 from aiops_common.causes import host_port, short_cause
 from alertmanager_webhook.actuators.base import ActuatorError, Outcome, Params, Plan
-from alertmanager_webhook.config import KubernetesConfig, PolicyConfig
+from alertmanager_webhook.config import KubernetesConfig
+from alertmanager_webhook.policy_config import PolicyConfig
 from alertmanager_webhook.templates import K8S_NAME, LabelError, safe_value
 
 STRATEGIC = "application/strategic-merge-patch+json"

@@ -21,7 +21,7 @@ from alertmanager_webhook.actuators.base import (
     Plan,
     fmt_number,
 )
-from alertmanager_webhook.config import PolicyConfig
+from alertmanager_webhook.policy_config import PolicyConfig
 from alertmanager_webhook.processes import (
     ProcessFinder,
     TargetError,

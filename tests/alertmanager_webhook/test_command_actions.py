@@ -16,7 +16,7 @@ import pytest
 from alertmanager_webhook.actuators.base import ActuatorError
 from alertmanager_webhook.actuators.command import Command, SlurmUpdate
 from alertmanager_webhook.actuators.spawn import run_in_session
-from alertmanager_webhook.config import PolicyConfig
+from alertmanager_webhook.policy_config import PolicyConfig
 from alertmanager_webhook.program_groups import Ranker
 from alertmanager_webhook.start_journal import Began, StartJournal
 

@@ -9,7 +9,7 @@ import pytest
 
 from alertmanager_webhook.actuators.base import ActuatorError
 from alertmanager_webhook.actuators.gpu import GpuPowerLimit
-from alertmanager_webhook.config import PolicyConfig
+from alertmanager_webhook.policy_config import PolicyConfig
 
 USED = (
     "nvmlInit",

@@ -16,7 +16,8 @@ from alertmanager_webhook.actuators.kubernetes import (
     KubernetesClient,
     PodResize,
 )
-from alertmanager_webhook.config import KubernetesConfig, PolicyConfig
+from alertmanager_webhook.config import KubernetesConfig
+from alertmanager_webhook.policy_config import PolicyConfig
 
 from .conftest import free_port
 

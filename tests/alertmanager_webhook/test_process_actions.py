@@ -18,7 +18,7 @@ from alertmanager_webhook.actuators.base import ActuatorError
 from alertmanager_webhook.actuators.caps import CpuCap, MemoryHigh
 from alertmanager_webhook.actuators.priority import Renice, Signal
 from alertmanager_webhook.cgroups import Cgroups
-from alertmanager_webhook.config import PolicyConfig
+from alertmanager_webhook.policy_config import PolicyConfig
 from alertmanager_webhook.processes import ProcessFinder, ProcessInfo, iter_processes
 
 from .conftest import FAKE_PROCESSES, fake_v1_tree

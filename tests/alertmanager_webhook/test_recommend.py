@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from alertmanager_webhook.config import PolicyConfig, RecommendConfig
+from alertmanager_webhook.policy_config import PolicyConfig, RecommendConfig
 from alertmanager_webhook.recommend import Recommender
 
 from .conftest import bound_socket
