@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shlex
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -28,17 +27,13 @@ from alertmanager_webhook.forwarded_metrics import ForwardedMetrics
 from alertmanager_webhook.jobs import OUTCOME_UNKNOWN, Jobs
 from alertmanager_webhook.limits import Limits
 from alertmanager_webhook.metrics import WebhookMetrics
-from alertmanager_webhook.operator_command import aiops_command
 from alertmanager_webhook.policy_config import PolicyConfig
 from alertmanager_webhook.recommend import Recommender
 from alertmanager_webhook.start_journal import StartJournal
 from alertmanager_webhook.store import StoreError
+from alertmanager_webhook.worker.results import Results
 
 log = logging.getLogger(__name__)
-
-
-# The operator command as a person can paste it into a shell.
-AIOPS = aiops_command()
 
 # A failed action's next attempt waits this long, doubled per attempt.
 RETRY_BASE_SECONDS = 5.0
@@ -94,6 +89,7 @@ class Worker:
         self._metrics = metrics
         self._recommender = recommender or Recommender()
         self._clock = clock
+        self._results = Results(jobs, metrics, clock, self._database)
         self._poll = poll_seconds
         self._checkpoint_every = checkpoint_seconds
         self._checkpointed = 0.0
@@ -237,7 +233,7 @@ class Worker:
             # it never leaves a window early.
             began = self._journal.began_at(row["id"])
             fields["started_unix"] = self._clock() if began is None else began
-        self._finish(
+        self._results.finish(
             row,
             "failed",
             expect,
@@ -525,7 +521,7 @@ class Worker:
                 stage = "apply" if row["result"] == "approved" else "plan"
             self._metrics.worker_errors.labels(stage).inc()
             log.exception("action crashed id=%d action=%s", row["id"], row["action"])
-            self._finish(
+            self._results.finish(
                 row, "failed", ("queued", "approved", "running"), reason=repr(exc)
             )
             # Recorded as ended: a mark it may have left is spent too.
@@ -537,10 +533,14 @@ class Worker:
         actuator = self._actuators.get(row["action"])
         if policy is None or actuator is None:
             missing = "policy" if policy is None else "action"
-            self._finish(row, "failed", reason=f"{missing} no longer configured")
+            self._results.finish(
+                row, "failed", reason=f"{missing} no longer configured"
+            )
             return
         if self._jobs.restore_queued(row["alert_fingerprint"], row["alert_starts_at"]):
-            self._finish(row, "skipped", reason="the alert resolved before it ran")
+            self._results.finish(
+                row, "skipped", reason="the alert resolved before it ran"
+            )
             return
 
         labels = json.loads(row["labels"])
@@ -549,11 +549,13 @@ class Worker:
         text = f"{plan.text} ({note})" if note else plan.text
 
         if plan.result != "planned":
-            self._finish(row, plan.result, target=plan.target, plan=text)
+            self._results.finish(row, plan.result, target=plan.target, plan=text)
         elif row["mode"] == "dry-run":
             self._preview(row, policy, plan.target, text, plan.spec)
         elif row["mode"] == "approve":
-            self._finish(row, "pending", target=plan.target, plan=text, spec=plan.spec)
+            self._results.finish(
+                row, "pending", target=plan.target, plan=text, spec=plan.spec
+            )
         else:
             planned = {"target": plan.target, "plan": text, "spec": dict(plan.spec)}
             self._apply(row, plan.target, plan.spec, planned)
@@ -585,7 +587,7 @@ class Worker:
                 )
             else:
                 fields["reason"] = f"apply would skip it: {held.reason}"
-            recorded = self._finish(row, "planned", **fields)
+            recorded = self._results.finish(row, "planned", **fields)
         if recorded and held is not None:
             self._metrics.dry_run_held_back.labels(row["action"], held.limit).inc()
 
@@ -612,7 +614,7 @@ class Worker:
             under_way = [a.target for a in unmarked]
             held = self._limits.holding(row, policy, attempt.target, under_way)
             if held is not None:
-                self._finish(
+                self._results.finish(
                     row, "skipped", (attempt.before,), reason=held.reason, **planned
                 )
                 return
@@ -669,7 +671,9 @@ class Worker:
             )
             with self._admissions.ending(admitted) as (expect, first):
                 if attempts > attempt.policy.retries:
-                    self._finish(row, "failed", expect, **first, reason=str(exc))
+                    self._results.finish(
+                        row, "failed", expect, **first, reason=str(exc)
+                    )
                     return
                 delay = RETRY_BASE_SECONDS * 2 ** (attempts - 1)
                 self._jobs.move(
@@ -697,7 +701,7 @@ class Worker:
             self._clock() - started
         )
         with self._admissions.ending(admitted) as (expect, first):
-            self._finish(
+            self._results.finish(
                 row,
                 "applied",
                 expect,
@@ -713,19 +717,10 @@ class Worker:
             outcome.text,
         )
 
-    def _approve_hint(self, row: Row) -> str:
-        # With the database's own path: from another folder, or beside another
-        # receiver's database, a bare id would approve nothing, or another action.
-        database = shlex.quote(self._database)
-        return (
-            f"; approve with: {shlex.quote(AIOPS)} approve {row['id']} "
-            f"--database {database}"
-        )
-
     def _restore(self, row: Row) -> None:
         original = self._jobs.get(row["restores"])
         if original is None:
-            self._finish(row, "failed", reason="the original action is gone")
+            self._results.finish(row, "failed", reason="the original action is gone")
             return
 
         with self._holding(original["target"], row):
@@ -734,19 +729,19 @@ class Worker:
 
     def _restore_held(self, row: Row, original: Row) -> None:
         if original["result"] in ("pending", "queued", "approved"):
-            self._finish(
+            self._results.finish(
                 original,
                 "cancelled",
                 ("pending", "queued", "approved"),
                 reason="the alert resolved first",
             )
-            self._finish(row, "skipped", reason="cancelled the waiting action")
+            self._results.finish(row, "skipped", reason="cancelled the waiting action")
             return
         if original["result"] != "applied" or not original["undo"]:
-            self._finish(row, "skipped", reason="nothing to restore")
+            self._results.finish(row, "skipped", reason="nothing to restore")
             return
         if original["restored_at"]:
-            self._finish(row, "skipped", reason="already restored")
+            self._results.finish(row, "skipped", reason="already restored")
             return
 
         if not self._jobs.move(row["id"], ("queued",), result="running"):
@@ -756,7 +751,7 @@ class Worker:
         try:
             text = actuator.restore(json.loads(original["undo"]))
         except ActuatorError as exc:
-            self._finish(row, "failed", ("running",), reason=str(exc))
+            self._results.finish(row, "failed", ("running",), reason=str(exc))
             return
         finally:
             self._metrics.apply_duration.labels(row["action"]).observe(
@@ -766,55 +761,7 @@ class Worker:
         self._jobs.move(
             original["id"], ("applied",), restored_at=self._jobs.store.now().isoformat()
         )
-        self._finish(
+        self._results.finish(
             row, "applied", ("running",), reason=text, target=original["target"]
         )
         log.info("restored id=%d action=%s", original["id"], original["action"])
-
-    def _finish(
-        self,
-        row: Row,
-        result: str,
-        expect: tuple[str, ...] = ("queued",),
-        **fields: Any,
-    ) -> bool:
-        """Record the action's result; False if it had moved on meanwhile."""
-        now = self._clock()
-        if result != "pending":
-            fields["finished_unix"] = now
-        if not self._jobs.move(row["id"], expect, result=result, **fields):
-            return False
-        if result in ("failed", "refused", "skipped"):
-            # What did not happen, and why: the operator reads it here first.
-            log.log(
-                logging.WARNING if result == "failed" else logging.INFO,
-                "%s %s id=%d action=%s reason=%r",
-                row["kind"],
-                result,
-                row["id"],
-                row["action"],
-                fields.get("reason") or fields.get("plan", ""),
-            )
-        elif result in ("planned", "pending"):
-            # What a person may want to act on: a dry run's plan and whether
-            # apply would run it, or an action that waits for an approval.
-            log.info(
-                "%s %s id=%d action=%s plan=%r%s",
-                row["kind"],
-                "planned (dry-run)" if result == "planned" else "waits for approval",
-                row["id"],
-                row["action"],
-                fields.get("plan", ""),
-                self._approve_hint(row)
-                if result == "pending"
-                else f" reason={fields.get('reason', '')!r}",
-            )
-        if row["kind"] == "restore":
-            self._metrics.restores.labels(row["action"], result).inc()
-            return True
-        self._metrics.actions.labels(row["action"], row["mode"], result).inc()
-        if result != "pending":
-            self._metrics.action_latency.labels(row["action"]).observe(
-                max(0.0, now - row["received_unix"])
-            )
-        return True

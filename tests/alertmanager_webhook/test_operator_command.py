@@ -67,7 +67,7 @@ def test_the_worker_hints_with_the_path_as_the_receiver_was_started(
     script = (
         "import sys\n"
         f"sys.argv[0] = {str(linked_bin / 'aiops-webhook')!r}\n"
-        "from alertmanager_webhook.worker import AIOPS\n"
+        "from alertmanager_webhook.worker.results import AIOPS\n"
         "print(AIOPS)\n"
     )
     env = dict(os.environ, PATH=os.defpath)

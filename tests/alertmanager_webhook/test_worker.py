@@ -14,7 +14,8 @@ from alertmanager_webhook.jobs import Jobs
 from alertmanager_webhook.metrics import WebhookMetrics
 from alertmanager_webhook.recommend import Recommender
 from alertmanager_webhook.store import StoreError
-from alertmanager_webhook.worker import AIOPS, Worker
+from alertmanager_webhook.worker import Worker
+from alertmanager_webhook.worker.results import AIOPS
 
 from .conftest import Receiver, make_config
 
