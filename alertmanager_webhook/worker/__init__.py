@@ -13,8 +13,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from sqlite3 import Row
 from typing import Any
@@ -31,16 +30,13 @@ from alertmanager_webhook.policy_config import PolicyConfig
 from alertmanager_webhook.recommend import Recommender
 from alertmanager_webhook.start_journal import StartJournal
 from alertmanager_webhook.store import StoreError
+from alertmanager_webhook.worker.claims import Claims, TargetHeld
 from alertmanager_webhook.worker.results import Results
 
 log = logging.getLogger(__name__)
 
 # A failed action's next attempt waits this long, doubled per attempt.
 RETRY_BASE_SECONDS = 5.0
-# Ready actions read per look at the queue. The read sorts every ready action,
-# so it is done per batch rather than per action: a backlog would make each
-# look slower, and the worker fall further behind.
-BATCH = 50
 # How often the queue depth is published while a backlog is worked off.
 DEPTH_EVERY_SECONDS = 0.5
 
@@ -56,10 +52,6 @@ class _Attempt:
     spec: Mapping[str, Any]
     # Where the action goes back to if a failed attempt is retried.
     before: str
-
-
-class _TargetHeld(Exception):
-    """Another change holds the action's target: it waits, set aside."""
 
 
 class Worker:
@@ -96,39 +88,9 @@ class Worker:
         self._published = 0.0
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        # Guards what the threads share: the actions and targets in hand, and
-        # a counter that moves whenever new work may have become ready. Held
-        # only briefly, never over the database: notify() runs in requests.
-        self._busy = threading.Condition()
-        # Held over a look at the queue and the claim that follows, and by a
-        # thread letting an action go, so that no look sees it still queued.
-        self._taking = threading.Lock()
-        # Ready actions read by the last look and not yet taken, oldest first.
-        # One may have been cancelled since; its move then finds it so.
-        self._batch: list[Row] = []
-        self._in_hand: dict[int, tuple[str, str]] = {}
-        # Actions whose end could not be written: their rows may still say
-        # queued, and must not be taken again. Admissions holds them too, but
-        # under a lock held over every end's write: taking the next action
-        # must not wait for one.
-        self._unsettled: set[int] = set()
-        self._targets: set[str] = set()
+        self._claims = Claims()
         # The watches of programs that outlived a crash (survivors.py).
         self._survivors: list[threading.Thread] = []
-        # Actions set aside, by id: the target they were planned on, which
-        # another change held, and their alert episode. While that target is
-        # held, none is taken again, nor any other action of its episode. Once
-        # it is let go they may be, oldest first: the first takes the target,
-        # and the few that other threads plan meanwhile are set aside again,
-        # so that each is planned a few times, not once per action let go.
-        # Kept past the row's own end (a resolve cancelled it) until the next
-        # look at the queue.
-        self._aside: dict[int, tuple[str, tuple[str, str]]] = {}
-        # Set when a target with actions set aside is let go: they are not in
-        # the batch any more, so the next look reads the queue anew.
-        self._reread = False
-        self._generation = 0
-        self._idle = False
         # The limit checks and the admission are one step, so that two
         # threads cannot both pass a cap that has room for one.
         self._admitting = threading.Lock()
@@ -159,10 +121,7 @@ class Worker:
 
     def notify(self) -> None:
         """Tell the worker that something was queued, approved or let go."""
-        with self._busy:
-            self._generation += 1
-            self._idle = False
-            self._busy.notify_all()
+        self._claims.notify()
 
     def recover(self) -> None:
         """Settle actions a crash left running, before any new work."""
@@ -271,14 +230,12 @@ class Worker:
             if final and killed is not None:
                 self._record_survivor_end(row, killed, timeout)
             self._journal.settle(row["id"])
-            self._let_target_go(target)
+            self._claims.let_target_go(target)
 
-        with self._busy:
-            self._targets.add(target)
+        self._claims.keep_target(target)
         watching = survivors.watch(*program, left, gone)
         if watching is None:
-            with self._busy:
-                self._targets.discard(target)
+            self._claims.drop_target(target)
             return False
         self._survivors.append(watching)
         log.warning(
@@ -338,135 +295,41 @@ class Worker:
         while True:
             while self._work_one():
                 done += 1
-            with self._busy:
-                if not self._waiting_aside() or self._stop.is_set():
-                    return done
-                seen = self._generation
+            seen = self._claims.aside_generation()
+            if seen is None or self._stop.is_set():
+                return done
             self._wait_for_work(seen)
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until a look at the queue found nothing ready and nothing in hand."""
-        with self._busy:
-            return self._busy.wait_for(lambda: self._idle, timeout)
+        return self._claims.wait_idle(timeout)
 
     def _work_one(self) -> bool:
         """Take one ready action and process it; False when none is ready."""
-        with self._busy:
-            seen = self._generation
+        seen = self._claims.generation()
         row = self._take()
         if row is None:
             self._publish_depth(force=True)
-            with self._busy:
-                # Not emptied while actions set aside wait for their target.
-                emptied = not self._waiting_aside()
-                # Idle only if nothing was queued or let go while it looked.
-                if self._generation == seen and emptied and not self._in_hand:
-                    self._idle = True
-                    self._busy.notify_all()
+            emptied = self._claims.found_nothing(seen)
             if emptied:
                 self._metrics.worker_last_success.set(self._clock())
             return False
 
         try:
             self._process(row)
-        except _TargetHeld:
-            pass  # set aside by _holding; taken again once its target is let go
+        except TargetHeld:
+            pass  # set aside by holding(); taken again once its target is let go
         finally:
-            self._let_go(row["id"])
+            self._claims.let_go(row["id"])
         return True
 
     def _take(self) -> Row | None:
         """Claim the oldest ready action whose alert episode no thread holds."""
-        with self._taking:
+        with self._claims.looking():
             self._checkpoint()
             # Published while a backlog is worked off, not only once it is gone.
             self._publish_depth()
-            if self._reread:
-                self._batch, self._reread = [], False
-            row = self._claim()
-            if row is None:
-                # What the batch holds waits on other threads; look again.
-                # Room for those set aside too, which would fill it otherwise.
-                with self._busy:
-                    room = len(self._in_hand) + len(self._aside) + BATCH
-                self._batch = self._jobs.ready(self._clock(), room)
-                with self._busy:
-                    ready = {r["id"] for r in self._batch}
-                    for action_id in set(self._aside) - ready:
-                        del self._aside[action_id]  # ended meanwhile
-                row = self._claim()
-        return row
-
-    def _waiting_aside(self) -> bool:
-        """Whether an action set aside still waits for its target."""
-        return any(target in self._targets for target, _ in self._aside.values())
-
-    def _claim(self) -> Row | None:
-        with self._busy:
-            # Those another thread took since the batch was read are its own.
-            waiting = {
-                action_id: episode
-                for action_id, (target, episode) in self._aside.items()
-                if target in self._targets
-            }
-            self._batch = [
-                r
-                for r in self._batch
-                if r["id"] not in self._in_hand
-                and r["id"] not in self._unsettled
-                and r["id"] not in waiting
-            ]
-            episodes = {*self._in_hand.values(), *waiting.values()}
-            for i, row in enumerate(self._batch):
-                episode = (row["alert_fingerprint"], row["alert_starts_at"])
-                if episode not in episodes:
-                    del self._batch[i]
-                    self._in_hand[row["id"]] = episode
-                    return row
-        return None
-
-    def _let_go(self, action_id: int) -> None:
-        with self._taking, self._busy:
-            del self._in_hand[action_id]
-            # An action of the same episode may now be taken.
-            self._generation += 1
-            self._busy.notify_all()
-
-    @contextmanager
-    def _holding(self, target: str, row: Row) -> Iterator[None]:
-        """Keep `target` for this thread; raise _TargetHeld if another has it.
-
-        The action is then set aside rather than waited for in this thread:
-        waiting, `workers` actions queued on one held target (a long command,
-        or a program that outlived a crash, held up to its timeout) kept every
-        thread, and actions on other targets waited for it too. Its target is
-        known only once it is planned, so it is set aside only then.
-        """
-        with self._busy:
-            if target in self._targets:
-                episode = (row["alert_fingerprint"], row["alert_starts_at"])
-                if row["id"] not in self._aside:
-                    log.info(
-                        "action waits for its target id=%d target=%r",
-                        row["id"],
-                        target,
-                    )
-                self._aside[row["id"]] = (target, episode)
-                raise _TargetHeld(target)
-            self._aside.pop(row["id"], None)
-            self._targets.add(target)
-        try:
-            yield
-        finally:
-            self._let_target_go(target)
-
-    def _let_target_go(self, target: str) -> None:
-        with self._busy:
-            self._targets.discard(target)
-            if any(aside == target for aside, _ in self._aside.values()):
-                self._reread = True
-                self._generation += 1
-            self._busy.notify_all()
+            return self._claims.take(lambda room: self._jobs.ready(self._clock(), room))
 
     def _publish_depth(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -485,8 +348,7 @@ class Worker:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            with self._busy:
-                seen = self._generation
+            seen = self._claims.generation()
             try:
                 if self._work_one():
                     continue
@@ -498,10 +360,7 @@ class Worker:
 
     def _wait_for_work(self, seen: int) -> None:
         """Sleep until notified, an action is let go, or the poll interval ends."""
-        with self._busy:
-            self._busy.wait_for(
-                lambda: self._generation != seen or self._stop.is_set(), self._poll
-            )
+        self._claims.wait_for_work(seen, self._poll, self._stop)
 
     def _process(self, row: Row) -> None:
         try:
@@ -511,7 +370,7 @@ class Worker:
                 self._apply(row, row["target"], json.loads(row["spec"]))
             else:
                 self._plan(row)
-        except (StoreError, _TargetHeld):
+        except (StoreError, TargetHeld):
             raise
         except Exception as exc:  # an actuator's bug must not stop the queue
             # The stage the action entered at: a queued one is planned first.
@@ -605,7 +464,7 @@ class Worker:
         planned = planned or {}
 
         attempt = _Attempt(row, policy, actuator, target, spec, before)
-        with self._holding(target, row):
+        with self._claims.holding(target, row):
             self._gated_apply(attempt, planned)
 
     def _gated_apply(self, attempt: _Attempt, planned: Mapping[str, Any]) -> None:
@@ -641,8 +500,7 @@ class Worker:
         except StoreError:
             # Its end is not written and its row may still say queued: never
             # taken again by this worker; the next start settles it.
-            with self._busy:
-                self._unsettled.add(row["id"])
+            self._claims.mark_unsettled(row["id"])
             raise
         if watched:
             self._journal.settle(row["id"])
@@ -723,7 +581,7 @@ class Worker:
             self._results.finish(row, "failed", reason="the original action is gone")
             return
 
-        with self._holding(original["target"], row):
+        with self._claims.holding(original["target"], row):
             # Read again: another change to the target may have finished meanwhile.
             self._restore_held(row, self._jobs.get(row["restores"]) or original)
 

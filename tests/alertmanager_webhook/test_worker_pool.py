@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from alertmanager_webhook.actuators.base import Outcome, Plan
-from alertmanager_webhook.worker import BATCH
+from alertmanager_webhook.worker.claims import BATCH
 
 from .conftest import Receiver, make_config
 from .test_worker import _payload, _policy
