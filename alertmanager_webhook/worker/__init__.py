@@ -31,6 +31,7 @@ from alertmanager_webhook.recommend import Recommender
 from alertmanager_webhook.start_journal import StartJournal
 from alertmanager_webhook.store import StoreError
 from alertmanager_webhook.worker.claims import Claims, TargetHeld
+from alertmanager_webhook.worker.restores import Restorer
 from alertmanager_webhook.worker.results import Results
 
 log = logging.getLogger(__name__)
@@ -82,13 +83,16 @@ class Worker:
         self._recommender = recommender or Recommender()
         self._clock = clock
         self._results = Results(jobs, metrics, clock, self._database)
+        self._claims = Claims()
+        self._restorer = Restorer(
+            jobs, actuators, metrics, clock, self._claims, self._results
+        )
         self._poll = poll_seconds
         self._checkpoint_every = checkpoint_seconds
         self._checkpointed = 0.0
         self._published = 0.0
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._claims = Claims()
         # The watches of programs that outlived a crash (survivors.py).
         self._survivors: list[threading.Thread] = []
         # The limit checks and the admission are one step, so that two
@@ -365,7 +369,7 @@ class Worker:
     def _process(self, row: Row) -> None:
         try:
             if row["kind"] == "restore":
-                self._restore(row)
+                self._restorer.restore(row)
             elif row["result"] == "approved":
                 self._apply(row, row["target"], json.loads(row["spec"]))
             else:
@@ -574,52 +578,3 @@ class Worker:
             attempt.target,
             outcome.text,
         )
-
-    def _restore(self, row: Row) -> None:
-        original = self._jobs.get(row["restores"])
-        if original is None:
-            self._results.finish(row, "failed", reason="the original action is gone")
-            return
-
-        with self._claims.holding(original["target"], row):
-            # Read again: another change to the target may have finished meanwhile.
-            self._restore_held(row, self._jobs.get(row["restores"]) or original)
-
-    def _restore_held(self, row: Row, original: Row) -> None:
-        if original["result"] in ("pending", "queued", "approved"):
-            self._results.finish(
-                original,
-                "cancelled",
-                ("pending", "queued", "approved"),
-                reason="the alert resolved first",
-            )
-            self._results.finish(row, "skipped", reason="cancelled the waiting action")
-            return
-        if original["result"] != "applied" or not original["undo"]:
-            self._results.finish(row, "skipped", reason="nothing to restore")
-            return
-        if original["restored_at"]:
-            self._results.finish(row, "skipped", reason="already restored")
-            return
-
-        if not self._jobs.move(row["id"], ("queued",), result="running"):
-            return
-        actuator = self._actuators[original["action"]]
-        started = self._clock()
-        try:
-            text = actuator.restore(json.loads(original["undo"]))
-        except ActuatorError as exc:
-            self._results.finish(row, "failed", ("running",), reason=str(exc))
-            return
-        finally:
-            self._metrics.apply_duration.labels(row["action"]).observe(
-                self._clock() - started
-            )
-
-        self._jobs.move(
-            original["id"], ("applied",), restored_at=self._jobs.store.now().isoformat()
-        )
-        self._results.finish(
-            row, "applied", ("running",), reason=text, target=original["target"]
-        )
-        log.info("restored id=%d action=%s", original["id"], original["action"])
