@@ -1,10 +1,12 @@
 """The background worker: plans, gates and applies queued actions, and restores.
 
 A few threads (`workers` in the config) take actions in arrival order. No two
-actions of one alert episode, nor two changes to one target, run at once. An
-action is marked running in the database before its actuator is called, so
-after a crash it is never run twice: an idempotent one is queued again, any
-other is recorded as failed with its outcome unknown.
+actions of one alert episode, nor two changes to one target, run at once
+(claims.py). An action is marked running in the database before its actuator
+is called (applying.py), so after a crash it is never run twice: an idempotent
+one is queued again, any other is recorded as failed with its outcome unknown
+(recovery.py). Restores on resolve are in restores.py; every part records an
+action's end through results.py.
 """
 
 from __future__ import annotations
@@ -14,21 +16,18 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from sqlite3 import Row
-from typing import Any
 
-from alertmanager_webhook.actuators.base import Actuator, ActuatorError
-from alertmanager_webhook.admissions import Admissions, Admitted
+from alertmanager_webhook.actuators.base import Actuator
+from alertmanager_webhook.admissions import Admissions
 from alertmanager_webhook.config import WebhookConfig
 from alertmanager_webhook.forwarded_metrics import ForwardedMetrics
 from alertmanager_webhook.jobs import Jobs
-from alertmanager_webhook.limits import Limits
 from alertmanager_webhook.metrics import WebhookMetrics
-from alertmanager_webhook.policy_config import PolicyConfig
 from alertmanager_webhook.recommend import Recommender
 from alertmanager_webhook.start_journal import StartJournal
 from alertmanager_webhook.store import StoreError
+from alertmanager_webhook.worker.applying import Applier
 from alertmanager_webhook.worker.claims import Claims, TargetHeld
 from alertmanager_webhook.worker.recovery import Recovery
 from alertmanager_webhook.worker.restores import Restorer
@@ -36,23 +35,8 @@ from alertmanager_webhook.worker.results import Results
 
 log = logging.getLogger(__name__)
 
-# A failed action's next attempt waits this long, doubled per attempt.
-RETRY_BASE_SECONDS = 5.0
 # How often the queue depth is published while a backlog is worked off.
 DEPTH_EVERY_SECONDS = 0.5
-
-
-@dataclass(frozen=True)
-class _Attempt:
-    """An action on its way to being applied, with what applying it needs."""
-
-    row: Row
-    policy: PolicyConfig
-    actuator: Actuator
-    target: str
-    spec: Mapping[str, Any]
-    # Where the action goes back to if a failed attempt is retried.
-    before: str
 
 
 class Worker:
@@ -71,44 +55,55 @@ class Worker:
         checkpoint_seconds: float = 1.0,
     ) -> None:
         self._config = config
-        # As SQLite opened it: absolute, whatever the config said.
-        self._database = jobs.store.file()
-        self._journal = StartJournal.beside(
-            self._database, fsync=config.database_sync == "full"
-        )
-        self._policies = {p.name: p for p in config.policies}
         self._jobs = jobs
-        self._actuators = actuators
         self._metrics = metrics
-        self._recommender = recommender or Recommender()
         self._clock = clock
-        self._results = Results(jobs, metrics, clock, self._database)
-        self._claims = Claims()
-        self._restorer = Restorer(
-            jobs, actuators, metrics, clock, self._claims, self._results
-        )
-        self._recovery = Recovery(
-            self._journal,
-            jobs,
-            self._policies,
-            actuators,
-            metrics,
-            clock,
-            self._claims,
-            self._results,
-        )
         self._poll = poll_seconds
         self._checkpoint_every = checkpoint_seconds
         self._checkpointed = 0.0
         self._published = 0.0
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        # The limit checks and the admission are one step, so that two
-        # threads cannot both pass a cap that has room for one.
-        self._admitting = threading.Lock()
-        self._limits = Limits(config, jobs, clock)
+
+        # As SQLite opened it: absolute, whatever the config said.
+        database = jobs.store.file()
+        self._journal = StartJournal.beside(
+            database, fsync=config.database_sync == "full"
+        )
         self._admissions = Admissions(
             self._jobs.move, marked=lambda: self._publish_depth(force=True)
+        )
+
+        # The parts share one view of what the threads hold, and one way of
+        # recording where an action ended up.
+        policies = {p.name: p for p in config.policies}
+        self._claims = Claims()
+        self._results = Results(jobs, metrics, clock, database)
+        self._recovery = Recovery(
+            self._journal,
+            jobs,
+            policies,
+            actuators,
+            metrics,
+            clock,
+            self._claims,
+            self._results,
+        )
+        self._applier = Applier(
+            config,
+            self._journal,
+            jobs,
+            policies,
+            actuators,
+            metrics,
+            recommender or Recommender(),
+            clock,
+            self._admissions,
+            self._claims,
+            self._results,
+        )
+        self._restorer = Restorer(
+            jobs, actuators, metrics, clock, self._claims, self._results
         )
 
     def start(self) -> None:
@@ -221,9 +216,9 @@ class Worker:
             if row["kind"] == "restore":
                 self._restorer.restore(row)
             elif row["result"] == "approved":
-                self._apply(row, row["target"], json.loads(row["spec"]))
+                self._applier.apply(row, row["target"], json.loads(row["spec"]))
             else:
-                self._plan(row)
+                self._applier.plan(row)
         except (StoreError, TargetHeld):
             raise
         except Exception as exc:  # an actuator's bug must not stop the queue
@@ -240,191 +235,3 @@ class Worker:
             # Recorded as ended: a mark it may have left is spent too.
             self._admissions.forget(row["id"])
             self._journal.settle(row["id"])
-
-    def _plan(self, row: Row) -> None:
-        policy = self._policies.get(row["policy"])
-        actuator = self._actuators.get(row["action"])
-        if policy is None or actuator is None:
-            missing = "policy" if policy is None else "action"
-            self._results.finish(
-                row, "failed", reason=f"{missing} no longer configured"
-            )
-            return
-        if self._jobs.restore_queued(row["alert_fingerprint"], row["alert_starts_at"]):
-            self._results.finish(
-                row, "skipped", reason="the alert resolved before it ran"
-            )
-            return
-
-        labels = json.loads(row["labels"])
-        params, note = self._recommender.params(policy, labels)
-        plan = actuator.plan(labels, policy, params)
-        text = f"{plan.text} ({note})" if note else plan.text
-
-        if plan.result != "planned":
-            self._results.finish(row, plan.result, target=plan.target, plan=text)
-        elif row["mode"] == "dry-run":
-            self._preview(row, policy, plan.target, text, plan.spec)
-        elif row["mode"] == "approve":
-            self._results.finish(
-                row, "pending", target=plan.target, plan=text, spec=plan.spec
-            )
-        else:
-            planned = {"target": plan.target, "plan": text, "spec": dict(plan.spec)}
-            self._apply(row, plan.target, plan.spec, planned)
-
-    def _preview(
-        self,
-        row: Row,
-        policy: PolicyConfig,
-        target: str,
-        text: str,
-        spec: Mapping[str, Any],
-    ) -> None:
-        """Record a dry run's plan, saying whether apply's limits would hold it back.
-
-        A plan apply would have run carries the time it would have started
-        it, so that the next plans' previews count it (jobs.py); the limits
-        of real changes never do.
-        """
-        fields: dict[str, Any] = {"target": target, "plan": text, "spec": spec}
-        # Written under the lock, as an admission is made: two threads must
-        # not both find room for one more.
-        with self._admitting, self._admissions.unmarked() as unmarked:
-            under_way = [a.target for a in unmarked]
-            held = self._limits.holding(row, policy, target, under_way, preview=True)
-            if held is None:
-                fields["started_unix"] = self._clock()
-                fields["reason"] = (
-                    "apply would run it: no cooldown, cap or blast radius holds it back"
-                )
-            else:
-                fields["reason"] = f"apply would skip it: {held.reason}"
-            recorded = self._results.finish(row, "planned", **fields)
-        if recorded and held is not None:
-            self._metrics.dry_run_held_back.labels(row["action"], held.limit).inc()
-
-    def _apply(
-        self,
-        row: Row,
-        target: str,
-        spec: Mapping[str, Any],
-        planned: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Gate, mark running, apply; `planned` is the plan to record on the way."""
-        policy = self._policies[row["policy"]]
-        actuator = self._actuators[row["action"]]
-        before = row["result"] if row["result"] == "approved" else "queued"
-        planned = planned or {}
-
-        attempt = _Attempt(row, policy, actuator, target, spec, before)
-        with self._claims.holding(target, row):
-            self._gated_apply(attempt, planned)
-
-    def _gated_apply(self, attempt: _Attempt, planned: Mapping[str, Any]) -> None:
-        row, policy = attempt.row, attempt.policy
-        with self._admitting, self._admissions.unmarked() as unmarked:
-            under_way = [a.target for a in unmarked]
-            held = self._limits.holding(row, policy, attempt.target, under_way)
-            if held is not None:
-                self._results.finish(
-                    row, "skipped", (attempt.before,), reason=held.reason, **planned
-                )
-                return
-            # Written with the action's end, or its mark as running if it
-            # runs long (admissions.py).
-            admitted = self._admissions.admit(
-                row["id"],
-                attempt.target,
-                attempt.before,
-                {
-                    "started_unix": self._clock(),
-                    "attempts": row["attempts"] + 1,
-                    **planned,
-                },
-            )
-
-        # An action that must not run twice says when it began, so that a
-        # crash before that point runs it again (start_journal.py). Its mark
-        # is spent once its end is recorded; a failure to record it leaves the
-        # mark, and the action unsettled, for the next start to settle.
-        watched = not (attempt.actuator.idempotent or policy.idempotent)
-        try:
-            self._run(attempt, admitted, watched)
-        except StoreError:
-            # Its end is not written and its row may still say queued: never
-            # taken again by this worker; the next start settles it.
-            self._claims.mark_unsettled(row["id"])
-            raise
-        if watched:
-            self._journal.settle(row["id"])
-
-    def _run(self, attempt: _Attempt, admitted: Admitted, watched: bool) -> None:
-        """Apply an admitted action and record how it ended."""
-        row, spec = attempt.row, attempt.spec
-        attempts = admitted.fields["attempts"]
-        started = self._clock()
-        try:
-            if watched:
-                plan = admitted.fields.get("plan", row["plan"])
-                began = self._journal.mark(
-                    row["id"],
-                    attempt.target,
-                    plan,
-                    attempts,
-                    admitted.fields["started_unix"],
-                )
-                outcome = attempt.actuator.apply(spec, began)
-            else:
-                outcome = attempt.actuator.apply(spec)
-        except ActuatorError as exc:
-            self._metrics.apply_duration.labels(row["action"]).observe(
-                self._clock() - started
-            )
-            with self._admissions.ending(admitted) as (expect, first):
-                if attempts > attempt.policy.retries:
-                    self._results.finish(
-                        row, "failed", expect, **first, reason=str(exc)
-                    )
-                    return
-                delay = RETRY_BASE_SECONDS * 2 ** (attempts - 1)
-                self._jobs.move(
-                    row["id"],
-                    expect,
-                    **{
-                        **first,
-                        "result": attempt.before,
-                        "not_before": self._clock() + delay,
-                        "reason": f"attempt {attempts} failed: {exc}; "
-                        f"retrying in {delay:g}s",
-                    },
-                )
-            log.warning(
-                "attempt failed id=%d action=%s attempt=%d reason=%r; retrying in %gs",
-                row["id"],
-                row["action"],
-                attempts,
-                str(exc),
-                delay,
-            )
-            return
-
-        self._metrics.apply_duration.labels(row["action"]).observe(
-            self._clock() - started
-        )
-        with self._admissions.ending(admitted) as (expect, first):
-            self._results.finish(
-                row,
-                "applied",
-                expect,
-                **first,
-                reason=outcome.text,
-                undo=None if outcome.undo is None else dict(outcome.undo),
-            )
-        log.info(
-            "applied id=%d action=%s target=%r outcome=%r",
-            row["id"],
-            row["action"],
-            attempt.target,
-            outcome.text,
-        )
