@@ -9,7 +9,7 @@ it started and what it planned; one still running after `mark_after` seconds
 is marked running meanwhile, so that a long program shows as such.
 
 Until its row says so, what is admitted here counts against the cap and the
-blast radius (worker.py asks `unmarked()`).
+blast radius (worker/applying.py asks `unmarked()`).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from typing import Any
 from alertmanager_webhook.store import Store
 
 # What the reason of an action a crash interrupted after it began starts with
-# (worker.py): whether it changed its target is not known.
+# (worker/recovery.py): whether it changed its target is not known.
 OUTCOME_UNKNOWN = "interrupted by a restart; outcome unknown"
 # Changes to a limit: what the cooldown and the blast radius count. An action
 # of unknown outcome counts as if it had changed its target: they are safety
@@ -26,7 +26,7 @@ CHANGING = (
 )
 # What a dry run's preview of the limits counts too: its plans that apply
 # would have run, which carry the time apply would have started them
-# (worker.py). No limit of a real change counts them.
+# (worker/applying.py). No limit of a real change counts them.
 WOULD_CHANGE = f"({CHANGING} OR (result = 'planned' AND started_unix IS NOT NULL))"
 
 
