@@ -29,6 +29,7 @@ from alertmanager_webhook.start_journal import StartJournal
 from alertmanager_webhook.store import StoreError
 from alertmanager_webhook.worker.applying import Applier
 from alertmanager_webhook.worker.claims import Claims, TargetHeld
+from alertmanager_webhook.worker.parts import Shared
 from alertmanager_webhook.worker.recovery import Recovery
 from alertmanager_webhook.worker.restores import Restorer
 from alertmanager_webhook.worker.results import Results
@@ -79,7 +80,7 @@ class Worker:
         policies = {p.name: p for p in config.policies}
         self._claims = Claims()
         self._results = Results(jobs, metrics, clock, database)
-        self._recovery = Recovery(
+        shared = Shared(
             self._journal,
             jobs,
             policies,
@@ -89,22 +90,11 @@ class Worker:
             self._claims,
             self._results,
         )
+        self._recovery = Recovery(shared)
         self._applier = Applier(
-            config,
-            self._journal,
-            jobs,
-            policies,
-            actuators,
-            metrics,
-            recommender or Recommender(),
-            clock,
-            self._admissions,
-            self._claims,
-            self._results,
+            shared, config, recommender or Recommender(), self._admissions
         )
-        self._restorer = Restorer(
-            jobs, actuators, metrics, clock, self._claims, self._results
-        )
+        self._restorer = Restorer(shared)
 
     def start(self) -> None:
         self.recover()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from sqlite3 import Row
 from typing import Any
@@ -19,16 +19,11 @@ from typing import Any
 from alertmanager_webhook.actuators.base import Actuator, ActuatorError
 from alertmanager_webhook.admissions import Admissions, Admitted
 from alertmanager_webhook.config import WebhookConfig
-from alertmanager_webhook.forwarded_metrics import ForwardedMetrics
-from alertmanager_webhook.jobs import Jobs
 from alertmanager_webhook.limits import Limits
-from alertmanager_webhook.metrics import WebhookMetrics
 from alertmanager_webhook.policy_config import PolicyConfig
 from alertmanager_webhook.recommend import Recommender
-from alertmanager_webhook.start_journal import StartJournal
 from alertmanager_webhook.store import StoreError
-from alertmanager_webhook.worker.claims import Claims
-from alertmanager_webhook.worker.results import Results
+from alertmanager_webhook.worker.parts import Part, Shared
 
 log = logging.getLogger(__name__)
 
@@ -49,37 +44,23 @@ class _Attempt:
     before: str
 
 
-class Applier:
+class Applier(Part):
     """Plans an action and applies it within the limits, holding its target."""
 
     def __init__(
         self,
+        shared: Shared,
         config: WebhookConfig,
-        journal: StartJournal,
-        jobs: Jobs,
-        policies: Mapping[str, PolicyConfig],
-        actuators: Mapping[str, Actuator],
-        metrics: WebhookMetrics | ForwardedMetrics,
         recommender: Recommender,
-        clock: Callable[[], float],
         admissions: Admissions,
-        claims: Claims,
-        results: Results,
     ) -> None:
-        self._journal = journal
-        self._jobs = jobs
-        self._policies = policies
-        self._actuators = actuators
-        self._metrics = metrics
+        super().__init__(shared)
         self._recommender = recommender
-        self._clock = clock
         self._admissions = admissions
-        self._claims = claims
-        self._results = results
         # The limit checks and the admission are one step, so that two
         # threads cannot both pass a cap that has room for one.
         self._admitting = threading.Lock()
-        self._limits = Limits(config, jobs, clock)
+        self._limits = Limits(config, shared.jobs, shared.clock)
 
     def plan(self, row: Row) -> None:
         """Plan a queued action, then record, preview or apply it by its mode."""

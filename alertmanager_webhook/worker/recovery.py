@@ -10,46 +10,22 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
 from sqlite3 import Row
 from typing import Any
 
 from alertmanager_webhook import survivors
-from alertmanager_webhook.actuators.base import Actuator
-from alertmanager_webhook.forwarded_metrics import ForwardedMetrics
-from alertmanager_webhook.jobs import OUTCOME_UNKNOWN, Jobs
-from alertmanager_webhook.metrics import WebhookMetrics
-from alertmanager_webhook.policy_config import PolicyConfig
-from alertmanager_webhook.start_journal import StartJournal
+from alertmanager_webhook.jobs import OUTCOME_UNKNOWN
 from alertmanager_webhook.store import StoreError
-from alertmanager_webhook.worker.claims import Claims
-from alertmanager_webhook.worker.results import Results
+from alertmanager_webhook.worker.parts import Part, Shared
 
 log = logging.getLogger(__name__)
 
 
-class Recovery:
+class Recovery(Part):
     """Settles what a crash left running; `watches` are its survivors' threads."""
 
-    def __init__(
-        self,
-        journal: StartJournal,
-        jobs: Jobs,
-        policies: Mapping[str, PolicyConfig],
-        actuators: Mapping[str, Actuator],
-        metrics: WebhookMetrics | ForwardedMetrics,
-        clock: Callable[[], float],
-        claims: Claims,
-        results: Results,
-    ) -> None:
-        self._journal = journal
-        self._jobs = jobs
-        self._policies = policies
-        self._actuators = actuators
-        self._metrics = metrics
-        self._clock = clock
-        self._claims = claims
-        self._results = results
+    def __init__(self, shared: Shared) -> None:
+        super().__init__(shared)
         # The watches of programs that outlived a crash (survivors.py).
         self.watches: list[threading.Thread] = []
 

@@ -9,37 +9,16 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
 from sqlite3 import Row
 
-from alertmanager_webhook.actuators.base import Actuator, ActuatorError
-from alertmanager_webhook.forwarded_metrics import ForwardedMetrics
-from alertmanager_webhook.jobs import Jobs
-from alertmanager_webhook.metrics import WebhookMetrics
-from alertmanager_webhook.worker.claims import Claims
-from alertmanager_webhook.worker.results import Results
+from alertmanager_webhook.actuators.base import ActuatorError
+from alertmanager_webhook.worker.parts import Part
 
 log = logging.getLogger(__name__)
 
 
-class Restorer:
+class Restorer(Part):
     """Runs a queued restore, holding the original action's target meanwhile."""
-
-    def __init__(
-        self,
-        jobs: Jobs,
-        actuators: Mapping[str, Actuator],
-        metrics: WebhookMetrics | ForwardedMetrics,
-        clock: Callable[[], float],
-        claims: Claims,
-        results: Results,
-    ) -> None:
-        self._jobs = jobs
-        self._actuators = actuators
-        self._metrics = metrics
-        self._clock = clock
-        self._claims = claims
-        self._results = results
 
     def restore(self, row: Row) -> None:
         """Undo what the action `row` restores changed, or cancel it if it waits."""
