@@ -1,7 +1,7 @@
 """Crash recovery: the actions a crash cut short are settled before new work.
 
-An idempotent one, or one that had not begun as the start journal tells
-(start_journal.py), is queued again; any other is recorded as failed with its
+A restore or an idempotent action, or one the start journal (start_journal.py)
+says had not begun, is queued again; any other is recorded as failed with its
 outcome unknown. A program of one that outlived the crash holds its target
 until it ends (survivors.py).
 """
