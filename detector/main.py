@@ -144,7 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     registry.register(
         DetectorCollector(lambda: engine.snapshot, lambda: engine.checkpoint_status)
     )
-    registry.register(DiagnosisCollector(lambda: diagnoser.snapshot))
+    if config.diagnosis.enabled:
+        # Off, it would export a last success of 0 for ever, which reads as
+        # a diagnosis that stopped (AiopsDiagnosisStale).
+        registry.register(DiagnosisCollector(lambda: diagnoser.snapshot))
+    else:
+        log.info("diagnosis off; set diagnosis.enabled: true to rank causes")
     if optimizer is not None:
         registry.register(OptimizerCollector(lambda: optimizer.snapshot))
     host, port = parse_listen_address(config.listen_address)

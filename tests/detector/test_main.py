@@ -180,32 +180,40 @@ def wait_for(proc: subprocess.Popen, url: str, needle: str, seconds: float) -> s
     pytest.fail(f"{url} did not show {needle!r} within {seconds}s")
 
 
-def test_service_serves_scores_and_stops_on_sigterm(
-    tmp_path: Path, fake_prometheus: FakePrometheus
-) -> None:
-    fake_prometheus.series = [({"__name__": "temp", "gpu": "0"}, lambda t: 40.0)]
+def start_detector(
+    tmp_path: Path, prometheus_url: str, config_text: str
+) -> tuple[subprocess.Popen[str], str]:
+    """The detector as a process of its own on a free port; returns it, its URL."""
     port = free_port()
     argv = [
         sys.executable,
         "-m",
         "detector",
         "--config.file",
-        write_config(tmp_path, CONFIG),
+        write_config(tmp_path, config_text),
         "--web.listen-address",
         f"127.0.0.1:{port}",
         "--prometheus.url",
-        fake_prometheus.url,
+        prometheus_url,
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIOPS_")}
     proc = subprocess.Popen(
         argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def test_service_serves_scores_and_stops_on_sigterm(
+    tmp_path: Path, fake_prometheus: FakePrometheus
+) -> None:
+    fake_prometheus.series = [({"__name__": "temp", "gpu": "0"}, lambda t: 40.0)]
+    proc, base = start_detector(tmp_path, fake_prometheus.url, CONFIG)
     try:
-        base = f"http://127.0.0.1:{port}"
         wait_for(proc, f"{base}/-/healthy", "Healthy", seconds=20)
         text = wait_for(proc, f"{base}/metrics", "aiops_anomaly_score{", seconds=20)
 
         assert 'aiops_anomaly_observed_value{gpu="0",query="gpu_temp"} 40.0' in text
+        assert "aiops_diagnosis_last_success_timestamp_seconds" in text
         assert "aiops_detector_prometheus_up 1.0" in text
         assert requests.get(f"{base}/elsewhere", timeout=1).status_code == 404
 
@@ -220,3 +228,23 @@ def test_service_serves_scores_and_stops_on_sigterm(
     assert "detector started" in stderr
     assert "msg=optimizer off" in stderr
     assert "shutting down signal=SIGTERM" in stderr
+
+
+def test_a_diagnosis_turned_off_exports_nothing_of_it(
+    tmp_path: Path, fake_prometheus: FakePrometheus
+) -> None:
+    # Its last success would stay 0 and read as a diagnosis that stopped.
+    fake_prometheus.series = [({"__name__": "temp", "gpu": "0"}, lambda t: 40.0)]
+    config = CONFIG + "diagnosis:\n  enabled: false\n"
+    proc, base = start_detector(tmp_path, fake_prometheus.url, config)
+    try:
+        text = wait_for(proc, f"{base}/metrics", "aiops_anomaly_score{", seconds=20)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+    assert "aiops_diagnosis_" not in text
+    assert "msg=diagnosis off" in stderr
