@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -181,7 +182,7 @@ def wait_for(proc: subprocess.Popen, url: str, needle: str, seconds: float) -> s
 
 
 def start_detector(
-    tmp_path: Path, prometheus_url: str, config_text: str
+    config_file: str, prometheus_url: str, *flags: str
 ) -> tuple[subprocess.Popen[str], str]:
     """The detector as a process of its own on a free port; returns it, its URL."""
     port = free_port()
@@ -190,11 +191,12 @@ def start_detector(
         "-m",
         "detector",
         "--config.file",
-        write_config(tmp_path, config_text),
+        config_file,
         "--web.listen-address",
         f"127.0.0.1:{port}",
         "--prometheus.url",
         prometheus_url,
+        *flags,
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIOPS_")}
     proc = subprocess.Popen(
@@ -203,27 +205,42 @@ def start_detector(
     return proc, f"http://127.0.0.1:{port}"
 
 
-def test_service_serves_scores_and_stops_on_sigterm(
-    tmp_path: Path, fake_prometheus: FakePrometheus
-) -> None:
-    fake_prometheus.series = [({"__name__": "temp", "gpu": "0"}, lambda t: 40.0)]
-    proc, base = start_detector(tmp_path, fake_prometheus.url, CONFIG)
+def scored_then_stopped(
+    proc: subprocess.Popen[str],
+    base: str,
+    while_up: Callable[[str], None] = lambda base: None,
+) -> tuple[str, str]:
+    """Wait for a score, call `while_up(base)`, stop the detector by SIGTERM;
+    its metrics and stderr. It is killed whatever fails."""
     try:
-        wait_for(proc, f"{base}/-/healthy", "Healthy", seconds=20)
         text = wait_for(proc, f"{base}/metrics", "aiops_anomaly_score{", seconds=20)
-
-        assert 'aiops_anomaly_observed_value{gpu="0",query="gpu_temp"} 40.0' in text
-        assert "aiops_diagnosis_last_success_timestamp_seconds" in text
-        assert "aiops_detector_prometheus_up 1.0" in text
-        assert requests.get(f"{base}/elsewhere", timeout=1).status_code == 404
-
+        while_up(base)
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=15)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+    return text, stderr
 
+
+def test_service_serves_scores_and_stops_on_sigterm(
+    tmp_path: Path, fake_prometheus: FakePrometheus
+) -> None:
+    fake_prometheus.series = [({"__name__": "temp", "gpu": "0"}, lambda t: 40.0)]
+    proc, base = start_detector(write_config(tmp_path, CONFIG), fake_prometheus.url)
+    answers = {}
+
+    def ask(base: str) -> None:
+        answers["health"] = requests.get(f"{base}/-/healthy", timeout=1).text
+        answers["elsewhere"] = requests.get(f"{base}/elsewhere", timeout=1).status_code
+
+    text, stderr = scored_then_stopped(proc, base, ask)
+
+    assert 'aiops_anomaly_observed_value{gpu="0",query="gpu_temp"} 40.0' in text
+    assert "aiops_diagnosis_last_success_timestamp_seconds" in text
+    assert "aiops_detector_prometheus_up 1.0" in text
+    assert answers == {"health": "Healthy.\n", "elsewhere": 404}
     assert proc.returncode == 0, stderr
     assert "detector started" in stderr
     assert "msg=optimizer off" in stderr
@@ -235,16 +252,9 @@ def test_a_diagnosis_turned_off_exports_nothing_of_it(
 ) -> None:
     # Its last success would stay 0 and read as a diagnosis that stopped.
     fake_prometheus.series = [({"__name__": "temp", "gpu": "0"}, lambda t: 40.0)]
-    config = CONFIG + "diagnosis:\n  enabled: false\n"
-    proc, base = start_detector(tmp_path, fake_prometheus.url, config)
-    try:
-        text = wait_for(proc, f"{base}/metrics", "aiops_anomaly_score{", seconds=20)
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    config = write_config(tmp_path, CONFIG + "diagnosis:\n  enabled: false\n")
+
+    text, stderr = scored_then_stopped(*start_detector(config, fake_prometheus.url))
 
     assert "aiops_diagnosis_" not in text
     assert "msg=diagnosis off" in stderr

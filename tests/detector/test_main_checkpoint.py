@@ -2,47 +2,23 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 from detector.checkpoint import FILE_NAME
 from tests.detector.fakeprom import FakePrometheus
-from tests.detector.test_main import CONFIG, free_port, wait_for, write_config
+from tests.detector.test_main import (
+    CONFIG,
+    scored_then_stopped,
+    start_detector,
+    write_config,
+)
 
 
 def serve_until_scored(config: str, url: str, state_dir: Path) -> tuple[str, str]:
     """Start the service, wait for a score, stop it; its metrics and stderr."""
-    port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "detector",
-        "--config.file",
-        config,
-        "--web.listen-address",
-        f"127.0.0.1:{port}",
-        "--prometheus.url",
-        url,
-        "--state.dir",
-        str(state_dir),
-    ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIOPS_")}
-    proc = subprocess.Popen(
-        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        metrics = f"http://127.0.0.1:{port}/metrics"
-        text = wait_for(proc, metrics, "aiops_anomaly_score{", seconds=20)
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    proc, base = start_detector(config, url, "--state.dir", str(state_dir))
+    text, stderr = scored_then_stopped(proc, base)
     assert proc.returncode == 0, stderr
     return text, stderr
 
