@@ -14,7 +14,13 @@ from alertmanager_webhook.metrics import LIMITS, WebhookMetrics
 from alertmanager_webhook.worker import Worker
 
 from .conftest import Receiver, make_config
-from .test_worker import Recorder, _build, _payload, _policy
+from .test_worker import (
+    Recorder,
+    _build,
+    _payload,
+    _policy,
+    alert_again_within_and_after_a_cooldown_of_60s,
+)
 
 WOULD_RUN = "apply would run it: no cooldown, cap or blast radius holds it back"
 
@@ -102,12 +108,7 @@ def test_an_action_of_unknown_outcome_starts_its_targets_cooldown(
         make_receiver, "a", marked_running, policies=[_policy(cooldown_seconds=60)]
     )
 
-    receiver.clock.now += 30
-    receiver.post(_payload("a", starts="2024-05-14T09:10:00Z"))
-    receiver.worker.drain()
-    receiver.clock.now += 31
-    receiver.post(_payload("a", starts="2024-05-14T09:20:00Z"))
-    receiver.worker.drain()
+    alert_again_within_and_after_a_cooldown_of_60s(receiver)
 
     _, held, applied = receiver.actions()
     assert held["reason"] == "cooldown: host a was changed 30s ago, cooldown 60s"

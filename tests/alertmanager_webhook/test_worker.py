@@ -253,17 +253,23 @@ def test_alert_resolved_before_the_worker_ran_is_skipped(make_receiver) -> None:
     assert recorder.applied == []
 
 
-def test_cooldown_holds_a_target_back(make_receiver) -> None:
-    recorder = Recorder()
-    receiver = _build(make_receiver, recorder, policies=[_policy(cooldown_seconds=60)])
-    receiver.post(_payload("a", starts="2024-05-14T09:00:00Z"))
-    receiver.worker.drain()
+def alert_again_within_and_after_a_cooldown_of_60s(receiver: Receiver) -> None:
+    """Host a alerts anew 30 s after its last change, then 31 s later."""
     receiver.clock.now += 30
     receiver.post(_payload("a", starts="2024-05-14T09:10:00Z"))
     receiver.worker.drain()
     receiver.clock.now += 31
     receiver.post(_payload("a", starts="2024-05-14T09:20:00Z"))
     receiver.worker.drain()
+
+
+def test_cooldown_holds_a_target_back(make_receiver) -> None:
+    recorder = Recorder()
+    receiver = _build(make_receiver, recorder, policies=[_policy(cooldown_seconds=60)])
+    receiver.post(_payload("a", starts="2024-05-14T09:00:00Z"))
+    receiver.worker.drain()
+
+    alert_again_within_and_after_a_cooldown_of_60s(receiver)
 
     first, second, third = receiver.actions()
     assert second["result"] == "skipped"
