@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import errno
 import json
 import os
 import socket
@@ -33,6 +32,7 @@ from alertmanager_webhook.processes import ProcessFinder, ProcessInfo
 from alertmanager_webhook.recommend import Recommender
 from alertmanager_webhook.store import Store
 from alertmanager_webhook.worker import Worker
+from tests.ports import on_first_free_port
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TOKEN = "s3cret-test-token"
@@ -266,8 +266,7 @@ def receiver_command(config: Path | str, address: str) -> list[str]:
 def free_port() -> int:
     """A port on 127.0.0.1 that nothing listened on a moment ago.
 
-    Any free port, or the first free one of AIOPS_TEST_PORTS (such as
-    "19100-19199") where a shared host sets it, as the detector's tests take.
+    Any free port, or one of AIOPS_TEST_PORTS (tests/ports.py).
     """
     with bound_socket() as sock:
         return sock.getsockname()[1]
@@ -275,24 +274,17 @@ def free_port() -> int:
 
 def bound_socket() -> socket.socket:
     """A TCP socket bound on 127.0.0.1 to a port `free_port` would give."""
-    ports = os.environ.get("AIOPS_TEST_PORTS")
-    if not ports:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        return sock
 
-    first, _, last = ports.partition("-")
-    for port in range(int(first), int(last or first) + 1):
+    def bind(port: int) -> socket.socket:
         sock = socket.socket()
         try:
             sock.bind(("127.0.0.1", port))
-        except OSError as exc:
+        except OSError:
             sock.close()
-            if exc.errno != errno.EADDRINUSE:
-                raise
-            continue
+            raise
         return sock
-    raise OSError(errno.EADDRINUSE, f"no free port in AIOPS_TEST_PORTS={ports!r}")
+
+    return on_first_free_port(bind)
 
 
 @pytest.fixture

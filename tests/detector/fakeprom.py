@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import math
-import os
 import threading
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
+
+from tests.ports import on_first_free_port
 
 # Prometheus refuses range queries that would return more points per series.
 PROMETHEUS_MAX_POINTS = 11_000
@@ -22,20 +22,10 @@ ValueAt = Callable[[float], float | None]
 
 
 def loopback_server(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
-    """A server on 127.0.0.1: on any free port, or on the first free one of
-    AIOPS_TEST_PORTS (such as "19100-19199") where a shared host sets it."""
-    ports = os.environ.get("AIOPS_TEST_PORTS")
-    if not ports:
-        return ThreadingHTTPServer(("127.0.0.1", 0), handler)
-
-    first, _, last = ports.partition("-")
-    for port in range(int(first), int(last or first) + 1):
-        try:
-            return ThreadingHTTPServer(("127.0.0.1", port), handler)
-        except OSError as exc:
-            if exc.errno != errno.EADDRINUSE:
-                raise
-    raise OSError(errno.EADDRINUSE, f"no free port in AIOPS_TEST_PORTS={ports!r}")
+    """A server on 127.0.0.1, on a port tests may use (tests/ports.py)."""
+    return on_first_free_port(
+        lambda port: ThreadingHTTPServer(("127.0.0.1", port), handler)
+    )
 
 
 def json_reply(status: int, body: object) -> Reply:
