@@ -126,7 +126,11 @@ def main(argv: list[str] | None = None) -> int:
         # from taking every core from the scoring loop.
         torch.set_num_threads(1)
     executor = background_executor()
-    diagnoser = Diagnoser(config.diagnosis, client.query_range)
+    diagnoser = Diagnoser(
+        config.diagnosis,
+        client.query_range,
+        fleet_wide=parse_shard(config.shard)[0] == 0,
+    )
     sizing = optimizer_in_shard(config)
     optimizer = Optimizer(sizing, client.query_range) if sizing else None
 

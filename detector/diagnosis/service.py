@@ -130,8 +130,12 @@ class Diagnoser:
         query_range: QueryRange,
         sources: Sequence[Source] = DEFAULT_SOURCES,
         clock: Callable[[], float] = time.time,
+        fleet_wide: bool = True,
     ) -> None:
+        """`fleet_wide`: whether this replica diagnoses the fleet's GPUs and
+        security too, which, unlike the anomalies, no shard splits."""
         self._config = config
+        self._fleet_wide = fleet_wide
         self._query = query_range
         self._sources = {s.query: s for s in sources}
         self._clock = clock
@@ -147,11 +151,15 @@ class Diagnoser:
         gpus: list[GpuState] = []
         findings: list[security.Finding] = []
 
-        for stage, work in (
+        stages = [
             ("rootcause", lambda: incidents.extend(self._rank_all(anomalies, started))),
             ("gpu", lambda: gpus.extend(self._diagnose_gpus(started))),
             ("security", lambda: findings.extend(self._find(started))),
-        ):
+        ]
+        # Every shard would export the same GPU faults and findings: two
+        # sources taking turns at one series (honor_labels), whose staleness
+        # markers reset alerts when either restarts. Shard 0 alone reads them.
+        for stage, work in stages if self._fleet_wide else stages[:1]:
             try:
                 work()
             except QueryError as exc:

@@ -175,6 +175,21 @@ def test_a_cycle_ranks_diagnoses_and_finds(prom):
     assert metrics[("aiops_diagnosis_last_success_timestamp_seconds", ())] == NOW
 
 
+def test_a_shard_other_than_0_ranks_its_anomalies_and_leaves_the_fleet_alone(prom):
+    # GPU faults and security findings are fleet-wide: a second shard that
+    # exported them too would take turns with the first at the same series.
+    diagnoser = Diagnoser(DiagnosisConfig(), prom, clock=lambda: NOW, fleet_wide=False)
+
+    snapshot = diagnoser.run_cycle([Anomaly("host_cpu", {"instance": HOST}, NOW)])
+    metrics = exposition(diagnoser)
+
+    assert [c.name for c in snapshot.incidents[0].ranking.causes] == ["stress (alice)"]
+    assert snapshot.gpus == () and snapshot.findings == ()
+    assert not [k for k in metrics if k[0] == "aiops_gpu_fault_class"]
+    assert not [k for k in metrics if k[0].startswith("aiops_security_")]
+    assert metrics[("aiops_diagnosis_last_success_timestamp_seconds", ())] == NOW
+
+
 def test_candidate_selectors_escape_label_values(prom):
     diagnoser = Diagnoser(DiagnosisConfig(), prom, clock=lambda: NOW)
 
