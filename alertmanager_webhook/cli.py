@@ -45,7 +45,9 @@ def _action_id(text: str) -> int:
 def add_subcommands(subparsers: Any) -> None:
     """Add `audit verify` and `approve` to an argparse subparsers object."""
     audit = subparsers.add_parser("audit", help="check the receiver's audit log")
-    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    audit_commands = audit.add_subparsers(
+        dest="audit_command", metavar="verify", required=True
+    )
     verify = audit_commands.add_parser(
         "verify", help="exit non-zero naming the first edited or removed record"
     )
