@@ -71,9 +71,17 @@ def _fill(arg: str, labels: Mapping[str, str]) -> str:
 
 
 def _lone(match: re.Match[str]) -> str:
-    brace = match[0]
+    brace, start = match[0], match.start()
+    close = match.string.find("}", start) if brace == "{" else -1
+    if close != -1:
+        # `{ job }` or `{0}`: meant as a label, with a name that is none.
+        return (
+            f"{brace!r} at offset {start} around {match.string[start : close + 1]!r}"
+            ", which is no label name (letters, digits and _, not first a digit);"
+            " write {{ for a brace"
+        )
     return (
-        f"lone {brace!r} at offset {match.start()}; write {brace * 2} for a brace, "
+        f"lone {brace!r} at offset {start}; write {brace * 2} for a brace, "
         "{label} for a label's value"
     )
 

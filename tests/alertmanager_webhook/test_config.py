@@ -204,6 +204,13 @@ def test_environment_supplies_the_token() -> None:
         ),
         (
             "bearer_token: a\npolicies: [{name: p, match: {a: b}, action: command,"
+            " argv: [touch, 'x-{ job }']}]\n",
+            "policies[0].argv[1]: 'x-{ job }' of policy 'p' has a '{' at offset 2 "
+            "around '{ job }', which is no label name (letters, digits and _, not "
+            "first a digit); write {{ for a brace",
+        ),
+        (
+            "bearer_token: a\npolicies: [{name: p, match: {a: b}, action: command,"
             " argv: [touch, '{job}}']}]\n",
             "policies[0].argv[1]: '{job}}' of policy 'p' has a lone '}' at offset 5",
         ),
