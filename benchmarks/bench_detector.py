@@ -283,14 +283,7 @@ def nab_backtest_seconds(quick: bool) -> float | None:
         if quick:
             data = NAB_DATA / "realAWSCloudwatch"
         start = time.monotonic()
-        code = backtest.run(
-            argparse.Namespace(
-                data=data,
-                out=Path(out),
-                config_file=None,
-                cycle_seconds=backtest.DEFAULT_CYCLE_SECONDS,
-            )
-        )
+        code = backtest.run(backtest.parse(["--data", str(data), "--out", out]))
         seconds = time.monotonic() - start
     return seconds if code == 0 else None
 

@@ -63,13 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         data, labels = _inputs(work, args.quick)
         out = args.out or work / "scores"
         started = time.monotonic()
+        config = ["--config.file", str(args.config_file)] if args.config_file else []
         code = backtest.run(
-            argparse.Namespace(
-                data=data,
-                out=out,
-                config_file=args.config_file,
-                cycle_seconds=backtest.DEFAULT_CYCLE_SECONDS,
-            )
+            backtest.parse(["--data", str(data), "--out", str(out), *config])
         )
         seconds = time.monotonic() - started
         if code != 0:

@@ -133,6 +133,15 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> argparse.Argument
     return parser
 
 
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    """`aiops backtest`'s arguments from `argv`, for callers other than the CLI:
+    its defaults stay its own, as a Namespace spelt out by hand fell behind
+    when --query came."""
+    parser = argparse.ArgumentParser(prog="aiops")
+    add_subcommands(parser.add_subparsers())
+    return parser.parse_args(["backtest", *argv])
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         cycle = args.cycle_seconds
