@@ -175,6 +175,20 @@ def test_a_lost_gpu_silences_its_own_other_alerts(alertmanager):
         alert("AiopsGpuLost", "gpu-1:9842", "0"),
         alert("AiopsGpuXidRecoveryNeeded", "gpu-1:9842", "0"),
         alert("AiopsGpuXidRecoveryNeeded", "gpu-1:9842", "1"),
+    )
+
+    expected = {
+        ("AiopsGpuLost", "gpu-1:9842", "0"): "active",
+        ("AiopsGpuXidRecoveryNeeded", "gpu-1:9842", "0"): "suppressed",
+        ("AiopsGpuXidRecoveryNeeded", "gpu-1:9842", "1"): "active",
+    }
+    assert states(alertmanager, expected) == expected
+
+
+@pytest.mark.integration
+def test_a_detector_without_prometheus_silences_what_that_causes(alertmanager):
+    post(
+        alertmanager,
         alert("AiopsDetectorPrometheusDown", "detector:9843"),
         alert("AiopsDetectorQueriesFailing", "detector:9843"),
         alert("AiopsDetectorStale", "detector:9843"),
@@ -182,9 +196,6 @@ def test_a_lost_gpu_silences_its_own_other_alerts(alertmanager):
     )
 
     expected = {
-        ("AiopsGpuLost", "gpu-1:9842", "0"): "active",
-        ("AiopsGpuXidRecoveryNeeded", "gpu-1:9842", "0"): "suppressed",
-        ("AiopsGpuXidRecoveryNeeded", "gpu-1:9842", "1"): "active",
         ("AiopsDetectorPrometheusDown", "detector:9843", ""): "active",
         ("AiopsDetectorQueriesFailing", "detector:9843", ""): "suppressed",
         ("AiopsDetectorStale", "detector:9843", ""): "suppressed",
