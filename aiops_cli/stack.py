@@ -28,6 +28,9 @@ import yaml
 log = logging.getLogger(__name__)
 
 DEPLOY_DIR = Path(__file__).resolve().parent.parent / "deploy"
+# How long each component may take to stop on SIGTERM before it is killed;
+# the receiver lets a running action finish first.
+STOP_SECONDS = 10.0
 
 
 class StackError(RuntimeError):
@@ -125,13 +128,14 @@ class Stack(AbstractContextManager):
             raise
 
     def stop(self) -> None:
-        for process in reversed(list(self.processes.values())):
+        # The last started first, each gone before the next is told: stopped
+        # all at once, the detector's last queries met a Prometheus shutting
+        # down and logged two failed diagnosis stages in every run.
+        for name, process in reversed(list(self.processes.items())):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for name, process in self.processes.items():
             try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                process.wait(timeout=STOP_SECONDS)
             except subprocess.TimeoutExpired:
                 log.warning("component=%s did not stop on SIGTERM; killing it", name)
                 process.kill()

@@ -94,3 +94,43 @@ def test_a_query_model_for_no_query_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(StackError, match="'nope'"):
         detector_config(stack)
+
+
+class Component:
+    """A started component as stop() sees it; notes what happened to it."""
+
+    def __init__(self, name: str, events: list[str]) -> None:
+        self.name, self.events, self.running = name, events, True
+
+    def poll(self) -> int | None:
+        return None if self.running else 0
+
+    def send_signal(self, signum: int) -> None:
+        self.events.append(f"term {self.name}")
+
+    def wait(self, timeout: float | None = None) -> int:
+        self.running = False
+        self.events.append(f"gone {self.name}")
+        return 0
+
+
+def test_components_stop_last_started_first_each_before_the_next(
+    tmp_path: Path,
+) -> None:
+    # Stopped all at once, the detector queried a Prometheus shutting down.
+    events: list[str] = []
+    stack = Stack(run_dir=tmp_path)
+    for name in ("prometheus", "webhook", "detector"):
+        stack.processes[name] = Component(name, events)  # type: ignore[assignment]
+
+    stack.stop()
+
+    assert events == [
+        "term detector",
+        "gone detector",
+        "term webhook",
+        "gone webhook",
+        "term prometheus",
+        "gone prometheus",
+    ]
+    assert stack.processes == {}
