@@ -154,6 +154,12 @@ def run(args: argparse.Namespace) -> int:
         if not files:
             raise BacktestError(f"no CSV files under {str(args.data)!r}")
         recordings = [read_recording(path) for path in files]
+        if Path(args.out).exists() and not Path(args.out).is_dir():
+            # Found out before the replay, not after its first file.
+            raise BacktestError(
+                f"--out {str(args.out)!r} is a file; the scores go to a folder "
+                "(made if missing), one CSV per input"
+            )
         _refuse_overwriting(files, args.data, args.out)
     except (BacktestError, ConfigError) as exc:
         print(f"aiops backtest: {exc}", file=sys.stderr)

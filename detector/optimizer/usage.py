@@ -143,6 +143,13 @@ def _columns(path: Path, layout: UsageFile, header: list[str]) -> dict[str, int]
             f"{path}: no column {missing[0]!r} (columns: {head}); "
             f"is {layout.spec.name!r} the right resource?"
         )
+    # Which of two same-named columns holds the readings is anyone's guess.
+    repeated = [c for c in wanted if head.count(c) > 1]
+    if repeated:
+        raise UsageFileError(
+            f"{path}: column {repeated[0]!r} appears {head.count(repeated[0])} "
+            f"times in the header (columns: {head}); keep one"
+        )
     return {c: head.index(c) for c in wanted}
 
 

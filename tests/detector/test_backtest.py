@@ -192,6 +192,18 @@ def test_an_out_that_would_overwrite_the_inputs_is_refused(
     assert (data / "a" / "one.csv").read_bytes() == before
 
 
+def test_an_out_that_is_a_file_is_refused_before_the_replay(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_csv(tmp_path / "in" / "one.csv", five_minute_rows(50))
+    (tmp_path / "scores").write_text("kept\n")
+
+    assert run(tmp_path / "in", tmp_path / "scores") == 2
+
+    assert "is a file; the scores go to a folder" in capsys.readouterr().err
+    assert (tmp_path / "scores").read_text() == "kept\n"
+
+
 @pytest.mark.skipif(not NAB.is_dir(), reason="needs ../shared/data/nab")
 def test_a_nab_file_replays_in_full(tmp_path: Path) -> None:
     source = NAB / "realAWSCloudwatch" / "ec2_network_in_257a54.csv"

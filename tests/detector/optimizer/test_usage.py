@@ -142,6 +142,14 @@ def test_a_byte_order_mark_is_no_part_of_the_header(tmp_path: Path) -> None:
     assert list(usage.series) == ["c1"]
 
 
+def test_a_column_named_twice_is_refused(tmp_path: Path) -> None:
+    # Read as a dict, the last of the two would win without a word.
+    path = write(tmp_path, "timestamp,container,value,value\n0,c1,0.5,0.9\n")
+
+    with pytest.raises(UsageFileError, match=r"column 'value' appears 2 times"):
+        load_usage(path, MEMORY_UTIL)
+
+
 def test_a_nul_byte_in_a_series_id_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path, HEAD + ROWS + "2280,c1\0,0.5\n")
 
