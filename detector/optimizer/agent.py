@@ -375,8 +375,14 @@ class BanditPolicy:
         """Replay the warm-up: arms as they would have been, on what followed."""
         period = view.spec.period_seconds
         first = float(view.history.t[0])
+        starts = []
         at = now - period
         while at - first >= period / 2:
+            starts.append(at)
+            at -= period
+        # Oldest first, so that the record decays as it does in service: the
+        # last period before the decision weighs the most.
+        for at in reversed(starts):
             past = _PastView(view, at)
             values, inputs, reference = self._arms(past, at, record)
             values[-1] = values[self._default]
@@ -394,7 +400,6 @@ class BanditPolicy:
                     react_margin=view.react_margin,
                 )
             )
-            at -= period
 
     def _settle(self, period: Period) -> None:
         outcome = score(period)

@@ -9,6 +9,7 @@ from detector.optimizer.arms import ArmGrid, growth
 from detector.optimizer.fleet import Fleet
 from detector.optimizer.outcome import held_once
 from detector.optimizer.resources import HOUR
+from detector.optimizer.sizer import Sizer
 from tests.detector.optimizer.usage import CPU, MEMORY, STEP, steps, wave
 
 
@@ -28,6 +29,23 @@ def test_a_flat_series_is_sized_close_to_its_level() -> None:
 
     assert rows[-1].allocation == pytest.approx(40.0, rel=0.1)
     assert min(r.allocation for r in rows) >= 40.0
+
+
+def test_the_warm_up_replay_weighs_its_last_period_most() -> None:
+    # Hour 1 of the warm-up has a reading every 10 minutes, hour 2 one a
+    # minute; the replay scores both, and the record halves per period.
+    sparse = np.arange(HOUR, 2 * HOUR, 600.0)
+    dense = np.arange(2 * HOUR, 3 * HOUR, STEP)
+    t = np.concatenate(([0.0], sparse, dense))
+    policy = BanditPolicy(AgentConfig(series_decay=0.5))
+    estimator = policy.estimator(MEMORY, "a")
+    sizer = Sizer(MEMORY, estimator, 0.0)
+    for timestamp in t:
+        sizer.observe(float(timestamp), 10.0)
+
+    sizer.decide(3 * HOUR)
+
+    assert estimator.record.readings == pytest.approx(sparse.size * 0.5 + dense.size)
 
 
 @pytest.fixture
