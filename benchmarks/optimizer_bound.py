@@ -6,7 +6,9 @@ hindsight: one rule for every series (what a fixed configuration can reach),
 one rule per series, one rule per series and period (close to look-ahead),
 and each period's best allocation outright (the look-ahead trade-off); for
 memory, also one rule per series kept within a violation rate (memory's
-target allows no more short readings than the VPA-style policy has). Needs
+target allows no more short readings than the VPA-style policy has), and one
+rule per series that keeps the optimizer's OOM floor (never below a reading
+that ran short), with and without that cap. Needs
 only numpy; reads the usage as `detector.optimizer.usage` loads it.
 """
 
@@ -60,22 +62,61 @@ def units(usage: dict, spec: ResourceSpec) -> tuple[list[list[Unit]], list[list[
         for lo, hi, at in zip(cut[:-1], cut[1:], edges[:-1], strict=True):
             if hi == lo:
                 continue
-            parts = []
-            for window in WINDOWS:
-                first = (
-                    0 if window is None else np.searchsorted(t, at - window * period)
-                )
-                past = u[first:lo] if lo > first else u[:lo]
-                q = np.quantile(past, PERCENTILES, method="inverted_cdf")
-                parts.append(q[:, None] * (1 + MARGINS[None, :]))
-            values = np.concatenate(parts).ravel()
-            if spec.scale is not None:
-                values = np.minimum(values, spec.scale)
+            values = _rule_values(t, u, lo, at, spec)
             by_rule.append(_outcome(values, u[lo:hi]))
             by_value.append(_outcome(np.unique(u[lo:hi]), u[lo:hi]))
         rules.append(by_rule)
         lookahead.append(by_value)
     return rules, lookahead
+
+
+def floored_units(usage: dict, spec: ResourceSpec) -> list[Unit]:
+    """Per series, every rule played out under the OOM floor of memory's rule.
+
+    A memory recommendation never drops below a reading that ran short (an
+    OOM kill), so a rule's later periods depend on its earlier ones: each rule
+    is played period by period with a floor of its own.
+    """
+    out = []
+    period = spec.period_seconds
+    for t, u in usage.values():
+        start = t[0] + spec.warmup_seconds
+        if t[-1] < start:
+            continue
+        edges = start + period * np.arange(int((t[-1] - start) // period) + 2)
+        cut = np.searchsorted(t, edges)
+        parts, floor = [], 0.0
+        for lo, hi, at in zip(cut[:-1], cut[1:], edges[:-1], strict=True):
+            if hi == lo:
+                continue
+            values = np.maximum(_rule_values(t, u, lo, at, spec), floor)
+            readings = u[lo:hi]
+            parts.append(_outcome(values, readings))
+            peak = float(readings.max())
+            floor = np.where(peak > values, np.maximum(floor, peak), floor)
+        if parts:
+            out.append(_sum(parts))
+    return out
+
+
+def _rule_values(
+    t: np.ndarray, u: np.ndarray, lo: int, at: float, spec: ResourceSpec
+) -> np.ndarray:
+    """Every rule's allocation for the period from `at` (reading index `lo`)."""
+    parts = []
+    for window in WINDOWS:
+        first = (
+            0
+            if window is None
+            else np.searchsorted(t, at - window * spec.period_seconds)
+        )
+        past = u[first:lo] if lo > first else u[:lo]
+        q = np.quantile(past, PERCENTILES, method="inverted_cdf")
+        parts.append(q[:, None] * (1 + MARGINS[None, :]))
+    values = np.concatenate(parts).ravel()
+    if spec.scale is not None:
+        values = np.minimum(values, spec.scale)
+    return values
 
 
 def pooled(picked: list[Unit]) -> tuple[float, float]:
@@ -163,4 +204,11 @@ def bounds(
     if violation_cap is not None:
         slack, violation = best_within(picks["rule_per_series"], weight, violation_cap)
         out["rule_per_series_capped"] = round(slack + weight * violation, 2)
+    if spec.kind == "memory":
+        floored = floored_units(usage, spec)
+        slack, violation = best(floored, weight)
+        out["rule_per_series_floor"] = round(slack + weight * violation, 2)
+        if violation_cap is not None:
+            slack, violation = best_within(floored, weight, violation_cap)
+            out["rule_per_series_floor_capped"] = round(slack + weight * violation, 2)
     return out

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from benchmarks.optimizer_bound import _sum, best, best_within, bounds, units
-from tests.detector.optimizer.usage import CPU, steps, wave
+from tests.detector.optimizer.usage import CPU, MEMORY, steps, wave
 
 
 def test_a_flat_series_costs_nothing_under_every_pick() -> None:
@@ -56,3 +56,18 @@ def test_a_violation_cap_keeps_short_readings_under_it_at_a_price() -> None:
         slack + 10.0 * violation, abs=0.01
     )
     assert out["rule_per_series_capped"] >= out["rule_per_series"]
+
+
+def test_the_oom_floor_makes_a_one_off_peak_cost_every_period_after_it() -> None:
+    # Flat at 10 with one reading of 30 in the fifth hour: without the floor
+    # the best rule runs short once and goes back to 10; with it, whatever
+    # ran short is the least allocation from then on.
+    t, u = steps([10.0], minutes_each=12 * 60)
+    u = u.copy()
+    u[np.searchsorted(t, 4.5 * 3600)] = 30.0
+
+    out = bounds({"spike": (t, u)}, MEMORY, 10.0, violation_cap=100.0)
+
+    assert out["rule_per_series"] < out["rule_per_series_floor"]
+    assert out["rule_per_series_floor"] <= out["rule_per_series_floor_capped"]
+    assert "rule_per_series_floor" not in bounds({"spike": (t, u)}, CPU, 10.0)
