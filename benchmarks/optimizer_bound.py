@@ -95,7 +95,7 @@ def floored_units(usage: dict, spec: ResourceSpec) -> list[Unit]:
             peak = float(readings.max())
             floor = np.where(peak > values, np.maximum(floor, peak), floor)
         if parts:
-            out.append(_sum(parts))
+            out.append(sum_units(parts))
     return out
 
 
@@ -129,7 +129,12 @@ def pooled(picked: list[Unit]) -> tuple[float, float]:
 
 
 def best(groups: list[Unit], weight: float, rounds: int = 50) -> tuple[float, float]:
-    """Pick one candidate per group to minimise slack% + weight x violation%.
+    """Pooled slack% and violation% of the cheapest candidate per group."""
+    return picked(groups, pick(groups, weight, rounds))
+
+
+def pick(groups: list[Unit], weight: float, rounds: int = 50) -> list[int]:
+    """One candidate per group, to minimise slack% + weight x violation%.
 
     Pooled slack is a ratio, so the pick is Dinkelbach's: fix the slack share
     s, minimise slack - s x allocation + the violations, update s, repeat.
@@ -153,11 +158,17 @@ def best(groups: list[Unit], weight: float, rounds: int = 50) -> tuple[float, fl
         slack = sum(g.slack[k] for g, k in zip(groups, picks, strict=True))
         scale = sum(g.allocated[k] for g, k in zip(groups, picks, strict=True))
         share = slack / max(scale, 1e-300)
-    chosen = [
-        Unit(g.slack[[k]], g.allocated[[k]], g.short[[k]], g.readings)
-        for g, k in zip(groups, picks, strict=True)
-    ]
-    return pooled(chosen)
+    return picks
+
+
+def picked(groups: list[Unit], picks: list[int]) -> tuple[float, float]:
+    """Pooled slack% and violation% of candidate picks[i] of each group i."""
+    return pooled(
+        [
+            Unit(g.slack[[k]], g.allocated[[k]], g.short[[k]], g.readings)
+            for g, k in zip(groups, picks, strict=True)
+        ]
+    )
 
 
 def best_within(groups: list[Unit], weight: float, cap: float) -> tuple[float, float]:
@@ -173,7 +184,7 @@ def best_within(groups: list[Unit], weight: float, cap: float) -> tuple[float, f
     return slack, violation
 
 
-def _sum(parts: list[Unit]) -> Unit:
+def sum_units(parts: list[Unit]) -> Unit:
     return Unit(
         np.sum([p.slack for p in parts], axis=0),
         np.sum([p.allocated for p in parts], axis=0),
@@ -192,8 +203,8 @@ def bounds(
     """
     rules, lookahead = units(usage, spec)
     picks = {
-        "one_rule": [_sum([p for series in rules for p in series])],
-        "rule_per_series": [_sum(series) for series in rules],
+        "one_rule": [sum_units([p for series in rules for p in series])],
+        "rule_per_series": [sum_units(series) for series in rules],
         "rule_per_period": [p for series in rules for p in series],
         "lookahead": [p for series in lookahead for p in series],
     }

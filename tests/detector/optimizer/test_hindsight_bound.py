@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.optimizer_bound import _sum, best, best_within, bounds, units
+from benchmarks.optimizer_bound import best, best_within, bounds, sum_units, units
 from tests.detector.optimizer.usage import CPU, MEMORY, steps, wave
 
 
@@ -43,7 +43,7 @@ def test_a_violation_cap_keeps_short_readings_under_it_at_a_price() -> None:
     # short; held to half that rate, the picks cost more slack.
     usage = {k: wave(12, level=20.0 * (k + 1), seed=k) for k in range(3)}
     rules, _ = units(usage, CPU)
-    per_series = [_sum(series) for series in rules]
+    per_series = [sum_units(series) for series in rules]
     free_slack, free_violation = best(per_series, 10.0)
     assert free_violation > 0
 
