@@ -30,7 +30,8 @@ import torch
 from benchmarks.optimizer_arm_bound import arm_bounds, second_half_cost
 from benchmarks.optimizer_bound import bounds
 from benchmarks.train_optimizer import collect, fit, half
-from detector.optimizer.agent import AgentConfig, BanditPolicy
+from detector.optimizer.agent import BanditPolicy
+from detector.optimizer.agent_config import AgentConfig
 from detector.optimizer.backtest import write_allocations
 from detector.optimizer.fleet import Fleet, Row
 from detector.optimizer.policies import make_policy

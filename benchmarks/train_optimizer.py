@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from detector.optimizer.agent import AgentConfig, BanditPolicy
+from detector.optimizer.agent import BanditPolicy
+from detector.optimizer.agent_config import AgentConfig
 from detector.optimizer.fleet import Fleet
 from detector.optimizer.outcome import Outcome
 from detector.optimizer.prior import SHIPPED, SLACK_CAP, ArmPrior

@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from detector.optimizer.estimate import SeriesView
+from detector.optimizer.outcome import Record
 
 NAMES = (
     "recent_peak_vs_long_peak",
@@ -97,3 +98,39 @@ def context(view: SeriesView, now: float) -> np.ndarray:
         ],
         dtype=np.float32,
     )
+
+
+# Per arm: its 4 descriptors, whether it holds, its size against the long
+# peak, the last period's peak and the last reading, the share of readings it
+# left short and its slack in the series' record, how much record there is,
+# and whether the resource is memory.
+ARM_FEATURES = 12
+
+
+def arm_features(
+    descriptors: np.ndarray,
+    values: np.ndarray,
+    reference: float,
+    view: SeriesView,
+    now: float,
+    record: Record,
+) -> np.ndarray:
+    """One row per arm (the hold arm last), free of the resource's unit."""
+    spec = view.spec
+    period = spec.period_seconds
+    t, u = view.history.t, view.history.u
+    small = reference * 1e-3
+    safe = np.maximum(np.nan_to_num(values, nan=reference), small)
+    arm = np.zeros((len(values), ARM_FEATURES), dtype=np.float32)
+    arm[:-1, :4] = descriptors
+    arm[-1, 4] = 1.0
+    arm[:, 5] = np.clip(np.log(safe / reference), -4, 4)
+    peak = float(recent(t, u, now - period).max())
+    arm[:, 6] = np.clip(np.log(safe / max(peak, small)), -4, 4)
+    arm[:, 7] = np.clip(np.log(safe / max(float(u[-1]), small)), -4, 4)
+    if record.readings:
+        arm[:, 8] = record.violated / record.readings
+        arm[:, 9] = record.slack / record.readings
+    arm[:, 10] = math.log1p(record.readings / max(period / spec.step_seconds, 1.0))
+    arm[:, 11] = float(spec.kind == "memory")
+    return arm

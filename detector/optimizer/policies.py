@@ -27,7 +27,8 @@ def make_policy(name: str) -> tuple[Policy, Rules]:
     `make train-optimizer` writes; PriorError says so when they are missing.
     """
     if name == "bandit-prior":
-        from detector.optimizer.agent import AgentConfig, BanditPolicy
+        from detector.optimizer.agent import BanditPolicy
+        from detector.optimizer.agent_config import AgentConfig
         from detector.optimizer.prior import SHIPPED, PriorError, load
 
         prior = load(SHIPPED)
@@ -38,7 +39,8 @@ def make_policy(name: str) -> tuple[Policy, Rules]:
             # are as unfit as malformed ones.
             raise PriorError(f"{str(SHIPPED)!r}: {exc}") from exc
     if name in ("bandit", "bandit-network"):
-        from detector.optimizer.agent import AgentConfig, BanditPolicy
+        from detector.optimizer.agent import BanditPolicy
+        from detector.optimizer.agent_config import AgentConfig
 
         return BanditPolicy(AgentConfig(use_network=name == "bandit-network")), DEFAULT
 

@@ -99,3 +99,43 @@ def load(path: Path) -> ArmPrior:
     except (OSError, ValueError) as exc:
         raise PriorError(f"cannot read prior {str(path)!r}: {exc}") from exc
     return ArmPrior.from_json(data)
+
+
+class PriorDrift:
+    """How far a prior has been off on this fleet, per arm.
+
+    A resource the prior learnt little of is corrected online as its periods
+    settle: the mean error so far is added to every later prediction.
+    """
+
+    def __init__(self, n_arms: int) -> None:
+        self._slack_error = np.zeros(n_arms)
+        self._short_error = np.zeros(n_arms)
+        self._readings = 0.0
+
+    def corrected(
+        self, slack: np.ndarray, short: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A prediction with the mean error so far taken off."""
+        if not self._readings:
+            return slack, short
+        return (
+            slack + self._slack_error / self._readings,
+            short + self._short_error / self._readings,
+        )
+
+    def add(
+        self,
+        predicted: tuple[np.ndarray, np.ndarray],
+        slack: np.ndarray,
+        violated: np.ndarray,
+        readings: int,
+    ) -> None:
+        """Count one settled period: its slack and short sums, per arm."""
+        slack_predicted, short_predicted = predicted
+        # Clipped as in training: an idle series' slack is in the millions of
+        # its near-zero reference.
+        slack_share = np.minimum(slack / readings, SLACK_CAP)
+        self._slack_error += (slack_share - slack_predicted) * readings
+        self._short_error += violated - short_predicted * readings
+        self._readings += readings

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from detector.optimizer.agent import AgentConfig, BanditPolicy
+from detector.optimizer.agent import BanditPolicy
+from detector.optimizer.agent_config import AgentConfig
 from detector.optimizer.arms import ArmGrid, growth
 from detector.optimizer.fleet import Fleet
 from detector.optimizer.outcome import held_once

@@ -8,7 +8,6 @@ import pytest
 
 from aiops_common.config import ConfigError, from_mapping
 from detector.optimizer import prior
-from detector.optimizer.agent import ARM_FEATURES
 from detector.optimizer.config import (
     OptimizerConfig,
     PowerConfig,
@@ -16,7 +15,7 @@ from detector.optimizer.config import (
     metric_units,
     raw_counters,
 )
-from detector.optimizer.features import NAMES
+from detector.optimizer.features import ARM_FEATURES, NAMES
 from detector.optimizer.prior import ArmPrior
 
 

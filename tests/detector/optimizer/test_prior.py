@@ -6,8 +6,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from detector.optimizer.agent import ARM_FEATURES, BanditPolicy
-from detector.optimizer.features import NAMES
+from detector.optimizer.agent import BanditPolicy
+from detector.optimizer.features import ARM_FEATURES, NAMES
 from detector.optimizer.fleet import Fleet
 from detector.optimizer.prior import ArmPrior, PriorError, load
 from tests.detector.optimizer.usage import MEMORY, steps, wave

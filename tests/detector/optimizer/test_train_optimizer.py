@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from benchmarks.train_optimizer import Samples, fit, half
-from detector.optimizer.agent import ARM_FEATURES
-from detector.optimizer.features import NAMES
+from detector.optimizer.features import ARM_FEATURES, NAMES
 
 WIDTH = len(NAMES) + ARM_FEATURES
 SIZE = len(NAMES) + 5
