@@ -20,15 +20,9 @@ from detector.checkpoint import FILE_NAME, Checkpoint, CheckpointStatus
 from detector.config import DetectorConfig, QueryConfig
 from detector.entities import EntityGroup
 from detector.family import Batch, Family, LabelKey, Track
+from detector.health import PrometheusHealth, is_outage
 from detector.model import Score
-from detector.prometheus import (
-    PrometheusClient,
-    PrometheusHTTPError,
-    PrometheusUnreachable,
-    QueryError,
-    QueryTimeout,
-    Series,
-)
+from detector.prometheus import PrometheusClient, PrometheusUnreachable, Series
 from detector.shard import Shard, parse_shard
 from detector.snapshot import FamilyState, SeriesState, Snapshot
 from detector.store import ModelStore
@@ -82,13 +76,11 @@ class Engine:
         self._shard = Shard(index, count, config.shard_by)
         self._other_shards: dict[str, int] = {q.name: 0 for q in config.queries}
         self._cursor: dict[str, float] = {}
-        self._errors = {q.name: 0 for q in config.queries}
+        self._health = PrometheusHealth(config)
         self._dropped = 0
         self._scored = 0
-        self._up: bool | None = None
         self._last_success = 0.0
         self._cap_warned = False
-        self._failing: set[str] = set()
 
         self._checkpoint: Checkpoint | None = None
         self._unsaved = False
@@ -102,7 +94,7 @@ class Engine:
 
         # Replaced whole, never mutated: a scrape in another thread reads it
         # without a lock because rebinding an attribute is atomic.
-        self.snapshot = Snapshot(query_errors=dict(self._errors))
+        self.snapshot = Snapshot(query_errors=dict(self._health.errors))
 
     def run(self, stop: threading.Event) -> None:
         """Run cycles until `stop` is set, backing off while Prometheus is away."""
@@ -172,9 +164,9 @@ class Engine:
             try:
                 self._run_query(query, started)
             except Exception as exc:  # loop boundary: one query's fault stays there
-                self._query_failed(query, exc)
+                self._health.query_failed(query, exc)
                 failed += 1
-                if not _is_outage(exc):
+                if not is_outage(exc):
                     # Prometheus answered; the fault is this query's alone.
                     answered = True
                     continue
@@ -183,14 +175,14 @@ class Engine:
                 if isinstance(exc, PrometheusUnreachable):
                     break
             else:
-                self._query_ok(query)
+                self._health.query_ok(query)
                 answered = True
 
         self._score_entities()
         self._unsaved = True
 
         up = down is None or answered
-        self._set_up(up, down)
+        self._health.set_up(up, down)
         if failed == 0:
             self._last_success = self._clock()
 
@@ -308,35 +300,6 @@ class Engine:
         log.debug("new series query=%s labels=%s", family.name, dict(key))
         return track
 
-    def _query_failed(self, query: QueryConfig, exc: Exception) -> None:
-        self._errors[query.name] += 1
-
-        # An outage is logged once by _set_up; a query's own fault once per run of
-        # failures. The counter has every one.
-        if _is_outage(exc) or query.name in self._failing:
-            log.debug("query failed query=%s error=%s", query.name, exc)
-            return
-        self._failing.add(query.name)
-        if isinstance(exc, QueryError):
-            log.warning("query failing query=%s error=%s", query.name, exc)
-        else:
-            log.error("query failing query=%s", query.name, exc_info=exc)
-
-    def _query_ok(self, query: QueryConfig) -> None:
-        if query.name in self._failing:
-            self._failing.discard(query.name)
-            log.info("query recovered query=%s", query.name)
-
-    def _set_up(self, up: bool, reason: Exception | None) -> None:
-        # One line per change of state, not per failed attempt.
-        if up == self._up:
-            return
-        if up:
-            log.info("prometheus reachable url=%s", self._config.prometheus_url)
-        else:
-            log.warning("prometheus unavailable, backing off error=%s", reason)
-        self._up = up
-
     def _publish(self, duration: float) -> None:
         series = []
         for query in self._config.queries:
@@ -390,8 +353,8 @@ class Engine:
 
         self.snapshot = Snapshot(
             series=tuple(series),
-            query_errors=dict(self._errors),
-            prometheus_up=bool(self._up),
+            query_errors=dict(self._health.errors),
+            prometheus_up=bool(self._health.up),
             cycle_duration_seconds=duration,
             last_success_timestamp_seconds=self._last_success,
             series_tracked=self._tracked(),
@@ -422,10 +385,3 @@ def _most_anomalous_recent(
 
 def _finite_or_zero(value: float) -> float:
     return value if math.isfinite(value) else 0.0
-
-
-def _is_outage(exc: Exception) -> bool:
-    """True when the server, not the query, failed: worth backing off for."""
-    if isinstance(exc, PrometheusUnreachable | QueryTimeout):
-        return True
-    return isinstance(exc, PrometheusHTTPError) and exc.server_side

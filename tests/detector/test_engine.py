@@ -124,7 +124,7 @@ def test_backoff_while_prometheus_is_away_then_recovery(
             stop.set()
 
     engine = Engine(config(), client, clock=clock, sleep=sleep)
-    with caplog.at_level(logging.INFO, logger="detector.engine"):
+    with caplog.at_level(logging.INFO, logger="detector.health"):
         engine.run(stop)
 
     assert delays == [1.0, 2.0, 4.0, 8.0, 15.0, 15.0, 15.0]
@@ -282,7 +282,7 @@ def test_a_failing_query_is_logged_once_then_once_on_recovery(
     client.failures["temp_q"] = [PrometheusHTTPError(422, "bad")] * 3
     engine = Engine(config(), client, clock=clock)
 
-    with caplog.at_level(logging.INFO, logger="detector.engine"):
+    with caplog.at_level(logging.INFO, logger="detector.health"):
         for _ in range(5):
             engine.run_cycle()
             clock.now += 15.0
