@@ -7,7 +7,6 @@ without waiting.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +21,8 @@ from detector.health import PrometheusHealth, is_outage
 from detector.prometheus import PrometheusClient, PrometheusUnreachable
 from detector.scorer import Observer, Scorer
 from detector.shard import Shard, parse_shard
-from detector.snapshot import FamilyState, SeriesState, Snapshot
+from detector.snapshot import Snapshot
+from detector.states import family_states, series_states
 from detector.store import ModelStore
 from detector.training import background_executor
 
@@ -31,10 +31,6 @@ log = logging.getLogger(__name__)
 # Retries while Prometheus is away: quick at first, then no faster than a minute.
 BACKOFF_INITIAL_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 60.0
-
-# Prometheus' default lookback: a series silent for longer has also vanished from
-# its instant queries, so its last score is not shown as current any more.
-EXPORT_STALENESS_SECONDS = 300.0
 
 
 class Engine:
@@ -192,58 +188,10 @@ class Engine:
         return up
 
     def _publish(self, duration: float) -> None:
-        series = []
-        for query in self._config.queries:
-            cursor = self._cursor.get(query.name, -math.inf)
-            fresh_after = cursor - max(EXPORT_STALENESS_SECONDS, query.step_seconds)
-            series.extend(
-                SeriesState(
-                    query.name,
-                    key,
-                    track.last_timestamp,
-                    track.latest,
-                    track.model.points_seen,
-                )
-                for key, track in self._families[query.name].tracks.items()
-                if track.latest is not None and track.last_timestamp >= fresh_after
-            )
-        for group in self._groups:
-            fresh_after = self._cursor.get(group.members[0], -math.inf) - max(
-                EXPORT_STALENESS_SECONDS, self._config.interval_seconds
-            )
-            series.extend(
-                SeriesState(
-                    group.name,
-                    tuple(sorted(entity.labels.items())),
-                    entity.last_timestamp,
-                    entity.latest,
-                    entity.history.shape[0],
-                )
-                for entity in group.entities.values()
-                if entity.latest is not None and entity.last_timestamp >= fresh_after
-            )
-
-        families = tuple(
-            FamilyState(
-                name,
-                "forecaster",
-                family.schedule.last_trained,
-                family.schedule.failures,
-            )
-            for name, family in self._families.items()
-            if family.schedule is not None
-        ) + tuple(
-            FamilyState(
-                group.name,
-                group.config.method,
-                group.schedule.last_trained,
-                group.schedule.failures,
-            )
-            for group in self._groups
-        )
-
         self.snapshot = Snapshot(
-            series=tuple(series),
+            series=series_states(
+                self._config, self._families, self._groups, self._cursor
+            ),
             query_errors=dict(self._health.errors),
             prometheus_up=bool(self._health.up),
             cycle_duration_seconds=duration,
@@ -254,5 +202,5 @@ class Engine:
             series_other_shards=sum(self._scorer.other_shards.values()),
             shard_index=self._shard.index,
             shard_count=self._shard.count,
-            families=families,
+            families=family_states(self._families, self._groups),
         )
