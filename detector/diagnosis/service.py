@@ -6,31 +6,21 @@ Publishes one immutable DiagnosisSnapshot; needs a range-query function.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
-from detector.diagnosis import gpufault, pattern, promql, security
+from detector.diagnosis import pattern, promql, security
 from detector.diagnosis.config import DiagnosisConfig
+from detector.diagnosis.findings import security_findings
+from detector.diagnosis.gpustate import GpuState, diagnose_gpus
+from detector.diagnosis.reader import QueryRange, Reader, SeriesLike
 from detector.diagnosis.rootcause import Candidate, Ranking, Window, rank_causes
 from detector.prometheus import QueryError
 
 log = logging.getLogger(__name__)
 
 STAGES = ("rootcause", "gpu", "security")
-
-
-class _Series(Protocol):
-    """What the query function returns per series: labels and (t, v) points."""
-
-    labels: Mapping[str, str]
-    points: Sequence[tuple[float, float]]
-
-
-# query_range(promql, start, end, step): PrometheusClient.query_range's shape.
-QueryRange = Callable[[str, float, float, float], Sequence[_Series]]
 
 
 @dataclass(frozen=True)
@@ -95,12 +85,6 @@ class Incident:
 
 
 @dataclass(frozen=True)
-class GpuState:
-    labels: Mapping[str, str]  # instance, gpu, uuid
-    diagnosis: gpufault.GpuDiagnosis
-
-
-@dataclass(frozen=True)
 class DiagnosisSnapshot:
     """Everything the diagnosis collector shows, as of one cycle."""
 
@@ -136,7 +120,7 @@ class Diagnoser:
         security too, which, unlike the anomalies, no shard splits."""
         self._config = config
         self._fleet_wide = fleet_wide
-        self._query = query_range
+        self._reader = Reader(query_range, config.step_seconds)
         self._sources = {s.query: s for s in sources}
         self._clock = clock
         self._errors = dict.fromkeys(STAGES, 0)
@@ -150,11 +134,15 @@ class Diagnoser:
         incidents: list[Incident] = []
         gpus: list[GpuState] = []
         findings: list[security.Finding] = []
+        config, reader = self._config, self._reader
 
         stages = [
             ("rootcause", lambda: incidents.extend(self._rank_all(anomalies, started))),
-            ("gpu", lambda: gpus.extend(self._diagnose_gpus(started))),
-            ("security", lambda: findings.extend(self._find(started))),
+            ("gpu", lambda: gpus.extend(diagnose_gpus(reader, config, started))),
+            (
+                "security",
+                lambda: findings.extend(security_findings(reader, config, started)),
+            ),
         ]
         # Every shard would export the same GPU faults and findings: two
         # sources taking turns at one series (honor_labels), whose staleness
@@ -199,7 +187,7 @@ class Diagnoser:
             ranking = Ranking((), 0, None, (f"anomaly lacks labels {source.match}",))
             return Incident(anomaly, window, ranking)
 
-        series = self._range(promql.candidates(source.metric, matchers), window)
+        series = self._reader.range(promql.candidates(source.metric, matchers), window)
         candidates = [_candidate(source, s) for s in series]
         ranking = rank_causes(
             candidates,
@@ -234,161 +222,8 @@ class Diagnoser:
                 incidents.append(incident)
         return incidents
 
-    def _range(self, query: str, window: Window) -> Sequence[_Series]:
-        step = self._config.step_seconds
-        start = math.floor(window.baseline_start / step) * step
-        return self._query(query, start, window.end, step)
 
-    def _instant(
-        self, query: str, now: float
-    ) -> dict[tuple[tuple[str, str], ...], float]:
-        values = {}
-        for series in self._query(query, now, now, self._config.step_seconds):
-            if series.points:
-                values[tuple(sorted(series.labels.items()))] = series.points[-1][1]
-        return values
-
-    def _diagnose_gpus(self, now: float) -> list[GpuState]:
-        config = self._config
-        evidence: dict[tuple[str, str, str], dict] = {}
-
-        def gpu_of(key: tuple[tuple[str, str], ...]) -> dict:
-            labels = dict(key)
-            ident = (
-                labels.get("instance", ""),
-                labels.get("gpu", ""),
-                labels.get("uuid", ""),
-            )
-            return evidence.setdefault(ident, {"xids": [], "reasons": {}})
-
-        last_seen = self._instant("aiops_gpu_xid_last_seen_timestamp_seconds", now)
-        rebooted = self._instant(promql.xid_resets(config.xid_lookback_seconds), now)
-        for key, count in self._instant(
-            promql.xid_increase(config.window_seconds), now
-        ).items():
-            labels = dict(key)
-            remedies = []
-            if rebooted.get(key, 0) > 0:
-                # Every count now standing came after the counter started again.
-                remedies.append(gpufault.Remedy(gpufault.REBOOT, -math.inf))
-            gpu_of(key)["xids"].append(
-                (
-                    gpufault.XidEvent(
-                        int(labels.get("xid", "0") or 0),
-                        labels.get("action", ""),
-                        count,
-                        last_seen.get(key, now),
-                    ),
-                    remedies,
-                )
-            )
-        for key in self._instant("aiops_gpu_health_state == 1", now):
-            gpu_of(key)["health"] = dict(key).get("state", "healthy")
-        for key in self._instant("aiops_gpu_recovery_action == 1", now):
-            gpu_of(key)["recovery"] = dict(key).get("action", "none")
-        held = promql.over_window(
-            "min_over_time",
-            "aiops_gpu_clock_event_reason_active",
-            config.window_seconds,
-        )
-        for key, value in self._instant(f"{held} == 1", now).items():
-            gpu_of(key)["reasons"][dict(key).get("reason", "")] = value
-        ecc = promql.over_window(
-            "increase", "aiops_gpu_ecc_uncorrected_errors_total", config.window_seconds
-        )
-        for key, value in self._instant(f"{ecc} > 0", now).items():
-            gpu_of(key)["ecc"] = value
-        for key, _ in self._instant(
-            "aiops_gpu_remapped_rows_pending == 1", now
-        ).items():
-            gpu_of(key)["pending"] = True
-        for key in self._instant("aiops_gpu_remapped_rows_failed == 1", now):
-            gpu_of(key)["failed"] = True
-
-        states = []
-        for (instance, gpu, uuid), found in sorted(evidence.items()):
-            remedies = [r for _, rs in found["xids"] for r in rs]
-            diagnosis = gpufault.diagnose_gpu(
-                gpufault.GpuEvidence(
-                    xids=[x for x, _ in found["xids"]],
-                    health=found.get("health", "healthy"),
-                    recovery_action=found.get("recovery", "none"),
-                    clock_reasons=found["reasons"],
-                    ecc_uncorrected_increase=found.get("ecc", 0.0),
-                    remapped_rows_pending=found.get("pending", False),
-                    remapped_rows_failed=found.get("failed", False),
-                    remedies=remedies,
-                )
-            )
-            if diagnosis.fault_class != gpufault.HEALTHY:
-                labels = {"instance": instance, "gpu": gpu, "uuid": uuid}
-                states.append(GpuState(labels, diagnosis))
-        return states
-
-    def _find(self, now: float) -> list[security.Finding]:
-        config = self._config
-        counts = self._instant("aiops_gpu_processes", now)
-        lowest_sm = self._instant(
-            promql.over_window(
-                "min_over_time",
-                "aiops_gpu_process_sm_utilization_ratio",
-                config.mining_window_seconds,
-            ),
-            now,
-        )
-        highest_memory = self._instant(
-            promql.over_window(
-                "max_over_time",
-                "aiops_gpu_process_memory_used_bytes",
-                config.mining_window_seconds,
-            ),
-            now,
-        )
-        processes = []
-        for key, count in counts.items():
-            labels = dict(key)
-            processes.append(
-                security.GpuProcess(
-                    instance=labels.get("instance", ""),
-                    gpu=labels.get("gpu", ""),
-                    command=labels.get("command", ""),
-                    user=labels.get("user", ""),
-                    container_id=labels.get("container_id", ""),
-                    processes=count,
-                    min_sm_ratio=lowest_sm.get(key),
-                    max_memory_bytes=highest_memory.get(key),
-                )
-            )
-
-        findings = security.unowned(
-            processes, config.allowed_gpu_users, config.allowed_gpu_containers
-        )
-        findings += security.mining(
-            processes,
-            config.miner_names,
-            config.mining_min_sm_ratio,
-            config.mining_max_memory_bytes,
-        )
-        now_users = _by(self._instant(promql.gpu_users(), now), ("instance", "user"))
-        before = _by(
-            self._instant(
-                promql.gpu_users(
-                    config.new_user_lookback_seconds, config.window_seconds
-                ),
-                now,
-            ),
-            ("instance", "user"),
-        )
-        findings += security.new_users(now_users, before)
-        failures = _by(
-            self._instant(promql.auth_failures(config.auth_window_seconds), now),
-            ("job", "instance"),
-        )
-        findings += security.auth_bursts(failures, threshold=0.0)
-        return findings
-
-
-def _candidate(source: Source, series: _Series) -> Candidate:
+def _candidate(source: Source, series: SeriesLike) -> Candidate:
     labels = dict(series.labels)
     container = labels.get("container_id", "")
     if container:
@@ -399,14 +234,3 @@ def _candidate(source: Source, series: _Series) -> Candidate:
         if source.kind == "gpu" or not labels.get("command"):
             kind, name = "gpu", f"GPU {labels.get('gpu', '?')}"
     return Candidate(kind, name, labels, list(series.points))
-
-
-def _by(
-    values: Mapping[tuple[tuple[str, str], ...], float], names: tuple[str, str]
-) -> dict[tuple[str, str], float]:
-    summed: dict[tuple[str, str], float] = {}
-    for key, value in values.items():
-        labels = dict(key)
-        ident = (labels.get(names[0], ""), labels.get(names[1], ""))
-        summed[ident] = summed.get(ident, 0.0) + value
-    return summed

@@ -36,13 +36,9 @@ from detector.config import DetectorConfig
 from detector.diagnosis import security
 from detector.diagnosis.collector import DiagnosisCollector
 from detector.diagnosis.gpufault import GpuDiagnosis
+from detector.diagnosis.gpustate import GpuState
 from detector.diagnosis.rootcause import Cause, Ranking, Window
-from detector.diagnosis.service import (
-    Anomaly,
-    DiagnosisSnapshot,
-    GpuState,
-    Incident,
-)
+from detector.diagnosis.service import Anomaly, DiagnosisSnapshot, Incident
 from detector.metrics import DetectorCollector
 from detector.model import Score
 from detector.optimizer.collector import OptimizerCollector
