@@ -17,7 +17,8 @@ from aiops_common.config import ConfigError, load_config
 from aiops_common.logs import setup_logging
 from detector.config import ENV_PREFIX, DetectorConfig
 from detector.diagnosis.collector import DiagnosisCollector
-from detector.diagnosis.service import Diagnoser, anomalies_from
+from detector.diagnosis.incident import anomalies_from
+from detector.diagnosis.service import Diagnoser
 from detector.engine import Engine
 from detector.factory import uses_forecaster
 from detector.metrics import DetectorCollector

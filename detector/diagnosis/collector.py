@@ -13,8 +13,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from detector.diagnosis import security
+from detector.diagnosis.incident import Incident
 from detector.diagnosis.rootcause import Cause
-from detector.diagnosis.service import STAGES, DiagnosisSnapshot, Incident
+from detector.diagnosis.service import STAGES, DiagnosisSnapshot
 
 # The incident (query, instance, and gpu for a per-GPU anomaly), then the
 # cause: its kind and display name, and the labels an action needs to find it.

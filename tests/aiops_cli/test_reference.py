@@ -37,8 +37,9 @@ from detector.diagnosis import security
 from detector.diagnosis.collector import DiagnosisCollector
 from detector.diagnosis.gpufault import GpuDiagnosis
 from detector.diagnosis.gpustate import GpuState
+from detector.diagnosis.incident import Anomaly, Incident
 from detector.diagnosis.rootcause import Cause, Ranking, Window
-from detector.diagnosis.service import Anomaly, DiagnosisSnapshot, Incident
+from detector.diagnosis.service import DiagnosisSnapshot
 from detector.metrics import DetectorCollector
 from detector.model import Score
 from detector.optimizer.collector import OptimizerCollector

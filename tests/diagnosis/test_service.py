@@ -11,7 +11,8 @@ from prometheus_client import CollectorRegistry
 
 from detector.diagnosis.collector import DiagnosisCollector
 from detector.diagnosis.config import DiagnosisConfig
-from detector.diagnosis.service import Anomaly, Diagnoser
+from detector.diagnosis.incident import Anomaly
+from detector.diagnosis.service import Diagnoser
 from detector.prometheus import PrometheusUnreachable
 
 NOW = 1_700_000_000.0

@@ -74,7 +74,7 @@ NO_DATA_HERE = {
 # The pushed host: its memory (what the detector scores) and two process
 # groups, one a second, the host and `leaky` jumping after the model is warm.
 # The query is named host_memory, so that the diagnosis looks for its causes
-# among the host's process groups (detector/diagnosis/service.py).
+# among the host's process groups (detector/diagnosis/incident.py).
 PUSHED = "aiops_panel_check_memory_bytes"
 PUSHED_HOST = "panel-check:0"
 GROUPS = "aiops_process_group_resident_memory_bytes"
