@@ -33,7 +33,8 @@ from alertmanager_webhook.metrics import WebhookMetrics
 from alertmanager_webhook.payload import PayloadError, parse_body
 from alertmanager_webhook.policy import Planner
 from alertmanager_webhook.report.service import ReportNotFound, Reports
-from alertmanager_webhook.store import Store, StoreError
+from alertmanager_webhook.store import Store
+from alertmanager_webhook.store_errors import StoreError
 
 log = logging.getLogger(__name__)
 

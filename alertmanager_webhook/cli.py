@@ -17,10 +17,10 @@ from typing import Any
 
 from alertmanager_webhook.audit_head import HeadFile
 from alertmanager_webhook.jobs import ApprovalError, Jobs
-from alertmanager_webhook.store import (
+from alertmanager_webhook.store import Store
+from alertmanager_webhook.store_errors import (
     DatabaseDamaged,
     DatabaseMissing,
-    Store,
     StoreError,
 )
 from alertmanager_webhook.worker_process import worker_lock_path

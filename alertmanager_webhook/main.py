@@ -43,7 +43,8 @@ from alertmanager_webhook.programs import resolve_programs
 from alertmanager_webhook.report.content import ReportBuilder
 from alertmanager_webhook.report.prometheus import RangeQuery
 from alertmanager_webhook.report.service import Reports
-from alertmanager_webhook.store import Store, StoreError, hold_database
+from alertmanager_webhook.store import Store, hold_database
+from alertmanager_webhook.store_errors import StoreError
 from alertmanager_webhook.worker_process import WorkerProcess, WorkerStartError
 
 log = logging.getLogger(__name__)

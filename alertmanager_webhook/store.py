@@ -3,7 +3,7 @@
 WAL mode; a notification's transaction is committed (and, with sync FULL,
 synced to disk) before the sender hears 2xx. What a notification writes is in
 intake.py, the audit chain in audit.py and its head file in audit_head.py, the
-queue's state changes in jobs.py.
+queue's state changes in jobs.py, the errors raised in store_errors.py.
 """
 
 from __future__ import annotations
@@ -29,6 +29,12 @@ from alertmanager_webhook.intake import Intent, Saved
 from alertmanager_webhook.payload import Notification
 from alertmanager_webhook.report.storage import SCHEMA as REPORT_SCHEMA
 from alertmanager_webhook.schema import SCHEMA, SCHEMA_VERSION
+from alertmanager_webhook.store_errors import (
+    DatabaseInUse,
+    DatabaseMissing,
+    StoreError,
+    from_sqlite,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,22 +45,6 @@ PAGE_BYTES = 1024
 WAL_BACKSTOP_BYTES = 64 * 1024 * 1024
 # The most passes of one checkpoint() that chase commits still coming in.
 CHECKPOINT_PASSES = 5
-
-
-class StoreError(Exception):
-    """The database could not be read or written; the request may be retried."""
-
-
-class DatabaseDamaged(StoreError):
-    """The file is not a sound SQLite database: truncated, overwritten, corrupt."""
-
-
-class DatabaseMissing(StoreError):
-    """No receiver database where one was expected: no file, or an empty one."""
-
-
-class DatabaseInUse(StoreError):
-    """Another receiver holds the database file."""
 
 
 def hold_database(path: str) -> int:
@@ -79,15 +69,6 @@ def hold_database(path: str) -> int:
             "a database of its own"
         ) from None
     return fd
-
-
-def _store_error(message: str, exc: sqlite3.Error) -> StoreError:
-    # OperationalError (locked, disk full) passes; any other DatabaseError
-    # means the file itself is bad.
-    damaged = isinstance(exc, sqlite3.DatabaseError) and not isinstance(
-        exc, sqlite3.OperationalError
-    )
-    return (DatabaseDamaged if damaged else StoreError)(f"{message}: {exc}")
 
 
 def _utc_now() -> datetime:
@@ -174,7 +155,7 @@ class Store:
                 pages = wal_backstop_bytes // page  # 0: no backstop
                 conn.execute(f"PRAGMA wal_autocheckpoint = {pages}")
         except sqlite3.Error as exc:
-            raise _store_error(f"cannot open database {path!r}", exc) from exc
+            raise from_sqlite(f"cannot open database {path!r}", exc) from exc
 
         store = cls(conn, clock, HeadFile(path, fsync=sync != "NORMAL"))
         try:
@@ -284,7 +265,7 @@ class Store:
                     f"cannot read database {path!r}: its folder is read-only and "
                     "a -wal file lies beside it; copy both to a writable folder"
                 ) from exc
-            raise _store_error(f"cannot open database {path!r}", exc) from exc
+            raise from_sqlite(f"cannot open database {path!r}", exc) from exc
         if version == 0:
             # A receiver's database always carries its schema version; none
             # means an empty, truncated or foreign file.
@@ -324,7 +305,7 @@ class Store:
                 finally:
                     self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
-                raise _store_error("cannot read database", exc) from exc
+                raise from_sqlite("cannot read database", exc) from exc
 
     def close(self) -> None:
         with self._lock:

@@ -12,7 +12,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from alertmanager_webhook.jobs import Jobs
-from alertmanager_webhook.store import StoreError
+from alertmanager_webhook.store_errors import StoreError
 
 # The columns a worker's move may set; the server writes no other.
 MOVABLE = frozenset(

@@ -31,7 +31,8 @@ from alertmanager_webhook.jobs import Jobs
 from alertmanager_webhook.metrics import WebhookMetrics
 from alertmanager_webhook.processes import ProcessFinder, own_lineage
 from alertmanager_webhook.siblings import beside
-from alertmanager_webhook.store import Store, StoreError
+from alertmanager_webhook.store import Store
+from alertmanager_webhook.store_errors import StoreError
 from alertmanager_webhook.worker import Worker
 from alertmanager_webhook.worker_moves import MoveClient, serve_moves
 

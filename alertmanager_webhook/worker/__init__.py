@@ -26,7 +26,7 @@ from alertmanager_webhook.jobs import Jobs
 from alertmanager_webhook.metrics import WebhookMetrics
 from alertmanager_webhook.recommend import Recommender
 from alertmanager_webhook.start_journal import StartJournal
-from alertmanager_webhook.store import StoreError
+from alertmanager_webhook.store_errors import StoreError
 from alertmanager_webhook.worker.applying import Applier
 from alertmanager_webhook.worker.claims import Claims, TargetHeld
 from alertmanager_webhook.worker.parts import Shared

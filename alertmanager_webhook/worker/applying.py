@@ -22,7 +22,7 @@ from alertmanager_webhook.config import WebhookConfig
 from alertmanager_webhook.limits import Limits
 from alertmanager_webhook.policy_config import PolicyConfig
 from alertmanager_webhook.recommend import Recommender
-from alertmanager_webhook.store import StoreError
+from alertmanager_webhook.store_errors import StoreError
 from alertmanager_webhook.worker.parts import Part, Shared
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from typing import Any
 
 from alertmanager_webhook import survivors
 from alertmanager_webhook.jobs import OUTCOME_UNKNOWN
-from alertmanager_webhook.store import StoreError
+from alertmanager_webhook.store_errors import StoreError
 from alertmanager_webhook.worker.parts import Part, Shared
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,8 @@ from alertmanager_webhook.audit_head import Head, HeadFile
 from alertmanager_webhook.intake import Intent, dedupe_key
 from alertmanager_webhook.jobs import Jobs
 from alertmanager_webhook.payload import parse_notification
-from alertmanager_webhook.store import PAGE_BYTES, Store, StoreError
+from alertmanager_webhook.store import PAGE_BYTES, Store
+from alertmanager_webhook.store_errors import StoreError
 
 
 def _count(path: Path, table: str) -> int:

@@ -19,7 +19,7 @@ from alertmanager_webhook.config import WebhookConfig
 from alertmanager_webhook.jobs import Jobs
 from alertmanager_webhook.metrics import WebhookMetrics
 from alertmanager_webhook.start_journal import Began, StartJournal
-from alertmanager_webhook.store import StoreError
+from alertmanager_webhook.store_errors import StoreError
 from alertmanager_webhook.worker import Worker
 
 from .conftest import FakeClock, Receiver, make_config

@@ -13,7 +13,7 @@ from alertmanager_webhook.actuators.base import ActuatorError, Outcome, Plan
 from alertmanager_webhook.jobs import Jobs
 from alertmanager_webhook.metrics import WebhookMetrics
 from alertmanager_webhook.recommend import Recommender
-from alertmanager_webhook.store import StoreError
+from alertmanager_webhook.store_errors import StoreError
 from alertmanager_webhook.worker import Worker
 from alertmanager_webhook.worker.results import AIOPS
 

@@ -23,7 +23,8 @@ from alertmanager_webhook.intake import Intent, dedupe_key
 from alertmanager_webhook.jobs import Jobs
 from alertmanager_webhook.metrics import WebhookMetrics
 from alertmanager_webhook.payload import parse_notification
-from alertmanager_webhook.store import Store, StoreError
+from alertmanager_webhook.store import Store
+from alertmanager_webhook.store_errors import StoreError
 from alertmanager_webhook.worker_moves import MoveClient, serve_moves
 from alertmanager_webhook.worker_process import (
     CONTEXT,
