@@ -37,13 +37,14 @@ from alertmanager_webhook.credentials import (
     read_k8s_token,
     warn_of_open_secrets,
 )
+from alertmanager_webhook.database_file import hold_database
 from alertmanager_webhook.jobs import Jobs
 from alertmanager_webhook.metrics import WebhookMetrics
 from alertmanager_webhook.programs import resolve_programs
 from alertmanager_webhook.report.content import ReportBuilder
 from alertmanager_webhook.report.prometheus import RangeQuery
 from alertmanager_webhook.report.service import Reports
-from alertmanager_webhook.store import Store, hold_database
+from alertmanager_webhook.store import Store
 from alertmanager_webhook.store_errors import StoreError
 from alertmanager_webhook.worker_process import WorkerProcess, WorkerStartError
 

@@ -1,74 +1,37 @@
 """The receiver's SQLite database: connection, transactions, reads for the API.
 
 WAL mode; a notification's transaction is committed (and, with sync FULL,
-synced to disk) before the sender hears 2xx. What a notification writes is in
-intake.py, the audit chain in audit.py and its head file in audit_head.py, the
-queue's state changes in jobs.py, the errors raised in store_errors.py.
+synced to disk) before the sender hears 2xx. How the file is locked and opened
+is in database_file.py, what a notification writes in intake.py, the audit chain
+in audit.py and its head file in audit_head.py, the queue's state changes in
+jobs.py, the errors raised in store_errors.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import json
 import logging
-import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote
 
-from alertmanager_webhook import audit, audit_guards, intake
+from alertmanager_webhook import audit, audit_guards, database_file, intake
 from alertmanager_webhook.audit_head import Head, HeadError, HeadFile
 from alertmanager_webhook.commits import GroupCommit
 from alertmanager_webhook.intake import Intent, Saved
 from alertmanager_webhook.payload import Notification
-from alertmanager_webhook.report.storage import SCHEMA as REPORT_SCHEMA
-from alertmanager_webhook.schema import SCHEMA, SCHEMA_VERSION
-from alertmanager_webhook.store_errors import (
-    DatabaseInUse,
-    DatabaseMissing,
-    StoreError,
-    from_sqlite,
-)
+from alertmanager_webhook.store_errors import StoreError, from_sqlite
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 T = TypeVar("T")
-PAGE_BYTES = 1024
-# How long the WAL may grow when its checkpoints are left to another connection.
-WAL_BACKSTOP_BYTES = 64 * 1024 * 1024
 # The most passes of one checkpoint() that chase commits still coming in.
 CHECKPOINT_PASSES = 5
-
-
-def hold_database(path: str) -> int:
-    """Hold an flock on the database file for the receiver's life; its descriptor.
-
-    On the file itself, not on its name, and before SQLite opens it: SQLite
-    gives a hard link a WAL of its own, so a second receiver that opened one
-    even briefly would corrupt the file. SQLite locks with fcntl, which flock
-    does not touch on a local filesystem. Close the descriptor only after the
-    store: closing one drops the process's fcntl locks on the file too.
-    """
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise StoreError(f"cannot open database {path!r}: {exc.strerror}") from exc
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise DatabaseInUse(
-            f"another receiver has database {path!r} open; each receiver needs "
-            "a database of its own"
-        ) from None
-    return fd
 
 
 def _utc_now() -> datetime:
@@ -104,7 +67,7 @@ class Store:
         clock: Clock = _utc_now,
         autocheckpoint: bool = True,
         sync: str = "FULL",
-        wal_backstop_bytes: int = WAL_BACKSTOP_BYTES,
+        wal_backstop_bytes: int = database_file.WAL_BACKSTOP_BYTES,
     ) -> Store:
         """Open or create the database at `path` and make sure the schema exists.
 
@@ -119,43 +82,9 @@ class Store:
         process being killed, and a power cut only once a later FULL commit or
         a checkpoint has synced the WAL it shares.
         """
-        try:
-            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA busy_timeout = 5000")
-            # Only a new database takes it. Each notification changes a page of
-            # some ten tables and indexes, each written whole to the WAL at
-            # commit: 1 KiB pages took a sixth off a notification's CPU.
-            conn.execute(f"PRAGMA page_size = {PAGE_BYTES}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            # FULL syncs the WAL on every commit: a 2xx survives a power cut too.
-            conn.execute(
-                f"PRAGMA synchronous = {'NORMAL' if sync == 'NORMAL' else 'FULL'}"
-            )
-            conn.execute("PRAGMA foreign_keys = ON")
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, SCHEMA_VERSION):
-                conn.close()
-                raise StoreError(
-                    f"database {path!r} has schema {version}, this receiver "
-                    f"writes {SCHEMA_VERSION}; move the old file aside"
-                )
-            # Read before the schema below makes a dropped trigger anew.
-            guards = (
-                audit_guards.findings(conn, audit.SCHEMA)
-                if audit_guards.schema_objects(conn, "table", "audit")
-                else []
-            )
-            # The reports table is CREATE IF NOT EXISTS too: an older database
-            # of the same version gains it on open.
-            conn.executescript(SCHEMA + audit.SCHEMA + REPORT_SCHEMA)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            if not autocheckpoint:
-                page = conn.execute("PRAGMA page_size").fetchone()[0]
-                pages = wal_backstop_bytes // page  # 0: no backstop
-                conn.execute(f"PRAGMA wal_autocheckpoint = {pages}")
-        except sqlite3.Error as exc:
-            raise from_sqlite(f"cannot open database {path!r}", exc) from exc
+        conn, guards = database_file.open_or_create(
+            path, autocheckpoint, sync, wal_backstop_bytes
+        )
 
         store = cls(conn, clock, HeadFile(path, fsync=sync != "NORMAL"))
         try:
@@ -241,44 +170,7 @@ class Store:
     @classmethod
     def open_existing(cls, path: str, readonly: bool = False) -> Store:
         """Open a database the receiver wrote, without creating one."""
-        if not Path(path).is_file():
-            raise DatabaseMissing(f"no database at {path!r}")
-        mode = "ro" if readonly else "rw"
-        if readonly and not Path(path + "-wal").exists():
-            # Nobody has it open (a WAL database in use keeps its -wal file):
-            # read the file as it is, creating no -wal or -shm beside it,
-            # which also works in a read-only folder.
-            mode += "&immutable=1"
-        try:
-            conn = sqlite3.connect(
-                f"file:{quote(path)}?mode={mode}",
-                uri=True,
-                check_same_thread=False,
-                isolation_level=None,
-            )
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA busy_timeout = 5000")
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-        except sqlite3.Error as exc:
-            if readonly and "readonly" in str(exc):
-                raise StoreError(
-                    f"cannot read database {path!r}: its folder is read-only and "
-                    "a -wal file lies beside it; copy both to a writable folder"
-                ) from exc
-            raise from_sqlite(f"cannot open database {path!r}", exc) from exc
-        if version == 0:
-            # A receiver's database always carries its schema version; none
-            # means an empty, truncated or foreign file.
-            conn.close()
-            raise DatabaseMissing(
-                f"database {path!r} holds no receiver schema: empty, truncated "
-                "or not the receiver's"
-            )
-        if version != SCHEMA_VERSION:
-            conn.close()
-            raise StoreError(
-                f"database {path!r} has schema {version}, not {SCHEMA_VERSION}"
-            )
+        conn = database_file.open_existing(path, readonly)
         return cls(conn, head=HeadFile(path))
 
     def verify(self) -> audit.Verdict:

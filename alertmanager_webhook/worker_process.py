@@ -343,7 +343,7 @@ def worker_lock_path(database: str) -> str:
 def take_worker_lock(database: str) -> int:
     """Hold `<database>.worker-lock`, so that one worker acts on a database.
 
-    The server holds the database file itself (store.hold_database); this
+    The server holds the database file itself (database_file.hold_database); this
     lock keeps a worker from starting while one of a dead server still ends.
     """
     path = worker_lock_path(database)

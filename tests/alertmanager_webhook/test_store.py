@@ -13,10 +13,11 @@ import pytest
 
 from alertmanager_webhook import audit
 from alertmanager_webhook.audit_head import Head, HeadFile
+from alertmanager_webhook.database_file import PAGE_BYTES
 from alertmanager_webhook.intake import Intent, dedupe_key
 from alertmanager_webhook.jobs import Jobs
 from alertmanager_webhook.payload import parse_notification
-from alertmanager_webhook.store import PAGE_BYTES, Store
+from alertmanager_webhook.store import Store
 from alertmanager_webhook.store_errors import StoreError
 
 
