@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.routing import IntegerConverter
 
+from alertmanager_webhook import listings
 from alertmanager_webhook.config import WebhookConfig
 from alertmanager_webhook.credentials import (
     read_approvers,
@@ -266,11 +267,11 @@ def create_app(
 
     @app.get("/api/v1/alerts")
     def recent_alerts() -> Answer:
-        return recent(store.recent_alerts)
+        return recent(lambda limit: listings.recent_alerts(store, limit))
 
     @app.get("/api/v1/actions")
     def recent_actions() -> Answer:
-        return recent(store.recent_actions)
+        return recent(lambda limit: listings.recent_actions(store, limit))
 
     def recent(read: Callable[[int], list[dict[str, Any]]]) -> Answer:
         if not authorized():

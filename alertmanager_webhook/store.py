@@ -1,16 +1,16 @@
-"""The receiver's SQLite database: connection, transactions, reads for the API.
+"""The receiver's SQLite database: its shared connection and transactions.
 
 WAL mode; a notification's transaction is committed (and, with sync FULL,
 synced to disk) before the sender hears 2xx. How the file is locked and opened
 is in database_file.py, what a notification writes in intake.py, the audit chain
 in audit.py and its head file in audit_head.py, the queue's state changes in
-jobs.py, the errors raised in store_errors.py.
+jobs.py, the reads the API lists in listings.py, the errors raised in
+store_errors.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import sqlite3
 import threading
@@ -308,31 +308,3 @@ class Store:
     def notification_digest(self, notification_id: int) -> dict[str, Any]:
         """What a notification's audit record vouches for, rebuilt from its rows."""
         return intake.notification_digest(self._conn, notification_id)
-
-    def recent_alerts(self, limit: int) -> list[dict[str, Any]]:
-        """Return the newest alert rows first, with labels decoded."""
-        rows = self.query(
-            "SELECT a.id, a.notification_id, n.received_at, a.fingerprint, a.status,"
-            " a.labels, a.annotations, a.starts_at, a.ends_at, a.generator_url"
-            " FROM alerts a JOIN notifications n ON n.id = a.notification_id"
-            " ORDER BY a.id DESC LIMIT ?",
-            [limit],
-        )
-        records = [dict(row) for row in rows]
-        for record in records:
-            record["labels"] = json.loads(record["labels"])
-            record["annotations"] = json.loads(record["annotations"])
-        return records
-
-    def recent_actions(self, limit: int) -> list[dict[str, Any]]:
-        """Return the newest action rows first, JSON columns decoded."""
-        rows = self.query("SELECT * FROM actions ORDER BY id DESC LIMIT ?", [limit])
-        return [decode_action(row) for row in rows]
-
-
-def decode_action(row: sqlite3.Row) -> dict[str, Any]:
-    record = dict(row)
-    record["labels"] = json.loads(record["labels"])
-    for name in ("spec", "undo"):
-        record[name] = json.loads(record[name]) if record[name] else None
-    return record

@@ -27,6 +27,7 @@ from alertmanager_webhook.app import Auth, create_app
 from alertmanager_webhook.cgroups import CgroupError, Cgroups
 from alertmanager_webhook.config import WebhookConfig
 from alertmanager_webhook.jobs import Jobs
+from alertmanager_webhook.listings import recent_actions
 from alertmanager_webhook.metrics import WebhookMetrics
 from alertmanager_webhook.processes import ProcessFinder, ProcessInfo
 from alertmanager_webhook.recommend import Recommender
@@ -126,7 +127,7 @@ class Receiver:
         )
 
     def actions(self) -> list[dict[str, Any]]:
-        return list(reversed(self.store.recent_actions(1000)))
+        return list(reversed(recent_actions(self.store, 1000)))
 
     def sample(self, name: str, **labels: str) -> float | None:
         return self.registry.get_sample_value(name, labels)

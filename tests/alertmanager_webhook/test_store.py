@@ -16,6 +16,7 @@ from alertmanager_webhook.audit_head import Head, HeadFile
 from alertmanager_webhook.database_file import PAGE_BYTES
 from alertmanager_webhook.intake import Intent, dedupe_key
 from alertmanager_webhook.jobs import Jobs
+from alertmanager_webhook.listings import recent_actions, recent_alerts
 from alertmanager_webhook.payload import parse_notification
 from alertmanager_webhook.store import Store
 from alertmanager_webhook.store_errors import StoreError
@@ -54,10 +55,10 @@ def test_save_writes_notification_alerts_actions_and_audit(
     assert (_count(db, "notifications"), _count(db, "alerts")) == (1, 2)
     # One record for the notification, one per action.
     assert _count(db, "audit") == 3
-    action = store.recent_actions(10)[-1]
+    action = recent_actions(store, 10)[-1]
     assert action["labels"]["command"] == "aiops-testcap"
     assert action["created_at"] == "2024-05-14T09:30:00+00:00"
-    alerts = store.recent_alerts(10)
+    alerts = recent_alerts(store, 10)
     # Newest first, labels decoded back into objects.
     assert [a["fingerprint"] for a in alerts] == [
         "d19e07b25c4f8a36",
@@ -74,7 +75,7 @@ def test_none_action_is_decided_at_intake(store: Store, firing) -> None:
     )
 
     assert [a[3] for a in saved.actions] == ["skipped", "skipped"]
-    assert store.recent_actions(1)[0]["plan"] == "no action"
+    assert recent_actions(store, 1)[0]["plan"] == "no action"
 
 
 def test_second_save_of_same_key_is_a_duplicate(
@@ -100,7 +101,7 @@ def test_resolved_alert_queues_a_restore_per_action(
 
     saved = store.save(done, dedupe_key(done), [])
 
-    [restore] = store.recent_actions(1)
+    [restore] = recent_actions(store, 1)
     assert [a[3] for a in saved.actions] == ["queued"]
     assert (restore["kind"], restore["restores"]) == ("restore", 1)
 
@@ -118,7 +119,7 @@ def test_a_kept_policy_queues_no_restore(
     )
 
     assert saved is not None and saved.actions == ()
-    assert all(a["kind"] == "act" for a in store.recent_actions(10))
+    assert all(a["kind"] == "act" for a in recent_actions(store, 10))
 
 
 def test_failed_write_leaves_nothing_behind(
