@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.optimizer_bound import Unit, _outcome, pick, picked, sum_units
+from benchmarks.optimizer_bound import Unit, periods, pick, picked, play, sum_units
 from detector.optimizer.arms import ArmGrid
 from detector.optimizer.fleet import Row
 from detector.optimizer.resources import ResourceSpec
@@ -22,28 +22,14 @@ from detector.optimizer.resources import ResourceSpec
 
 def arm_periods(usage: dict, spec: ResourceSpec, grid: ArmGrid) -> list[list[Unit]]:
     """Per series, per period from T0: every arm's outcome, each arm held."""
+
+    def arms(t: np.ndarray, u: np.ndarray, lo: int, at: float) -> np.ndarray:
+        values = grid.values(t[:lo], u[:lo], at, spec.period_seconds)
+        return values if spec.scale is None else np.minimum(values, spec.scale)
+
     out = []
-    period = spec.period_seconds
     for t, u in usage.values():
-        start = t[0] + spec.warmup_seconds
-        if t[-1] < start:
-            continue
-        edges = start + period * np.arange(int((t[-1] - start) // period) + 2)
-        cut = np.searchsorted(t, edges)
-        parts, floor = [], 0.0
-        for lo, hi, at in zip(cut[:-1], cut[1:], edges[:-1], strict=True):
-            if hi == lo:
-                continue
-            values = grid.values(t[:lo], u[:lo], float(at), period)
-            if spec.scale is not None:
-                values = np.minimum(values, spec.scale)
-            values = np.maximum(values, floor)
-            readings = u[lo:hi]
-            parts.append(_outcome(values, readings))
-            if spec.kind == "memory":
-                # Whatever ran short is the least that arm may size from then on.
-                peak = float(readings.max())
-                floor = np.where(peak > values, np.maximum(floor, peak), floor)
+        parts = play(t, u, spec, arms)
         if parts:
             out.append(parts)
     return out
@@ -80,15 +66,11 @@ def second_half_cost(
     for row in rows:
         changes.setdefault(row.series, []).append((row.timestamp, row.allocation))
     slack = allocated = short = readings = 0.0
-    period = spec.period_seconds
     for key, (t, u) in usage.items():
-        start = t[0] + spec.warmup_seconds
-        if t[-1] < start or key not in changes:
+        spans = periods(t, spec)
+        if not spans or key not in changes:
             continue
-        edges = start + period * np.arange(int((t[-1] - start) // period) + 2)
-        cut = np.searchsorted(t, edges)
-        filled = [lo for lo, hi in zip(cut[:-1], cut[1:], strict=True) if hi > lo]
-        lo = filled[len(filled) // 2]
+        lo = spans[len(spans) // 2][0]
         at, value = np.array(sorted(changes[key])).T
         allocation = value[np.searchsorted(at, t[lo:], side="right") - 1]
         over = allocation - u[lo:]

@@ -14,6 +14,7 @@ only numpy; reads the usage as `detector.optimizer.usage` loads it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,52 +49,75 @@ def _outcome(values: np.ndarray, readings: np.ndarray) -> Unit:
     )
 
 
+def periods(t: np.ndarray, spec: ResourceSpec) -> list[tuple[int, int, float]]:
+    """(first reading, end, start time) of each update period from T0 with readings."""
+    start = t[0] + spec.warmup_seconds
+    if t[-1] < start:
+        return []
+    period = spec.period_seconds
+    edges = start + period * np.arange(int((t[-1] - start) // period) + 2)
+    cut = np.searchsorted(t, edges)
+    return [
+        (int(lo), int(hi), float(at))
+        for lo, hi, at in zip(cut[:-1], cut[1:], edges[:-1], strict=True)
+        if hi > lo
+    ]
+
+
+def play(
+    t: np.ndarray,
+    u: np.ndarray,
+    spec: ResourceSpec,
+    candidates: Callable[[np.ndarray, np.ndarray, int, float], np.ndarray],
+) -> list[Unit]:
+    """Each candidate's outcome per period; on memory, above its OOM floor.
+
+    `candidates(t, u, lo, at)` gives every candidate's allocation for the
+    period from `at`, whose first reading is `u[lo]`.
+
+    A memory recommendation never drops below a reading that ran short (an
+    OOM kill), so a candidate's later periods depend on its earlier ones:
+    each is played period by period with a floor of its own.
+    """
+    parts, floor = [], 0.0
+    for lo, hi, at in periods(t, spec):
+        values = np.maximum(candidates(t, u, lo, at), floor)
+        readings = u[lo:hi]
+        parts.append(_outcome(values, readings))
+        if spec.kind == "memory":
+            peak = float(readings.max())
+            floor = np.where(peak > values, np.maximum(floor, peak), floor)
+    return parts
+
+
 def units(usage: dict, spec: ResourceSpec) -> tuple[list[list[Unit]], list[list[Unit]]]:
     """Per series, per period: every rule's outcome, and every allocation's."""
     rules, lookahead = [], []
-    period = spec.period_seconds
     for t, u in usage.values():
-        start = t[0] + spec.warmup_seconds
-        if t[-1] < start:
+        spans = periods(t, spec)
+        if not spans:
             continue
-        edges = start + period * np.arange(int((t[-1] - start) // period) + 2)
-        cut = np.searchsorted(t, edges)
-        by_rule, by_value = [], []
-        for lo, hi, at in zip(cut[:-1], cut[1:], edges[:-1], strict=True):
-            if hi == lo:
-                continue
-            values = _rule_values(t, u, lo, at, spec)
-            by_rule.append(_outcome(values, u[lo:hi]))
-            by_value.append(_outcome(np.unique(u[lo:hi]), u[lo:hi]))
-        rules.append(by_rule)
-        lookahead.append(by_value)
+        rules.append(
+            [
+                _outcome(_rule_values(t, u, lo, at, spec), u[lo:hi])
+                for lo, hi, at in spans
+            ]
+        )
+        lookahead.append(
+            [_outcome(np.unique(u[lo:hi]), u[lo:hi]) for lo, hi, _ in spans]
+        )
     return rules, lookahead
 
 
 def floored_units(usage: dict, spec: ResourceSpec) -> list[Unit]:
-    """Per series, every rule played out under the OOM floor of memory's rule.
+    """Per series on memory, every rule played out above its OOM floor."""
 
-    A memory recommendation never drops below a reading that ran short (an
-    OOM kill), so a rule's later periods depend on its earlier ones: each rule
-    is played period by period with a floor of its own.
-    """
+    def rules(t: np.ndarray, u: np.ndarray, lo: int, at: float) -> np.ndarray:
+        return _rule_values(t, u, lo, at, spec)
+
     out = []
-    period = spec.period_seconds
     for t, u in usage.values():
-        start = t[0] + spec.warmup_seconds
-        if t[-1] < start:
-            continue
-        edges = start + period * np.arange(int((t[-1] - start) // period) + 2)
-        cut = np.searchsorted(t, edges)
-        parts, floor = [], 0.0
-        for lo, hi, at in zip(cut[:-1], cut[1:], edges[:-1], strict=True):
-            if hi == lo:
-                continue
-            values = np.maximum(_rule_values(t, u, lo, at, spec), floor)
-            readings = u[lo:hi]
-            parts.append(_outcome(values, readings))
-            peak = float(readings.max())
-            floor = np.where(peak > values, np.maximum(floor, peak), floor)
+        parts = play(t, u, spec, rules)
         if parts:
             out.append(sum_units(parts))
     return out
