@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -28,3 +29,18 @@ def on_first_free_port(bind: Callable[[int], T]) -> T:
             if exc.errno != errno.EADDRINUSE:
                 raise
     raise OSError(errno.EADDRINUSE, f"no free port in AIOPS_TEST_PORTS={ports!r}")
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listened on a moment ago.
+
+    The port may be taken again before the server binds it; rare enough in
+    tests, where each server is started right after.
+    """
+
+    def bind(port: int) -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))
+            return sock.getsockname()[1]
+
+    return on_first_free_port(bind)

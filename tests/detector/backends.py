@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ import requests
 from detector.config import DetectorConfig, ModelConfig, QueryConfig
 from detector.engine import Engine
 from detector.prometheus import PrometheusClient
+from tests.ports import free_port
 
 STEP = 15
 POINTS = 479  # about two hours, from three hours ago to one hour ago
@@ -27,13 +27,6 @@ def spiky_values() -> np.ndarray:
     values = np.random.default_rng(SEED).normal(50.0, 1.0, POINTS)
     values[SPIKE] += 15.0
     return values
-
-
-def free_port() -> int:
-    # The port may be taken again before the server binds it; rare enough here.
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_ready(proc: subprocess.Popen, url: str, seconds: float) -> None:

@@ -4,7 +4,6 @@ import dataclasses
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ from detector.main import log_optimizer, main, optimizer_in_shard, size_until
 from detector.optimizer import prior
 from detector.optimizer.config import OptimizerConfig, ResourceQuery
 from tests.detector.fakeprom import FakePrometheus
+from tests.ports import free_port
 
 CONFIG = """
 queries:
@@ -154,13 +154,6 @@ def test_the_optimizer_thread_outlives_a_failed_cycle(
 
     assert optimizer.cycles == 3
     assert caplog.messages == ["optimizer cycle failed; trying again next interval"]
-
-
-def free_port() -> int:
-    # The port may be taken again before the service binds it; rare enough here.
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(proc: subprocess.Popen, url: str, needle: str, seconds: float) -> str:

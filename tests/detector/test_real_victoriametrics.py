@@ -18,12 +18,12 @@ from detector.prometheus import PrometheusClient
 from tests.detector.backends import (
     STEP,
     assert_spike_is_the_only_decision,
-    free_port,
     score_one_cycle,
     spiky_values,
     stop,
     wait_ready,
 )
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 
