@@ -56,6 +56,7 @@ UNITS = (
     ("_joules", "joules"),
     ("_hertz", "hertz"),
     ("_cores", "cores"),
+    ("_gpus", "GPUs"),
     ("_ratio", "ratio 0-1"),
     ("_info", "info (1)"),
 )

@@ -76,10 +76,10 @@ RESOURCE_METRICS: dict[
             "Share of a GPU's time in force for a process group, 0-1.",
         ),
         (
-            "aiops_recommended_savings_gpu_time_ratio",
+            "aiops_recommended_savings_gpus",
             "GPU time freed fleet-wide if every recommendation with a known share "
-            "were applied, as a sum of 0-1 shares of a GPU's time (1 is one whole "
-            "GPU); negative when more is needed.",
+            "were applied, in whole GPUs (a sum of 0-1 shares of a GPU's time); "
+            "negative when more is needed.",
         ),
     ),
 }

@@ -50,7 +50,7 @@ SAVINGS = (
     ("aiops_recommended_savings_cpu_cores", "CPU to free", CORES),
     ("aiops_recommended_savings_memory_bytes", "Memory to free", "bytes"),
     ("aiops_recommended_savings_gpu_memory_bytes", "GPU memory to free", "bytes"),
-    ("aiops_recommended_savings_gpu_time_ratio", "GPU time to free", "suffix: GPUs"),
+    ("aiops_recommended_savings_gpus", "GPU time to free", "suffix: GPUs"),
     ("aiops_recommended_savings_gpu_power_watts", "GPU power budget to free", "watt"),
 )
 

@@ -127,7 +127,7 @@ def test_every_family_is_described() -> None:
 
 
 def test_a_resource_metric_help_names_the_unit_of_its_name() -> None:
-    units = {"_cores": "cores", "_bytes": "bytes", "_ratio": "0-1"}
+    units = {"_cores": "cores", "_bytes": "bytes", "_ratio": "0-1", "_gpus": "gpus"}
 
     for name, doc in (pair for names in RESOURCE_METRICS.values() for pair in names):
         unit = next(unit for suffix, unit in units.items() if name.endswith(suffix))
