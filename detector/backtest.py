@@ -254,6 +254,7 @@ def read_recording(path: Path) -> Recording:
     seconds: list[float] = []
     values: list[float] = []
     unreadable: list[tuple[int, str]] = []
+    lines: list[int] = []
     try:
         with path.open(newline="") as handle:
             reader = csv.reader(handle)
@@ -265,6 +266,7 @@ def read_recording(path: Path) -> Recording:
                 if not row:
                     continue
                 texts.append(row[0])
+                lines.append(line)
                 seconds.append(_parse_time(row[0], path, line))
                 text = row[1] if len(row) > 1 else ""
                 value = _parse_value(text)
@@ -288,9 +290,24 @@ def read_recording(path: Path) -> Recording:
             line,
             text,
         )
-    return Recording(
+    recording = Recording(
         path, tuple(texts), np.asarray(seconds), np.asarray(values, dtype=float)
     )
+    unserved = np.flatnonzero(~recording.served)
+    if unserved.size:
+        # Such rows keep the score before them. A clock that stepped back
+        # once costs a few; a file sorted newest first or not by time at
+        # all would be scored all zeros and exit 0 without this line.
+        log.warning(
+            "rows not later than an earlier row keep the score before them (a clock "
+            "that stepped back, or a file not sorted by time) file=%s count=%d "
+            "of=%d first_line=%d",
+            path,
+            unserved.size,
+            recording.seconds.size,
+            lines[int(unserved[0])],
+        )
+    return recording
 
 
 def _refuse_overwriting(files: Sequence[Path], data: Path, out: Path) -> None:

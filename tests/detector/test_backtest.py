@@ -215,3 +215,22 @@ def test_a_nab_file_replays_in_full(tmp_path: Path) -> None:
     # The one labelled event, a burst of traffic on 2014-04-15, is the only alarm.
     flagged = [recording.texts[i][:10] for i in np.flatnonzero(anomaly)]
     assert flagged and set(flagged) <= {"2014-04-15", "2014-04-16"}
+
+
+def test_rows_out_of_time_order_are_said_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A file written newest first is scored all zeros: the operator must hear
+    # of it, not get exit 0 and a blank score file.
+    rows = list(reversed(five_minute_rows(30)))
+    recording_path = tmp_path / "in" / "s.csv"
+    write_csv(recording_path, rows)
+
+    with caplog.at_level("WARNING", logger="detector.backtest"):
+        backtest.read_recording(recording_path)
+
+    assert [r.getMessage() for r in caplog.records] == [
+        "rows not later than an earlier row keep the score before them (a clock "
+        "that stepped back, or a file not sorted by time) "
+        f"file={recording_path} count=29 of=30 first_line=3"
+    ]
