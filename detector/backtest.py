@@ -39,6 +39,11 @@ QUERY = "backtest"
 DEFAULT_CYCLE_SECONDS = 86_400.0
 
 
+# A clock that steps back once (NAB's daylight-saving hour) leaves a few rows
+# not later than the one before; more than this share is a file out of order.
+OUT_OF_ORDER_SHARE = 0.1
+
+
 class BacktestError(Exception):
     """An input that cannot be replayed; the message names the file."""
 
@@ -294,6 +299,12 @@ def read_recording(path: Path) -> Recording:
         path, tuple(texts), np.asarray(seconds), np.asarray(values, dtype=float)
     )
     unserved = np.flatnonzero(~recording.served)
+    if unserved.size > OUT_OF_ORDER_SHARE * recording.seconds.size:
+        raise BacktestError(
+            f"{path}: {unserved.size} of {recording.seconds.size} rows are not "
+            f"later than an earlier row (first at line {lines[int(unserved[0])]}); "
+            "sort the file by its timestamps, oldest first"
+        )
     if unserved.size:
         # Such rows keep the score before them. A clock that stepped back
         # once costs a few; a file sorted newest first or not by time at

@@ -217,12 +217,13 @@ def test_a_nab_file_replays_in_full(tmp_path: Path) -> None:
     assert flagged and set(flagged) <= {"2014-04-15", "2014-04-16"}
 
 
-def test_rows_out_of_time_order_are_said_once(
+def test_a_clock_that_steps_back_once_is_said_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # A file written newest first is scored all zeros: the operator must hear
-    # of it, not get exit 0 and a blank score file.
-    rows = list(reversed(five_minute_rows(30)))
+    # Two rows repeat the hour before them, as a daylight-saving step does:
+    # they keep the score before them, and the operator hears of it once.
+    rows = five_minute_rows(30)
+    rows[20:22] = [rows[18], rows[19]]
     recording_path = tmp_path / "in" / "s.csv"
     write_csv(recording_path, rows)
 
@@ -232,5 +233,19 @@ def test_rows_out_of_time_order_are_said_once(
     assert [r.getMessage() for r in caplog.records] == [
         "rows not later than an earlier row keep the score before them (a clock "
         "that stepped back, or a file not sorted by time) "
-        f"file={recording_path} count=29 of=30 first_line=3"
+        f"file={recording_path} count=2 of=30 first_line=22"
     ]
+
+
+def test_a_file_out_of_time_order_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Written newest first, every row but one would keep a score of zero.
+    write_csv(tmp_path / "in" / "s.csv", list(reversed(five_minute_rows(30))))
+
+    assert run(tmp_path / "in", tmp_path / "out") == 2
+
+    err = capsys.readouterr().err
+    assert "29 of 30 rows are not later than an earlier row (first at line 3)" in err
+    assert "sort the file by its timestamps, oldest first" in err
+    assert not (tmp_path / "out").exists()
