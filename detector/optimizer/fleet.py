@@ -64,7 +64,11 @@ class Fleet:
         owners: list[np.ndarray] = []
         values: list[np.ndarray] = []
         keys: list[Hashable] = []
-        for key, (t, u) in points.items():
+        # Within an instant series decide one after another, and a learning
+        # policy's first decision for a series teaches it the series' past:
+        # an order of their own keeps the rows from following the order in
+        # which a file or a query happened to list them.
+        for key, (t, u) in sorted(points.items(), key=lambda item: repr(item[0])):
             sizer = self._sizer(key, t)
             if sizer is None:
                 continue

@@ -46,6 +46,18 @@ def test_feeding_in_pieces_equals_feeding_at_once() -> None:
     assert pieces == whole
 
 
+def test_the_order_series_come_in_changes_no_row() -> None:
+    # Same start, so both decide at the same instants: the first decision of
+    # one teaches the shared learner its warm-up before the other decides.
+    points = {k: wave(9, level=20.0 * (k + 1), seed=k) for k in range(4)}
+    backwards = dict(reversed(points.items()))
+
+    def ordered(rows: list) -> list:
+        return sorted(rows, key=lambda r: (r.timestamp, r.series))
+
+    assert ordered(fleet_rows(points)) == ordered(fleet_rows(backwards))
+
+
 def test_a_series_shorter_than_the_warmup_gets_no_row() -> None:
     points = {"long": wave(6, seed=5), "short": wave(2.5, seed=6)}
 
