@@ -173,9 +173,9 @@ def held_out_table(held: dict[str, dict[str, dict]]) -> str:
 
 def arm_table(all_results: dict[str, dict[str, dict]]) -> str:
     lines = [
-        "| resource | target | ours | one arm per series, in hindsight "
-        "| second halves: ours | one arm per series, in hindsight "
-        "| learnt on the first half |",
+        "| resource | target | whole series: ours | whole: one arm per series, "
+        "in hindsight | second halves: ours | second halves: one arm per "
+        "series, in hindsight | second halves: the arm the first half picks |",
         "|---|---|---|---|---|---|---|",
     ]
     for resource, r in all_results.items():
@@ -242,6 +242,15 @@ def main(argv: list[str] | None = None) -> int:
         for resource in resources:
             all_results[resource] = evaluate(resource, args.data, Path(tmp))
         held = cross_fit(resources, args.data, Path(tmp))
+    print(
+        "cost: slack% + 10 x violation%, pooled over every scored reading of "
+        "the resource (the protocol's score; the learning policy weighs a "
+        "short memory reading 3 times more while it learns, this score does "
+        "not). met: cost at or under the target and, on memory, no more "
+        "violations than the VPA-style policy. best anchor: the cheapest of "
+        "VPA-style, KRR-style and moving-window max. oracle: each period "
+        "sized to its own peak, known in advance."
+    )
     print(table(all_results))
     print(
         "hindsight: the cost of a causal rule (a percentile of the last H "
@@ -260,6 +269,12 @@ def main(argv: list[str] | None = None) -> int:
         "readings of each series' second half of whole update periods."
     )
     print(held_out_table(held))
+    print(
+        "held-out halves: the series split in two by a hash of their id, each "
+        "half replayed on its own (a learner of its own; the prior learnt on "
+        "the other half), both halves scored together; not the time halves "
+        "above."
+    )
     summary = {
         resource: {
             "cost": r[OURS]["cost"],
