@@ -157,7 +157,9 @@ def run(args: argparse.Namespace) -> int:
         model = _model_config(args.config_file, args.query)
         files = sorted(Path(args.data).rglob("*.csv"))
         if not files:
-            raise BacktestError(f"no CSV files under {str(args.data)!r}")
+            packed = len(list(Path(args.data).rglob("*.csv.gz")))
+            hint = f" ({packed} .csv.gz: unpack them first)" if packed else ""
+            raise BacktestError(f"no CSV files under {str(args.data)!r}{hint}")
         recordings = [read_recording(path) for path in files]
         if Path(args.out).exists() and not Path(args.out).is_dir():
             # Found out before the replay, not after its first file.
@@ -386,7 +388,11 @@ def _parse_time(text: str, path: Path, line: int) -> float:
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError as exc:
-        raise BacktestError(f"{path}:{line}: bad timestamp {text!r}") from exc
+        raise BacktestError(
+            f"{path}:{line}: bad timestamp {text!r}; expected a date and time "
+            "as NAB writes them, such as 2014-02-14 14:30:00 (UTC unless a "
+            "zone is given)"
+        ) from exc
     if moment.tzinfo is None:
         # NAB's timestamps are UTC without a zone.
         moment = moment.replace(tzinfo=UTC)

@@ -157,7 +157,8 @@ def test_values_that_are_not_numbers_are_gaps_and_said_once(
     ("text", "message"),
     [
         ("time,val\n1,2\n", "timestamp,value header"),
-        ("timestamp,value\nnow,1\n", "bad timestamp"),
+        ("timestamp,value\nnow,1\n", "bad timestamp 'now'; expected a date"),
+        ("timestamp,value\n1394163660,1\n", "such as 2014-02-14 14:30:00"),
     ],
 )
 def test_bad_files_are_refused_naming_them(
@@ -175,6 +176,14 @@ def test_bad_files_are_refused_naming_them(
 def test_an_empty_folder_is_an_error(tmp_path: Path, capsys) -> None:
     assert run(tmp_path, tmp_path / "out") == 2
     assert "no CSV files" in capsys.readouterr().err
+
+
+def test_gzipped_files_alone_are_named_as_such(tmp_path: Path, capsys) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv.gz").write_bytes(b"")
+
+    assert run(tmp_path / "in", tmp_path / "out") == 2
+    assert "(1 .csv.gz: unpack them first)" in capsys.readouterr().err
 
 
 def test_an_out_that_would_overwrite_the_inputs_is_refused(
