@@ -28,6 +28,8 @@ from detector.optimizer.usage import UsageFileError, load_usage
 log = logging.getLogger(__name__)
 
 COMMAND = "recommend-backtest"
+# As for most command-line tools, `--out -` is standard output.
+STDOUT = "-"
 
 
 def add_subcommands(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -51,7 +53,8 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> argparse.Argument
     parser.add_argument(
         "--out",
         required=True,
-        help="allocation CSV to write, gzipped where the name ends in .gz",
+        help="allocation CSV to write, gzipped where the name ends in .gz; "
+        "- for standard output",
     )
     parser.add_argument(
         "--policy",
@@ -89,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         # In the scorer's words, so that its report and ours compare.
         print(f"{args.resource}: usage data: {usage.notes()}", file=sys.stderr)
     # Found out before a replay of minutes, not after it.
-    unwritable = _why_unwritable(args.out)
+    unwritable = "" if args.out == STDOUT else _why_unwritable(args.out)
     if unwritable:
         print(
             f"aiops {COMMAND}: cannot write {args.out!r}: {unwritable}", file=sys.stderr
@@ -113,7 +116,11 @@ def run(args: argparse.Namespace) -> int:
     bar.close()
 
     try:
-        write_allocations(out, rows)
+        if args.out == STDOUT:
+            write_rows(sys.stdout, rows)
+            sys.stdout.flush()
+        else:
+            write_allocations(out, rows)
     except OSError as exc:
         print(f"aiops {COMMAND}: cannot write {args.out!r}: {exc}", file=sys.stderr)
         return 1
@@ -170,19 +177,40 @@ def _why_path_unwritable(out: str) -> str:
 
 def write_allocations(path: Path, rows: list[Row]) -> None:
     """Write rows as the scorer reads them: timestamp,series,allocation; gzipped
-    where the name ends in .gz, as the scorer then reads it."""
-    with _open_for_writing(path) as fh:
-        writer = csv.writer(fh)
-        writer.writerow(("timestamp", "series", "allocation"))
-        for row in rows:
-            # repr keeps every digit, so the scorer sees the exact values.
-            writer.writerow(
-                (repr(float(row.timestamp)), row.series, repr(float(row.allocation)))
-            )
+    where the name ends in .gz, as the scorer then reads it.
+
+    A regular file is written whole or not at all: the rows go to a hidden
+    file beside it, renamed over it once complete, so that a full disk leaves
+    the file as it was rather than a CSV cut short. A device or a link is
+    written in place (a rename would replace the node or the link itself).
+    """
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        with _open_for_writing(path, path.suffix == ".gz") as fh:
+            write_rows(fh, rows)
+        return
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        with _open_for_writing(temporary, path.suffix == ".gz") as fh:
+            write_rows(fh, rows)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
-def _open_for_writing(path: Path) -> IO[str]:
-    if path.suffix != ".gz":
+def write_rows(fh: IO[str], rows: list[Row]) -> None:
+    """The CSV itself, to any text stream."""
+    writer = csv.writer(fh)
+    writer.writerow(("timestamp", "series", "allocation"))
+    for row in rows:
+        # repr keeps every digit, so the scorer sees the exact values.
+        writer.writerow(
+            (repr(float(row.timestamp)), row.series, repr(float(row.allocation)))
+        )
+
+
+def _open_for_writing(path: Path, gzipped: bool) -> IO[str]:
+    if not gzipped:
         return open(path, "w", newline="")
     # mtime=0 leaves the time of writing out of the header: the same rows give
     # the same bytes, as they do in plain CSV.

@@ -259,3 +259,38 @@ def test_a_folder_that_cannot_be_written_is_refused_before_the_replay(
     err = capsys.readouterr().err
     assert "locked' is not writable" in err
     assert "(bandit)" not in err
+
+
+def test_an_out_of_a_dash_is_standard_output(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    usage = tmp_path / "usage.csv.gz"
+    write_usage(usage)
+    monkeypatch.chdir(tmp_path)
+
+    assert backtest.run(args(tmp_path, usage, out="-")) == 0
+
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "timestamp,series,allocation"
+    assert {r[1] for r in csv.reader(out.splitlines()[1:])} == {"c1", "c2", "c3"}
+    assert not (tmp_path / "-").exists()
+
+
+def test_a_write_that_fails_leaves_the_old_file_whole(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    usage = tmp_path / "usage.csv.gz"
+    write_usage(usage)
+    (tmp_path / "alloc.csv").write_text("kept\n")
+
+    def disk_full(fh, rows) -> None:
+        fh.write("timestamp,series,allocation\n")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(backtest, "write_rows", disk_full)
+
+    assert backtest.run(args(tmp_path, usage)) == 1
+
+    assert (tmp_path / "alloc.csv").read_text() == "kept\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alloc.csv", "usage.csv.gz"]
+    assert "No space left on device" in capsys.readouterr().err
