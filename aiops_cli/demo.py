@@ -28,7 +28,7 @@ from aiops_cli.progress import ProgressBar
 from aiops_cli.replay import LivePusher, create_blocks, write_backfill
 from aiops_cli.scenario import build_tracks, detector_models, detector_queries
 from aiops_cli.stack import Stack, StackError, Timing, find_binary
-from aiops_cli.summary import score_tracks
+from aiops_cli.summary import action_line, score_tracks
 
 log = logging.getLogger(__name__)
 
@@ -298,8 +298,7 @@ def _run_live(stack, tracks, anchors, hog, live_seconds, say) -> dict[str, Any]:
             "(on a host already busy the hog may not stand out)"
         )
     for action in actions:
-        mode, result = action.get("mode"), action.get("result")
-        say(f"action [{mode}/{result}]: {action.get('plan')}")
+        say(action_line(action))
 
     return {
         "labelled_windows": sum(s.windows for s in scores),

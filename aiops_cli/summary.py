@@ -69,3 +69,17 @@ def score_tracks(
         score.caught = len(hit)
         scores.append(score)
     return scores
+
+
+def action_line(action: dict) -> str:
+    """One receiver action as the demo's summary shows it.
+
+    It names the alert and the policy: a plan of "no action" alone, six
+    times over, said nothing of what each line was about.
+    """
+    alert = action.get("labels", {}).get("alertname", "?")
+    why = f" ({action['reason']})" if action.get("reason") else ""
+    return (
+        f"action [{action.get('mode')}/{action.get('result')}] {alert} by policy "
+        f"{action.get('policy')}: {action.get('plan')}{why}"
+    )

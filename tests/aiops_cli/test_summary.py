@@ -1,6 +1,6 @@
 from aiops_cli.datasets import LabelledSeries
 from aiops_cli.replay import ReplayTrack
-from aiops_cli.summary import parse_time_ms, score_tracks
+from aiops_cli.summary import action_line, parse_time_ms, score_tracks
 
 
 def make_track() -> ReplayTrack:
@@ -40,3 +40,19 @@ def test_activations_inside_or_just_after_a_window_catch_it():
 
     assert (score.windows, score.caught, score.false_alarms) == (2, 1, 1)
     assert score.activations == [45, 52, 65]
+
+
+def test_an_action_line_names_its_alert_policy_and_reason():
+    action = {
+        "labels": {"alertname": "AiopsHostCpuAnomaly", "command": "hog"},
+        "policy": "cap-hogs",
+        "mode": "dry-run",
+        "result": "skipped",
+        "plan": "no action",
+        "reason": "cooldown",
+    }
+
+    assert action_line(action) == (
+        "action [dry-run/skipped] AiopsHostCpuAnomaly by policy cap-hogs: "
+        "no action (cooldown)"
+    )
