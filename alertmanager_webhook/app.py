@@ -267,22 +267,29 @@ def create_app(
 
     @app.get("/api/v1/alerts")
     def recent_alerts() -> Answer:
-        return recent(lambda limit: listings.recent_alerts(store, limit))
+        return recent(listings.recent_alerts)
 
     @app.get("/api/v1/actions")
     def recent_actions() -> Answer:
-        return recent(lambda limit: listings.recent_actions(store, limit))
+        return recent(listings.recent_actions)
 
-    def recent(read: Callable[[int], list[dict[str, Any]]]) -> Answer:
+    def recent(read: Callable[[Store, int, int], list[dict[str, Any]]]) -> Answer:
         if not authorized():
             return unauthorized()
 
         raw = request.args.get("limit", str(DEFAULT_LIMIT))
         if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
             return jsonify(error=f"limit: expected 1 to {MAX_LIMIT}, got {raw!r}"), 400
+        # Pages back past the newest MAX_LIMIT: the rows before an id.
+        before = request.args.get("before", str(listings.NO_BOUND))
+        if not before.isdigit() or not 1 <= int(before) <= listings.NO_BOUND:
+            return jsonify(
+                error=f"before: expected an id from 1 to {listings.NO_BOUND}, "
+                f"got {before!r}"
+            ), 400
 
         try:
-            records = read(int(raw))
+            records = read(store, int(raw), int(before))
         except StoreError as exc:
             return unavailable(exc)
         return jsonify(status="success", data=records)

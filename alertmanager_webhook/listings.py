@@ -1,4 +1,5 @@
-"""The newest alerts and actions as the API lists them, JSON columns decoded.
+"""The newest alerts and actions as the API lists them, JSON columns decoded,
+a page at a time: the next page is the rows before the last id of this one.
 
 Reads through the Store's shared connection; writes nothing.
 """
@@ -11,15 +12,21 @@ from typing import Any
 
 from alertmanager_webhook.store import Store
 
+# Past every id SQLite can give: "before" this is no bound at all.
+NO_BOUND = 2**63 - 1
 
-def recent_alerts(store: Store, limit: int) -> list[dict[str, Any]]:
-    """Return the newest alert rows first, with labels decoded."""
+
+def recent_alerts(
+    store: Store, limit: int, before: int = NO_BOUND
+) -> list[dict[str, Any]]:
+    """Return the newest alert rows with an id under `before` first, with
+    labels decoded."""
     rows = store.query(
         "SELECT a.id, a.notification_id, n.received_at, a.fingerprint, a.status,"
         " a.labels, a.annotations, a.starts_at, a.ends_at, a.generator_url"
         " FROM alerts a JOIN notifications n ON n.id = a.notification_id"
-        " ORDER BY a.id DESC LIMIT ?",
-        [limit],
+        " WHERE a.id < ? ORDER BY a.id DESC LIMIT ?",
+        [before, limit],
     )
     records = [dict(row) for row in rows]
     for record in records:
@@ -28,9 +35,15 @@ def recent_alerts(store: Store, limit: int) -> list[dict[str, Any]]:
     return records
 
 
-def recent_actions(store: Store, limit: int) -> list[dict[str, Any]]:
-    """Return the newest action rows first, JSON columns decoded."""
-    rows = store.query("SELECT * FROM actions ORDER BY id DESC LIMIT ?", [limit])
+def recent_actions(
+    store: Store, limit: int, before: int = NO_BOUND
+) -> list[dict[str, Any]]:
+    """Return the newest action rows with an id under `before` first, JSON
+    columns decoded."""
+    rows = store.query(
+        "SELECT * FROM actions WHERE id < ? ORDER BY id DESC LIMIT ?",
+        [before, limit],
+    )
     return [decode_action(row) for row in rows]
 
 

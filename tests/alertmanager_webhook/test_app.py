@@ -292,6 +292,32 @@ def test_api_lists_recent_alerts_and_actions(
 
 
 @pytest.mark.parametrize("path", ["/api/v1/alerts", "/api/v1/actions"])
+def test_api_pages_back_with_before(
+    receiver: Receiver, firing: dict[str, Any], path: str
+) -> None:
+    receiver.post(firing)
+    receiver.worker.drain()
+    every = receiver.client.get(path, headers=AUTH).get_json()["data"]
+    assert len(every) >= 2
+
+    first = receiver.client.get(f"{path}?limit=1", headers=AUTH).get_json()["data"]
+    after = first[-1]["id"]
+    rest = receiver.client.get(
+        f"{path}?limit=1000&before={after}", headers=AUTH
+    ).get_json()["data"]
+
+    assert [r["id"] for r in first + rest] == [r["id"] for r in every]
+
+
+@pytest.mark.parametrize("before", ["0", "x", "-3", str(2**63)])
+def test_api_refuses_a_bad_before(receiver: Receiver, before: str) -> None:
+    response = receiver.client.get(f"/api/v1/actions?before={before}", headers=AUTH)
+
+    assert response.status_code == 400
+    assert response.get_json()["error"].startswith("before: expected an id")
+
+
+@pytest.mark.parametrize("path", ["/api/v1/alerts", "/api/v1/actions"])
 def test_api_needs_the_token(receiver: Receiver, path: str) -> None:
     response = receiver.client.get(path)
 
