@@ -30,7 +30,7 @@ from aiops_common.config import ConfigError, from_mapping, read_yaml
 from detector.config import DetectorConfig, ModelConfig, QueryConfig
 from detector.engine import Engine
 from detector.model import Score
-from detector.prometheus import Series
+from detector.prometheus import MAX_HISTORY_SECONDS, Series
 from detector.training import InlineExecutor
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,8 @@ DEFAULT_CYCLE_SECONDS = 86_400.0
 # A clock that steps back once (NAB's daylight-saving hour) leaves a few rows
 # not later than the one before; more than this share is a file out of order.
 OUT_OF_ORDER_SHARE = 0.1
+# No row for this long: a mistyped date, not a pause.
+FAR_APART_SECONDS = 365 * 86400.0
 
 
 class BacktestError(Exception):
@@ -206,9 +208,12 @@ def replay(
         queries=(QueryConfig(QUERY, QUERY, step_seconds=step),),
         interval_seconds=cycle_seconds,
         query_delay_seconds=0.0,
-        # Longer than the file: a gap in the data must not make the engine
-        # forget the series and start its model afresh.
-        history_seconds=last - first + 2 * cycle_seconds + step,
+        # Longer than the file, so that a gap in the data does not make the
+        # engine forget the series and start its model afresh; but no longer
+        # than the detector allows, where only a gap of 90 days does so.
+        history_seconds=min(
+            last - first + 2 * cycle_seconds + step, MAX_HISTORY_SECONDS
+        ),
         max_series=1,
         model=model,
     )
@@ -300,6 +305,7 @@ def read_recording(path: Path) -> Recording:
     recording = Recording(
         path, tuple(texts), np.asarray(seconds), np.asarray(values, dtype=float)
     )
+    _refuse_far_apart(recording.seconds, lines, path)
     unserved = np.flatnonzero(~recording.served)
     if unserved.size > OUT_OF_ORDER_SHARE * recording.seconds.size:
         raise BacktestError(
@@ -321,6 +327,27 @@ def read_recording(path: Path) -> Recording:
             lines[int(unserved[0])],
         )
     return recording
+
+
+def _refuse_far_apart(seconds: np.ndarray, lines: list[int], path: Path) -> None:
+    """Raise BacktestError where a year or more parts two neighbouring times.
+
+    A mistyped year is replayed a cycle at a time across the whole gap, for
+    hours; no recording of one series pauses that long.
+    """
+    if seconds.size < 2:
+        return
+    order = np.argsort(seconds, kind="stable")
+    gaps = np.diff(seconds[order])
+    widest = int(np.argmax(gaps))
+    if gaps[widest] < FAR_APART_SECONDS:
+        return
+    before, after = int(order[widest]), int(order[widest + 1])
+    raise BacktestError(
+        f"{path}: lines {lines[before]} and {lines[after]} are "
+        f"{gaps[widest] / 86400:.0f} days apart with no row between; is one "
+        "of them a mistyped date?"
+    )
 
 
 def _refuse_overwriting(files: Sequence[Path], data: Path, out: Path) -> None:

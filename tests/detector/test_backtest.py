@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import math
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -211,6 +212,40 @@ def test_an_out_that_is_a_file_is_refused_before_the_replay(
 
     assert "is a file; the scores go to a folder" in capsys.readouterr().err
     assert (tmp_path / "scores").read_text() == "kept\n"
+
+
+def hourly_rows(days: int) -> list[tuple[str, str]]:
+    start = datetime(2014, 1, 1, tzinfo=UTC)
+    values = 10.0 + np.random.default_rng(SEED).normal(0, 1, days * 24)
+    return [
+        ((start + timedelta(hours=i)).strftime("%Y-%m-%d %H:%M:%S"), repr(float(v)))
+        for i, v in enumerate(values)
+    ]
+
+
+def test_a_recording_longer_than_the_detectors_history_is_scored(
+    tmp_path: Path,
+) -> None:
+    # 100 days: more than the 90 days of history the detector may keep.
+    write_csv(tmp_path / "in" / "long.csv", hourly_rows(100))
+
+    assert run(tmp_path / "in", tmp_path / "out") == 0
+
+    assert len(read_scores(tmp_path / "out" / "long.csv")) == 2400
+
+
+def test_a_date_years_off_the_others_is_refused_by_its_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = five_minute_rows(30)
+    rows[25] = ("2041-03-01 02:02:00", rows[25][1])
+    write_csv(tmp_path / "in" / "s.csv", rows)
+
+    assert run(tmp_path / "in", tmp_path / "out") == 2
+
+    err = capsys.readouterr().err
+    assert "lines 31 and 27 are 9862 days apart" in err
+    assert "mistyped date" in err
 
 
 @pytest.mark.skipif(not NAB.is_dir(), reason="needs ../shared/data/nab")
