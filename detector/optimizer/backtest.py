@@ -13,8 +13,12 @@ import gzip
 import io
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -115,14 +119,20 @@ def run(args: argparse.Namespace) -> int:
     rows = fleet.feed(usage.series, progress=bar.update)
     bar.close()
 
+    where = "standard output" if args.out == STDOUT else repr(args.out)
     try:
         if args.out == STDOUT:
             write_rows(sys.stdout, rows)
             sys.stdout.flush()
         else:
             write_allocations(out, rows)
+    except BrokenPipeError:
+        # The reader took what it wanted (`| head`) and went: no fault of
+        # ours. Later writes to the closed pipe, at exit too, go nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:
-        print(f"aiops {COMMAND}: cannot write {args.out!r}: {exc}", file=sys.stderr)
+        print(f"aiops {COMMAND}: cannot write {where}: {exc}", file=sys.stderr)
         return 1
 
     short = sum(1 for s in fleet.sizers.values() if s.allocation is None)
@@ -130,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{args.resource}: {len(usage.series)} series, {short} too short for a "
         f"recommendation, {len(rows)} rows ({changes} changes) in "
-        f"{time.monotonic() - began:.1f}s -> {args.out}",
+        f"{time.monotonic() - began:.1f}s -> {where}",
         file=sys.stderr,
     )
     return 0
@@ -179,20 +189,32 @@ def write_allocations(path: Path, rows: list[Row]) -> None:
     """Write rows as the scorer reads them: timestamp,series,allocation; gzipped
     where the name ends in .gz, as the scorer then reads it.
 
-    A regular file is written whole or not at all: the rows go to a hidden
-    file beside it, renamed over it once complete, so that a full disk leaves
-    the file as it was rather than a CSV cut short. A device or a link is
-    written in place (a rename would replace the node or the link itself).
+    A file is written whole or not at all: the rows go to a hidden file of a
+    name of its own beside it (beside its target, through a link), renamed
+    over it once complete with the old file's mode, so that a full disk
+    leaves the file as it was rather than a CSV cut short. A device is
+    written in place: a rename would replace the node itself.
     """
-    if path.is_symlink() or (path.exists() and not path.is_file()):
-        with _open_for_writing(path, path.suffix == ".gz") as fh:
+    gzipped = path.suffix == ".gz"
+    target = path.resolve()
+    if target.exists() and not target.is_file():
+        with _writing(target, gzipped, target.name) as fh:
             write_rows(fh, rows)
         return
-    temporary = path.with_name(f".{path.name}.tmp")
+    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    os.close(handle)
+    temporary = Path(name)
     try:
-        with _open_for_writing(temporary, path.suffix == ".gz") as fh:
+        if target.exists():
+            shutil.copymode(target, temporary)
+        else:
+            # As open() would create it: 0666 less the umask, not mkstemp's 0600.
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(temporary, 0o666 & ~umask)
+        with _writing(temporary, gzipped, target.name) as fh:
             write_rows(fh, rows)
-        os.replace(temporary, path)
+        os.replace(temporary, target)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
@@ -209,9 +231,19 @@ def write_rows(fh: IO[str], rows: list[Row]) -> None:
         )
 
 
-def _open_for_writing(path: Path, gzipped: bool) -> IO[str]:
+@contextmanager
+def _writing(path: Path, gzipped: bool, name: str) -> Iterator[IO[str]]:
+    """`path` open for text; gzipped, with a header that names `name` (the
+    file the rows end up in, not the hidden one they are written to)."""
     if not gzipped:
-        return open(path, "w", newline="")
+        with open(path, "w", newline="") as fh:
+            yield fh
+        return
     # mtime=0 leaves the time of writing out of the header: the same rows give
     # the same bytes, as they do in plain CSV.
-    return io.TextIOWrapper(gzip.GzipFile(path, "wb", mtime=0), newline="")
+    with (
+        open(path, "wb") as raw,
+        gzip.GzipFile(filename=name, mode="wb", fileobj=raw, mtime=0) as packed,
+        io.TextIOWrapper(packed, newline="") as text,
+    ):
+        yield text

@@ -294,3 +294,65 @@ def test_a_write_that_fails_leaves_the_old_file_whole(
     assert (tmp_path / "alloc.csv").read_text() == "kept\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["alloc.csv", "usage.csv.gz"]
     assert "No space left on device" in capsys.readouterr().err
+
+
+def test_a_write_through_a_link_fails_whole_and_keeps_the_link(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    usage = tmp_path / "usage.csv.gz"
+    write_usage(usage)
+    (tmp_path / "real.csv").write_text("kept\n")
+    (tmp_path / "alloc.csv").symlink_to(tmp_path / "real.csv")
+
+    def disk_full(fh, rows) -> None:
+        fh.write("timestamp,series,allocation\n")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(backtest, "write_rows", disk_full)
+    assert backtest.run(args(tmp_path, usage)) == 1
+    assert (tmp_path / "real.csv").read_text() == "kept\n"
+
+    monkeypatch.undo()
+    assert backtest.run(args(tmp_path, usage)) == 0
+    assert (tmp_path / "alloc.csv").is_symlink()
+    assert (tmp_path / "real.csv").read_text().startswith("timestamp,series")
+
+
+def test_a_rewritten_file_keeps_its_mode_and_spares_other_files(
+    tmp_path: Path,
+) -> None:
+    usage = tmp_path / "usage.csv.gz"
+    write_usage(usage)
+    (tmp_path / "alloc.csv").write_text("old\n")
+    os.chmod(tmp_path / "alloc.csv", 0o640)
+    # A name the writer might have picked for its own hidden file.
+    (tmp_path / ".alloc.csv.tmp").write_text("notes\n")
+
+    assert backtest.run(args(tmp_path, usage)) == 0
+
+    assert (tmp_path / "alloc.csv").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / ".alloc.csv.tmp").read_text() == "notes\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".alloc.csv.tmp",
+        "alloc.csv",
+        "usage.csv.gz",
+    ]
+
+
+def test_a_reader_that_stops_early_is_no_failure(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As `--out - | head -1` ends once head has its line.
+    usage = tmp_path / "usage.csv.gz"
+    write_usage(usage)
+
+    def reader_gone(fh, rows) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(backtest, "write_rows", reader_gone)
+    with open(tmp_path / "stdout", "w") as stdout:
+        monkeypatch.setattr(sys, "stdout", stdout)
+
+        assert backtest.run(args(tmp_path, usage, out="-")) == 0
+
+    assert "cannot write" not in capsys.readouterr().err
