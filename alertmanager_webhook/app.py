@@ -11,6 +11,7 @@ import base64
 import binascii
 import hmac
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -278,18 +279,20 @@ def create_app(
             return unauthorized()
 
         raw = request.args.get("limit", str(DEFAULT_LIMIT))
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        limit = whole_number(raw, MAX_LIMIT)
+        if limit is None:
             return jsonify(error=f"limit: expected 1 to {MAX_LIMIT}, got {raw!r}"), 400
         # Pages back past the newest MAX_LIMIT: the rows before an id.
-        before = request.args.get("before", str(listings.NO_BOUND))
-        if not before.isdigit() or not 1 <= int(before) <= listings.NO_BOUND:
+        raw = request.args.get("before", str(listings.NO_BOUND))
+        before = whole_number(raw, listings.NO_BOUND)
+        if before is None:
             return jsonify(
                 error=f"before: expected an id from 1 to {listings.NO_BOUND}, "
-                f"got {before!r}"
+                f"got {raw!r}"
             ), 400
 
         try:
-            records = read(store, int(raw), int(before))
+            records = read(store, limit, before)
         except StoreError as exc:
             return unavailable(exc)
         return jsonify(status="success", data=records)
@@ -362,3 +365,15 @@ def create_app(
         return Response(page, content_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def whole_number(text: str, most: int) -> int | None:
+    """`text` as a number from 1 to `most`, or None.
+
+    ASCII digits only: str.isdigit() takes '²' and '３', which int() then
+    refuses or reads as 3, and thousands of digits, which int() refuses.
+    """
+    if not re.fullmatch(r"[0-9]{1,19}", text):
+        return None
+    number = int(text)
+    return number if 1 <= number <= most else None

@@ -309,7 +309,9 @@ def test_api_pages_back_with_before(
     assert [r["id"] for r in first + rest] == [r["id"] for r in every]
 
 
-@pytest.mark.parametrize("before", ["0", "x", "-3", str(2**63)])
+@pytest.mark.parametrize(
+    "before", ["0", "x", "-3", str(2**63), "\u00b2", "\uff13", "9" * 5000]
+)
 def test_api_refuses_a_bad_before(receiver: Receiver, before: str) -> None:
     response = receiver.client.get(f"/api/v1/actions?before={before}", headers=AUTH)
 
@@ -325,7 +327,7 @@ def test_api_needs_the_token(receiver: Receiver, path: str) -> None:
     assert "WWW-Authenticate" in response.headers
 
 
-@pytest.mark.parametrize("limit", ["0", "abc", "1001", "-1"])
+@pytest.mark.parametrize("limit", ["0", "abc", "1001", "-1", "\u00b2", "\u0663"])
 def test_api_refuses_bad_limit(receiver: Receiver, limit: str) -> None:
     response = receiver.client.get(f"/api/v1/actions?limit={limit}", headers=AUTH)
 
