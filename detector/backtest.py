@@ -268,7 +268,8 @@ def read_recording(path: Path) -> Recording:
     unreadable: list[tuple[int, str]] = []
     lines: list[int] = []
     try:
-        with path.open(newline="") as handle:
+        # utf-8-sig: a spreadsheet's byte order mark is no part of the header.
+        with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle)
             header = next(reader, None)
             names = [h.strip() for h in header[:2]] if header else []
@@ -416,9 +417,9 @@ def _parse_time(text: str, path: Path, line: int) -> float:
         moment = datetime.fromisoformat(text.strip())
     except ValueError as exc:
         raise BacktestError(
-            f"{path}:{line}: bad timestamp {text!r}; expected a date and time "
-            "as NAB writes them, such as 2014-02-14 14:30:00 (UTC unless a "
-            "zone is given)"
+            f"{path}:{line}: bad timestamp {text!r} ({exc}); expected a date "
+            "and time as NAB writes them, such as 2014-02-14 14:30:00 (UTC "
+            "unless a zone is given; not Unix seconds)"
         ) from exc
     if moment.tzinfo is None:
         # NAB's timestamps are UTC without a zone.

@@ -158,8 +158,9 @@ def test_values_that_are_not_numbers_are_gaps_and_said_once(
     ("text", "message"),
     [
         ("time,val\n1,2\n", "timestamp,value header"),
-        ("timestamp,value\nnow,1\n", "bad timestamp 'now'; expected a date"),
+        ("timestamp,value\nnow,1\n", "bad timestamp 'now' (Invalid isoformat"),
         ("timestamp,value\n1394163660,1\n", "such as 2014-02-14 14:30:00"),
+        ("timestamp,value\n2014-02-31 10:00:00,1\n", "day is out of range"),
     ],
 )
 def test_bad_files_are_refused_naming_them(
@@ -293,3 +294,12 @@ def test_a_file_out_of_time_order_is_refused(
     assert "29 of 30 rows are not later than an earlier row (first at line 3)" in err
     assert "sort the file by its timestamps, oldest first" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_byte_order_mark_is_no_part_of_the_header(tmp_path: Path) -> None:
+    path = tmp_path / "in" / "s.csv"
+    write_csv(path, five_minute_rows(30))
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+
+    assert run(tmp_path / "in", tmp_path / "out") == 0
+    assert len(read_scores(tmp_path / "out" / "s.csv")) == 30
