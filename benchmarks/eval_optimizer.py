@@ -246,10 +246,13 @@ def main(argv: list[str] | None = None) -> int:
         "cost: slack% + 10 x violation%, pooled over every scored reading of "
         "the resource (the protocol's score; the learning policy weighs a "
         "short memory reading 3 times more while it learns, this score does "
-        "not). met: cost at or under the target and, on memory, no more "
+        "not). ours: the default learning policy, bandit. A policy's column "
+        "gives slack% / violation%. target: the project's cost target for "
+        "the resource; met: cost at or under it and, on memory, no more "
         "violations than the VPA-style policy. best anchor: the cheapest of "
         "VPA-style, KRR-style and moving-window max. oracle: each period "
-        "sized to its own peak, known in advance."
+        "sized to its own peak, known in advance (no violation; look-ahead "
+        "below may take some where they cost less)."
     )
     print(table(all_results))
     print(
