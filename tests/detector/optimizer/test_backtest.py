@@ -261,6 +261,12 @@ def test_a_folder_that_cannot_be_written_is_refused_before_the_replay(
     assert "(bandit)" not in err
 
 
+def disk_full(fh, rows) -> None:
+    """A write_rows that runs out of disk after the header."""
+    fh.write("timestamp,series,allocation\n")
+    raise OSError(28, "No space left on device")
+
+
 def test_an_out_of_a_dash_is_standard_output(
     tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -283,10 +289,6 @@ def test_a_write_that_fails_leaves_the_old_file_whole(
     write_usage(usage)
     (tmp_path / "alloc.csv").write_text("kept\n")
 
-    def disk_full(fh, rows) -> None:
-        fh.write("timestamp,series,allocation\n")
-        raise OSError(28, "No space left on device")
-
     monkeypatch.setattr(backtest, "write_rows", disk_full)
 
     assert backtest.run(args(tmp_path, usage)) == 1
@@ -303,10 +305,6 @@ def test_a_write_through_a_link_fails_whole_and_keeps_the_link(
     write_usage(usage)
     (tmp_path / "real.csv").write_text("kept\n")
     (tmp_path / "alloc.csv").symlink_to(tmp_path / "real.csv")
-
-    def disk_full(fh, rows) -> None:
-        fh.write("timestamp,series,allocation\n")
-        raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(backtest, "write_rows", disk_full)
     assert backtest.run(args(tmp_path, usage)) == 1
