@@ -35,6 +35,9 @@ RULES = (EMPTY_ID, NOT_FINITE, NEGATIVE, REPEATED)
 # spans 28 days): timestamps a year apart from the rest are in another unit,
 # milliseconds among seconds, or broken.
 FAR_APART_SECONDS = 365 * 86400.0
+# Readings this many steps apart, as a rule: another unit, not a slow scrape
+# (an hourly scrape of a 57 s resource is 63 steps).
+SPARSE_STEPS = 200
 
 
 class UsageFileError(Exception):
@@ -77,6 +80,7 @@ def load_usage(path: Path, layout: UsageFile) -> Usage:
 
     _check_full_size(path, layout.spec, series)
     _check_timestamps(path, layout, series)
+    _check_spacing(path, layout.spec, series)
     return Usage(series, {rule: dropped[rule] for rule in RULES if dropped[rule]})
 
 
@@ -264,6 +268,27 @@ def _check_timestamps(
         f"more from the other rows, which run from {first!r} to {last!r}; "
         "is it in milliseconds, or broken?"
     )
+
+
+def _check_spacing(
+    path: Path, spec: ResourceSpec, usage: dict[str, tuple[np.ndarray, np.ndarray]]
+) -> None:
+    """Refuse a file whose readings are far sparser than the resource's step.
+
+    Every timestamp in milliseconds is consistent with itself, so the
+    year-apart check passes it; replayed, its warm-up of hours lasts seconds
+    and the series changes at every reading.
+    """
+    gaps = [np.median(np.diff(t)) for t, _ in usage.values() if t.size > 1]
+    if not gaps:
+        return
+    typical = float(np.median(gaps))
+    if typical >= SPARSE_STEPS * spec.step_seconds:
+        raise UsageFileError(
+            f"{path}: readings are a median {typical:g} s apart, where "
+            f"{spec.name}'s step is {spec.step_seconds:g} s; are the "
+            "timestamps in milliseconds? They must be Unix seconds"
+        )
 
 
 def _first_row_outside(

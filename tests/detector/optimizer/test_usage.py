@@ -74,12 +74,12 @@ def test_a_timestamp_far_from_the_others_is_refused_by_its_line(
 def test_a_trace_longer_than_a_year_without_a_year_long_pause_is_kept(
     tmp_path: Path,
 ) -> None:
-    day = 86400
-    rows = "".join(f"{1_600_000_000 + 200 * day * k},c1,0.5\n" for k in range(6))
+    # Hourly for 400 days: the trace spans more than a year, no gap does.
+    rows = "".join(f"{1_600_000_000 + 3600 * k},c1,0.5\n" for k in range(9600))
 
     usage = load_usage(write(tmp_path, HEAD + rows), MEMORY_UTIL)
 
-    assert usage.series["c1"][0].size == 6
+    assert usage.series["c1"][0].size == 9600
 
 
 def test_a_line_that_is_not_utf8_is_named(tmp_path: Path) -> None:
@@ -177,3 +177,20 @@ def test_a_clean_file_drops_nothing(tmp_path: Path) -> None:
     usage = load_usage(write(tmp_path, HEAD + ROWS), MEMORY_UTIL)
 
     assert usage.dropped == {} and usage.notes() == ""
+
+
+def test_a_file_all_in_milliseconds_is_refused(tmp_path: Path) -> None:
+    # Consistent with itself, so no timestamp stands a year from the others.
+    rows = "".join(f"{57_000 * k},c1,0.5\n" for k in range(40))
+    path = write(tmp_path, HEAD + rows)
+
+    with pytest.raises(UsageFileError, match=r"a median 57000 s apart.*milliseconds"):
+        load_usage(path, MEMORY_UTIL)
+
+
+def test_an_hourly_scrape_is_no_other_unit(tmp_path: Path) -> None:
+    rows = "".join(f"{3600 * k},c1,0.5\n" for k in range(40))
+
+    usage = load_usage(write(tmp_path, HEAD + rows), MEMORY_UTIL)
+
+    assert usage.series["c1"][0].size == 40
