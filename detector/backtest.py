@@ -162,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
             packed = len(list(Path(args.data).rglob("*.csv.gz")))
             hint = f" ({packed} .csv.gz: unpack them first)" if packed else ""
             raise BacktestError(f"no CSV files under {str(args.data)!r}{hint}")
+        _check_out_folder(Path(args.data), Path(args.out))
         recordings = [read_recording(path) for path in files]
         if Path(args.out).exists() and not Path(args.out).is_dir():
             # Found out before the replay, not after its first file.
@@ -328,6 +329,26 @@ def read_recording(path: Path) -> Recording:
             lines[int(unserved[0])],
         )
     return recording
+
+
+def _check_out_folder(data: Path, out: Path) -> None:
+    """Raise BacktestError for an --out no folder of scores can be.
+
+    "-" is standard output to most tools, which a folder of CSVs cannot go to;
+    a folder under --data would have its score files read as recordings by
+    the next run (one that is --data itself is _refuse_overwriting's).
+    """
+    if str(out) == "-":
+        raise BacktestError(
+            "--out '-': the scores go to a folder, one CSV per input, not to "
+            "standard output; name a folder"
+        )
+    inside = out.resolve().is_relative_to(data.resolve())
+    if inside and out.resolve() != data.resolve():
+        raise BacktestError(
+            f"--out {str(out)!r} is inside --data {str(data)!r}: the next run "
+            "would read its scores as recordings; name a folder outside it"
+        )
 
 
 def _refuse_far_apart(seconds: np.ndarray, lines: list[int], path: Path) -> None:

@@ -303,3 +303,27 @@ def test_a_byte_order_mark_is_no_part_of_the_header(tmp_path: Path) -> None:
 
     assert run(tmp_path / "in", tmp_path / "out") == 0
     assert len(read_scores(tmp_path / "out" / "s.csv")) == 30
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        ("-", "not to standard output"),
+        ("in/scores", "is inside --data"),
+    ],
+)
+def test_an_out_no_folder_of_scores_can_be_is_refused(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    out: str,
+    message: str,
+) -> None:
+    write_csv(tmp_path / "in" / "s.csv", five_minute_rows(30))
+    monkeypatch.chdir(tmp_path)
+
+    assert run(Path("in"), Path(out)) == 2
+
+    assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+    assert [p.name for p in (tmp_path / "in").iterdir()] == ["s.csv"]
