@@ -132,7 +132,9 @@ def run(args: argparse.Namespace) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except OSError as exc:
-        print(f"aiops {COMMAND}: cannot write {where}: {exc}", file=sys.stderr)
+        # The reason alone: the path in it may be the hidden file's.
+        reason = exc.strerror or str(exc)
+        print(f"aiops {COMMAND}: cannot write {where}: {reason}", file=sys.stderr)
         return 1
 
     short = sum(1 for s in fleet.sizers.values() if s.allocation is None)
@@ -196,11 +198,13 @@ def write_allocations(path: Path, rows: list[Row]) -> None:
     written in place: a rename would replace the node itself.
     """
     gzipped = path.suffix == ".gz"
-    target = path.resolve()
-    if target.exists() and not target.is_file():
-        with _writing(target, gzipped, target.name) as fh:
+    # Asked before resolving: /dev/stdout resolves to a pipe's name that
+    # no path can open, but opens as itself.
+    if path.exists() and not path.is_file():
+        with _writing(path, gzipped, path.name) as fh:
             write_rows(fh, rows)
         return
+    target = path.resolve()
     handle, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     os.close(handle)
     temporary = Path(name)

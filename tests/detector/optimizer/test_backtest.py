@@ -354,3 +354,17 @@ def test_a_reader_that_stops_early_is_no_failure(
         assert backtest.run(args(tmp_path, usage, out="-")) == 0
 
     assert "cannot write" not in capsys.readouterr().err
+
+
+def test_dev_stdout_is_written_as_itself(tmp_path: Path) -> None:
+    # Resolved, /dev/stdout on a pipe names "pipe:[...]", which no path opens.
+    usage = tmp_path / "usage.csv.gz"
+    write_usage(usage)
+    command = [sys.executable, "-m", "aiops_cli", "recommend-backtest"]
+    command += ["--usage", str(usage), "--resource", "pod_memory_util"]
+    command += ["--policy", "vpa-style", "--out", "/dev/stdout"]
+
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == "timestamp,series,allocation"
