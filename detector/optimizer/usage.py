@@ -123,10 +123,8 @@ def _read_points(
                 raise UsageFileError(
                     f"{path}: line {line}: a NUL byte in {layout.series_column} {key!r}"
                 )
-            try:
-                t, v = float(row[it]), float(row[jv])
-            except ValueError as exc:
-                raise UsageFileError(f"{path}: line {line}: {exc}") from exc
+            t = _number(row[it], "timestamp", path, line)
+            v = _number(row[jv], layout.value_column, path, line)
             if not (math.isfinite(t) and math.isfinite(v)):
                 dropped[NOT_FINITE] += 1
                 continue
@@ -135,6 +133,15 @@ def _read_points(
                 v = 0.0
             raw[key].append((t, v))
     return raw
+
+
+def _number(text: str, column: str, path: Path, line: int) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise UsageFileError(
+            f"{path}: line {line}: {column} {text!r} is not a number"
+        ) from None
 
 
 def _columns(path: Path, layout: UsageFile, header: list[str]) -> dict[str, int]:

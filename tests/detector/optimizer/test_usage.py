@@ -194,3 +194,19 @@ def test_an_hourly_scrape_is_no_other_unit(tmp_path: Path) -> None:
     usage = load_usage(write(tmp_path, HEAD + rows), MEMORY_UTIL)
 
     assert usage.series["c1"][0].size == 40
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ("2280,c1,\n", "line 42: value '' is not a number"),
+        ("soon,c1,0.5\n", "line 42: timestamp 'soon' is not a number"),
+    ],
+)
+def test_a_field_that_is_no_number_is_named_by_column(
+    tmp_path: Path, row: str, message: str
+) -> None:
+    path = write(tmp_path, HEAD + ROWS + row)
+
+    with pytest.raises(UsageFileError, match=message):
+        load_usage(path, MEMORY_UTIL)
