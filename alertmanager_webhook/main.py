@@ -121,6 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.warning("no authentication: listening on loopback only")
     warn_of_plain_http(config)
     warn_of_open_secrets(config)
+    warn_of_held_modes(config)
     config = resolve_programs(config)
 
     # One connection: the worker's moves (it runs in a process of its own,
@@ -189,6 +190,28 @@ def warn_of_plain_http(config: WebhookConfig) -> None:
         "in clear text; set tls_cert_file and tls_key_file",
         config.listen_address,
     )
+
+
+def warn_of_held_modes(config: WebhookConfig) -> None:
+    """Say at start which policies' own modes the receiver's mode holds back.
+
+    A policy may only be more cautious than the receiver: one set to approve
+    or apply under a dry-run receiver only plans, which its author may not
+    expect.
+    """
+    for policy in config.policies:
+        runs = policy_mode(config, policy)
+        if policy.mode and runs != policy.mode:
+            log.warning(
+                "policy=%s mode=%s runs as %s: the receiver's mode is %s, and a "
+                "policy may only be more cautious; set the receiver's mode to %s "
+                "to let it",
+                policy.name,
+                policy.mode,
+                runs,
+                config.mode,
+                policy.mode,
+            )
 
 
 def tls_context(config: WebhookConfig) -> ssl.SSLContext | None:

@@ -321,3 +321,27 @@ def test_plain_http_beyond_loopback_is_warned_of_at_start(
         if warned
         else []
     )
+
+
+def test_a_policy_held_back_by_the_receivers_mode_is_warned_of_at_start(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from alertmanager_webhook.main import warn_of_held_modes
+
+    from .conftest import POLICIES, make_config
+
+    policies = [
+        {**POLICIES[0], "mode": "approve"},
+        {**POLICIES[1], "mode": "dry-run"},
+    ]
+    config = make_config(mode="dry-run", policies=policies)
+
+    with caplog.at_level("WARNING", logger="alertmanager_webhook.main"):
+        warn_of_held_modes(config)
+        warn_of_held_modes(make_config(mode="apply", policies=policies))
+
+    assert [r.getMessage() for r in caplog.records] == [
+        "policy=cap-testcap mode=approve runs as dry-run: the receiver's mode is "
+        "dry-run, and a policy may only be more cautious; set the receiver's "
+        "mode to approve to let it"
+    ]
