@@ -226,8 +226,11 @@ def _list_pending(database: str) -> int:
         )
     finally:
         store.close()
-    for row in rows:
-        print(f"{row['id']}\t{row['policy']}\t{row['action']}\t{row['plan']}")
     if not rows:
         print("no action waits for approval")
+        return 0
+    # Tab-separated for scripts, under a header for people.
+    print("id\tpolicy\taction\tplan")
+    for row in rows:
+        print(f"{row['id']}\t{row['policy']}\t{row['action']}\t{row['plan']}")
     return 0

@@ -191,7 +191,9 @@ def test_cli_approves_and_lists(
     out = capsys.readouterr()
 
     assert listed == 0
-    assert listing.startswith("1\tcap-testcap\tcpu_cap\tcap 2 processes")
+    assert listing.startswith(
+        "id\tpolicy\taction\tplan\n1\tcap-testcap\tcpu_cap\tcap 2 processes"
+    )
     assert (approved, twice) == (0, 1)
     assert "action 1 approved" in out.out
     assert "action 1 is approved, not pending approval" in out.err
