@@ -188,8 +188,8 @@ def verify(
         return Verdict(
             len(rows),
             prev_hash,
-            f"record {prev_id + 1} removed: records {prev_id + 1} to {seq[0]} are "
-            "gone from the end",
+            f"record {prev_id + 1} removed: {_records(prev_id + 1, seq[0])} "
+            f"{'is' if seq[0] == prev_id + 1 else 'are'} gone from the end",
         )
 
     # The guards after the records: an edit made once a guard was gone is
@@ -201,12 +201,17 @@ def verify(
     return Verdict(len(rows), prev_hash, problem, tuple(notes))
 
 
+def _records(first: int, last: int) -> str:
+    """'record 29', or 'records 29 to 31'."""
+    return f"record {first}" if first == last else f"records {first} to {last}"
+
+
 def check_head(conn: sqlite3.Connection, verdict: Verdict, head: Head) -> Verdict:
     """Compare an intact chain with the head file written beside it."""
     if head.records > verdict.records:
         return replace(
             verdict,
-            problem=f"records {verdict.records + 1} to {head.records} removed from "
+            problem=f"{_records(verdict.records + 1, head.records)} removed from "
             f"the end: the head file says the log held {head.records}",
         )
 

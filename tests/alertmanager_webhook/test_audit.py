@@ -80,6 +80,10 @@ def test_each_record_carries_the_previous_hash(db: Path) -> None:
             "record 6 removed: records 6 to 7 are gone from the end",
         ),
         (
+            ["DELETE FROM audit WHERE id = 7"],
+            "record 7 removed: record 7 is gone from the end",
+        ),
+        (
             ["UPDATE actions SET result = 'applied' WHERE id = 1"],
             "action 1 edited: differs from audit record 4",
         ),
