@@ -157,6 +157,11 @@ def run(args: argparse.Namespace) -> int:
                 f"--cycle-seconds must be a finite number > 0, got {cycle:g}"
             )
         model = _model_config(args.config_file, args.query)
+        if not Path(args.data).is_dir():
+            raise BacktestError(
+                f"--data {str(args.data)!r} is no folder: it holds the recordings, "
+                "one timestamp,value CSV each"
+            )
         files = sorted(Path(args.data).rglob("*.csv"))
         if not files:
             packed = len(list(Path(args.data).rglob("*.csv.gz")))

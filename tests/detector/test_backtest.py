@@ -327,3 +327,15 @@ def test_an_out_no_folder_of_scores_can_be_is_refused(
     assert message in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
     assert [p.name for p in (tmp_path / "in").iterdir()] == ["s.csv"]
+
+
+def test_a_data_that_is_no_folder_is_named_as_such(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_csv(tmp_path / "one.csv", five_minute_rows(30))
+
+    assert run(tmp_path / "missing", tmp_path / "out") == 2
+    assert run(tmp_path / "one.csv", tmp_path / "out") == 2
+
+    err = capsys.readouterr().err
+    assert err.count("is no folder: it holds the recordings") == 2
