@@ -27,6 +27,7 @@ import numpy as np
 
 from aiops_cli.progress import ProgressBar
 from aiops_common.config import ConfigError, from_mapping, read_yaml
+from aiops_common.whole_file import written_whole
 from detector.config import DetectorConfig, ModelConfig, QueryConfig
 from detector.engine import Engine
 from detector.model import Score
@@ -400,13 +401,11 @@ def write_scores(
     path: Path, texts: Sequence[str], score: np.ndarray, anomaly: np.ndarray
 ) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    with temporary.open("w", newline="") as handle:
+    with written_whole(path) as place, place.open("w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["timestamp", "score", "anomaly"])
         for text, s, a in zip(texts, score.tolist(), anomaly.tolist(), strict=True):
             writer.writerow([text, repr(s), a])
-    temporary.replace(path)
 
 
 def _model_config(path: Path | None, query: str | None) -> ModelConfig:

@@ -13,9 +13,7 @@ import gzip
 import io
 import logging
 import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +21,7 @@ from pathlib import Path
 from typing import IO
 
 from aiops_cli.progress import ProgressBar
+from aiops_common.whole_file import written_whole
 from detector.optimizer.fleet import Fleet, Row
 from detector.optimizer.policies import POLICY_NAMES, make_policy
 from detector.optimizer.prior import PriorError
@@ -191,37 +190,14 @@ def write_allocations(path: Path, rows: list[Row]) -> None:
     """Write rows as the scorer reads them: timestamp,series,allocation; gzipped
     where the name ends in .gz, as the scorer then reads it.
 
-    A file is written whole or not at all: the rows go to a hidden file of a
-    name of its own beside it (beside its target, through a link), renamed
-    over it once complete with the old file's mode, so that a full disk
-    leaves the file as it was rather than a CSV cut short. A device is
-    written in place: a rename would replace the node itself.
+    A file is written whole or not at all (aiops_common.whole_file): a full
+    disk leaves it as it was rather than a CSV cut short.
     """
-    gzipped = path.suffix == ".gz"
-    # Asked before resolving: /dev/stdout resolves to a pipe's name that
-    # no path can open, but opens as itself.
-    if path.exists() and not path.is_file():
-        with _writing(path, gzipped, path.name) as fh:
-            write_rows(fh, rows)
-        return
-    target = path.resolve()
-    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(handle)
-    temporary = Path(name)
-    try:
-        if target.exists():
-            shutil.copymode(target, temporary)
-        else:
-            # As open() would create it: 0666 less the umask, not mkstemp's 0600.
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(temporary, 0o666 & ~umask)
-        with _writing(temporary, gzipped, target.name) as fh:
-            write_rows(fh, rows)
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with (
+        written_whole(path) as place,
+        _writing(place, path.suffix == ".gz", path.name) as fh,
+    ):
+        write_rows(fh, rows)
 
 
 def write_rows(fh: IO[str], rows: list[Row]) -> None:
