@@ -35,7 +35,7 @@ from alertmanager_webhook.metrics import WebhookMetrics
 from alertmanager_webhook.payload import PayloadError, parse_body
 from alertmanager_webhook.policy import Planner
 from alertmanager_webhook.report.service import ReportNotFound, Reports
-from alertmanager_webhook.store import Store
+from alertmanager_webhook.store import LARGEST_ID, Store
 from alertmanager_webhook.store_errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class RowIdConverter(IntegerConverter):
     """
 
     def __init__(self, url_map: Any) -> None:
-        super().__init__(url_map, max=2**63 - 1)
+        super().__init__(url_map, max=LARGEST_ID)
 
 
 @dataclass(frozen=True)
@@ -283,12 +283,11 @@ def create_app(
         if limit is None:
             return jsonify(error=f"limit: expected 1 to {MAX_LIMIT}, got {raw!r}"), 400
         # Pages back past the newest MAX_LIMIT: the rows before an id.
-        raw = request.args.get("before", str(listings.NO_BOUND))
-        before = whole_number(raw, listings.NO_BOUND)
+        raw = request.args.get("before", str(LARGEST_ID))
+        before = whole_number(raw, LARGEST_ID)
         if before is None:
             return jsonify(
-                error=f"before: expected an id from 1 to {listings.NO_BOUND}, "
-                f"got {raw!r}"
+                error=f"before: expected an id from 1 to {LARGEST_ID}, got {raw!r}"
             ), 400
 
         try:

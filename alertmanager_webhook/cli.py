@@ -17,7 +17,7 @@ from typing import Any
 
 from alertmanager_webhook.audit_head import HeadFile
 from alertmanager_webhook.jobs import ApprovalError, Jobs
-from alertmanager_webhook.store import Store
+from alertmanager_webhook.store import LARGEST_ID, Store
 from alertmanager_webhook.store_errors import (
     DatabaseDamaged,
     DatabaseMissing,
@@ -26,10 +26,6 @@ from alertmanager_webhook.store_errors import (
 from alertmanager_webhook.worker_process import worker_lock_path
 
 DEFAULT_DATABASE = "aiops-webhook.db"
-
-
-# SQLite's INTEGER holds 64 bits; a larger id cannot name an action.
-LARGEST_ID = 2**63 - 1
 
 
 def _action_id(text: str) -> int:

@@ -10,14 +10,11 @@ import json
 import sqlite3
 from typing import Any
 
-from alertmanager_webhook.store import Store
-
-# Past every id SQLite can give: "before" this is no bound at all.
-NO_BOUND = 2**63 - 1
+from alertmanager_webhook.store import LARGEST_ID, Store
 
 
 def recent_alerts(
-    store: Store, limit: int, before: int = NO_BOUND
+    store: Store, limit: int, before: int = LARGEST_ID
 ) -> list[dict[str, Any]]:
     """Return the newest alert rows with an id under `before` first, with
     labels decoded."""
@@ -36,7 +33,7 @@ def recent_alerts(
 
 
 def recent_actions(
-    store: Store, limit: int, before: int = NO_BOUND
+    store: Store, limit: int, before: int = LARGEST_ID
 ) -> list[dict[str, Any]]:
     """Return the newest action rows with an id under `before` first, JSON
     columns decoded."""

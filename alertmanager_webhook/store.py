@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 T = TypeVar("T")
 # The most passes of one checkpoint() that chase commits still coming in.
+# SQLite's INTEGER holds 64 bits: no row has a larger id.
+LARGEST_ID = 2**63 - 1
 CHECKPOINT_PASSES = 5
 
 
