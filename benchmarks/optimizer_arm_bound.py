@@ -37,11 +37,11 @@ def arm_periods(usage: dict, spec: ResourceSpec, grid: ArmGrid) -> list[list[Uni
 
 def arm_bounds(usage: dict, spec: ResourceSpec, weight: float) -> dict[str, float]:
     """Cost (slack% + weight x violation%) of one arm per series, picked three ways."""
-    periods = arm_periods(usage, spec, ArmGrid())
-    whole = [sum_units(p) for p in periods]
+    by_series = arm_periods(usage, spec, ArmGrid())
+    whole = [sum_units(p) for p in by_series]
     # A series of one period has no first half: it is scored whole in both.
-    first = [sum_units(p[: max(len(p) // 2, 1)]) for p in periods]
-    second = [sum_units(p[len(p) // 2 :]) for p in periods]
+    first = [sum_units(p[: max(len(p) // 2, 1)]) for p in by_series]
+    second = [sum_units(p[len(p) // 2 :]) for p in by_series]
 
     def cost(groups: list[Unit], picks: list[int]) -> float:
         slack, violation = picked(groups, picks)
