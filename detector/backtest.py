@@ -295,6 +295,11 @@ def read_recording(path: Path) -> Recording:
                 values.append(value)
     except OSError as exc:
         raise BacktestError(f"cannot read {path}: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise BacktestError(
+            f"{path}: not UTF-8 (byte {exc.object[exc.start : exc.start + 1]!r} "
+            f"at offset {exc.start}); save it as UTF-8 text"
+        ) from exc
 
     if not texts:
         raise BacktestError(f"{path}: no rows")

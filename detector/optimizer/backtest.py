@@ -95,7 +95,11 @@ def run(args: argparse.Namespace) -> int:
         # In the scorer's words, so that its report and ours compare.
         print(f"{args.resource}: usage data: {usage.notes()}", file=sys.stderr)
     # Found out before a replay of minutes, not after it.
-    unwritable = "" if args.out == STDOUT else _why_unwritable(args.out)
+    if args.out == STDOUT:
+        # None where the shell closed it (`>&-`).
+        unwritable = "standard output is closed" if sys.stdout is None else ""
+    else:
+        unwritable = _why_unwritable(args.out)
     if unwritable:
         print(
             f"aiops {COMMAND}: cannot write {args.out!r}: {unwritable}", file=sys.stderr
@@ -175,6 +179,11 @@ def _why_path_unwritable(out: str) -> str:
     path = Path(out)
     if path.is_dir():
         return "it is a folder"
+    try:
+        # Through a link, the file written is its target.
+        path = path.resolve(strict=False)
+    except RuntimeError:
+        return "it is a loop of links"
     folder = path.parent
     if not folder.is_dir():
         return f"no folder {str(folder)!r}"

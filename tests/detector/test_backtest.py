@@ -339,3 +339,16 @@ def test_a_data_that_is_no_folder_is_named_as_such(
 
     err = capsys.readouterr().err
     assert err.count("is no folder: it holds the recordings") == 2
+
+
+def test_a_file_that_is_not_utf8_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "bin.csv").write_bytes(b"\xff\xfe\x00bin")
+
+    assert run(tmp_path / "in", tmp_path / "out") == 2
+
+    err = capsys.readouterr().err
+    assert "bin.csv: not UTF-8 (byte b'\\xff' at offset 0)" in err
+    assert "Traceback" not in err

@@ -368,3 +368,36 @@ def test_dev_stdout_is_written_as_itself(tmp_path: Path) -> None:
 
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0] == "timestamp,series,allocation"
+
+
+def test_a_closed_standard_output_is_refused_before_the_replay(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    usage = tmp_path / "usage.csv.gz"
+    write_usage(usage)
+    monkeypatch.setattr(sys, "stdout", None)
+
+    assert backtest.run(args(tmp_path, usage, out="-")) == 1
+
+    assert "standard output is closed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("link_to", "reason"),
+    [("loop.csv", "it is a loop of links"), ("nodir/x.csv", "no folder")],
+)
+def test_a_link_no_file_can_be_written_through_is_refused_before_the_replay(
+    tmp_path: Path, capsys, link_to: str, reason: str
+) -> None:
+    usage = tmp_path / "usage.csv.gz"
+    write_usage(usage)
+    (tmp_path / "loop.csv").symlink_to(tmp_path / "loop.csv")
+    if link_to != "loop.csv":
+        (tmp_path / "alloc.csv").symlink_to(tmp_path / link_to)
+    out = "loop.csv" if link_to == "loop.csv" else "alloc.csv"
+
+    assert backtest.run(args(tmp_path, usage, out=str(tmp_path / out))) == 1
+
+    err = capsys.readouterr().err
+    assert reason in err
+    assert "%" not in err  # refused before the replay's progress bar
