@@ -10,11 +10,13 @@ from typing import TextIO
 class ProgressBar:
     """Redraws in place on a terminal; prints a line every 10% elsewhere."""
 
-    def __init__(self, label: str, total: float, stream: TextIO = sys.stderr) -> None:
+    def __init__(self, label: str, total: float, stream: TextIO | None = None) -> None:
         self.label = label
         self.total = max(total, 1e-9)
-        self.stream = stream
-        self.interactive = stream.isatty()
+        # Looked up now, not when the module loaded: sys.stderr may have been
+        # replaced since (a test's capture, a redirected stream).
+        self.stream = sys.stderr if stream is None else stream
+        self.interactive = self.stream.isatty()
         self.began = time.monotonic()
         self.last_tenth = -1
 
