@@ -7,8 +7,9 @@ functions: one adds its parser, one runs it and returns the exit status.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
-from types import ModuleType
+from types import FrameType, ModuleType
 
 from aiops_common.logs import LEVELS, setup_logging
 
@@ -43,4 +44,22 @@ def main(argv: list[str] | None = None) -> None:
 
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
-    sys.exit(args.run(args))
+    # Stopped by a signal (`timeout`, a closed terminal, a job stopped), a
+    # command ends as on Ctrl-C: what it was writing is removed and the file
+    # before it kept. The demo sets handlers of its own over these.
+    signals = (signal.SIGTERM, signal.SIGHUP)
+    previous = {number: signal.signal(number, _exit) for number in signals}
+    try:
+        status = args.run(args)
+    except KeyboardInterrupt:
+        print("aiops: interrupted", file=sys.stderr)
+        status = 128 + signal.SIGINT
+    finally:
+        # Given back: a caller in-process (a test) keeps its own.
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    sys.exit(status)
+
+
+def _exit(number: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + number)
