@@ -303,6 +303,12 @@ def read_recording(path: Path) -> Recording:
 
     if not texts:
         raise BacktestError(f"{path}: no rows")
+    if not np.isfinite(values).any():
+        # Every row a gap: scored, it would be a file of zeros and exit 0.
+        raise BacktestError(
+            f"{path}: none of its {len(values)} values is a finite number "
+            "(NaN, infinite or text); nothing to score"
+        )
     if unreadable:
         # Kept as gaps, as Prometheus keeps a missed scrape: one bad cell
         # should not cost the whole file, but the operator should know.

@@ -352,3 +352,15 @@ def test_a_file_that_is_not_utf8_is_one_line(
     err = capsys.readouterr().err
     assert "bin.csv: not UTF-8 (byte b'\\xff' at offset 0)" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "abc"])
+def test_a_file_of_no_finite_value_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    rows = [(stamp, value) for stamp, _ in five_minute_rows(30)]
+    write_csv(tmp_path / "in" / "s.csv", rows)
+
+    assert run(tmp_path / "in", tmp_path / "out") == 2
+
+    assert "none of its 30 values is a finite number" in capsys.readouterr().err
